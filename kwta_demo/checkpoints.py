@@ -1,0 +1,354 @@
+"""Checkpoints: ``<name>/model.safetensors`` (or shards), ``config.json`` and ``README.md``.
+
+Loading looks in the local checkpoint folder first, then in a Hugging Face Hub repo,
+reads safetensors only (never pickle), checks the folder's files against the checksum
+manifest ``SHA256SUMS`` when one covers them, and loads strictly. Saving is atomic: a
+killed run never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from .models import Classifier, ModelConfig, build_model
+from .settings import Settings, get_settings, resolve_device
+
+__all__ = [
+    "MODEL_NAMES",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "save_checkpoint",
+    "load_model",
+    "load_state_dict_strict",
+    "find_checkpoint",
+    "atomic_write_text",
+    "write_manifest",
+    "verify_manifest",
+]
+
+MODEL_NAMES: tuple[str, ...] = (
+    "resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
+    "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1",
+)
+MANIFEST = "SHA256SUMS"
+WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+MAX_SHARD = "16MB"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be used (damaged, mismatched, not safetensors)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint of that name or path could be found; the message says where we looked."""
+
+
+# ---------------------------------------------------------------- writing
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Put the finished folder ``tmp`` at ``dest``, replacing any old one, never half-way."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+def save_checkpoint(
+    model: Classifier,
+    folder: str | os.PathLike,
+    *,
+    half: bool = False,
+    card: str | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` to ``folder`` (weights, config.json, README.md) atomically.
+
+    ``half`` stores float tensors as float16 (the loader upcasts). Weights larger than
+    16 MB are sharded. ``extra_files`` maps file names to text written alongside.
+    """
+    from huggingface_hub import save_torch_state_dict
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
+        for k, v in model.state_dict().items()
+    }
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    try:
+        save_torch_state_dict(state, tmp, max_shard_size=MAX_SHARD)
+        config = {"format_version": 1, **model.config.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".safetensors"))
+
+
+def write_manifest(root: str | os.PathLike) -> Path:
+    """Write ``root/SHA256SUMS`` over every weights file of every checkpoint under ``root``."""
+    root = Path(root)
+    lines = []
+    for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        for path in _weight_files(folder):
+            lines.append(f"{_sha256(path)}  {folder.name}/{path.name}")
+    atomic_write_text(root / MANIFEST, "\n".join(lines) + "\n")
+    return root / MANIFEST
+
+
+def verify_manifest(folder: str | os.PathLike) -> bool:
+    """Check ``folder``'s weights against the ``SHA256SUMS`` of its parent, if that covers it.
+
+    Returns True when verified, False when no manifest covers the folder; raises
+    ``CheckpointError`` naming the file on any mismatch, a missing file, or a weights
+    file that the manifest does not list.
+    """
+    folder = Path(folder)
+    manifest = folder.parent / MANIFEST
+    if not manifest.is_file():
+        return False
+    expected: dict[str, str] = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            digest, _, rel = line.strip().partition("  ")
+            if rel.split("/", 1)[0] == folder.name:
+                expected[rel.split("/", 1)[1]] = digest
+    if not expected:
+        return False
+    present = {p.name for p in _weight_files(folder)}
+    for name in sorted(present - set(expected)):
+        raise CheckpointError(f"{folder / name}: weights file not listed in {manifest}")
+    for name, digest in sorted(expected.items()):
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: listed in {manifest} but missing")
+        if _sha256(path) != digest:
+            raise CheckpointError(
+                f"{path}: checksum does not match {manifest} (damaged or replaced file)"
+            )
+    return True
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _iter_weight_files(folder: Path) -> Iterator[Path]:
+    index = folder / WEIGHTS_INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: not a valid shard index ({e})") from None
+        for name in sorted(set(weight_map.values())):
+            if "/" in name or "\\" in name or name.startswith("."):
+                raise CheckpointError(f"{index}: shard name {name!r} leaves the folder")
+            yield folder / name
+    elif (folder / WEIGHTS).is_file():
+        yield folder / WEIGHTS
+    else:
+        pickles = [p.name for p in folder.glob("*") if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
+        hint = f" (found {', '.join(pickles)}: pickle files are never loaded)" if pickles else ""
+        raise CheckpointError(f"{folder}: no {WEIGHTS} or {WEIGHTS_INDEX}{hint}")
+
+
+def load_state_dict_strict(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Load the safetensors weights in ``folder`` into ``model``, strictly.
+
+    Missing, unexpected or mis-shaped tensors raise ``CheckpointError`` naming them;
+    float16 weights are upcast to the model's dtype.
+    """
+    folder = Path(folder)
+    state: dict[str, torch.Tensor] = {}
+    for path in _iter_weight_files(folder):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: shard listed in the index but missing")
+        try:
+            state.update(load_file(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors: {', '.join(missing[:8])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensors: {', '.join(unexpected[:8])}")
+    if shapes:
+        problems.append("shape mismatch: " + "; ".join(shapes[:8]))
+    if problems:
+        raise CheckpointError(f"{folder}: weights do not fit the model ({' | '.join(problems)})")
+    model.load_state_dict(state, strict=True)  # copies into the model's own dtype
+
+
+def _read_config(folder: Path) -> ModelConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no config.json")
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid config ({e})") from None
+
+
+def _hub_reachable(endpoint: str, timeout: float) -> str | None:
+    """None when a TCP connection to the Hub opens within ``timeout``, else the reason.
+
+    Runs in a daemon thread because name resolution ignores socket timeouts; this is
+    what makes an offline machine fail in about ``timeout`` seconds instead of ~23 s
+    of huggingface_hub retries.
+    """
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as e:
+            result.append(f"{type(e).__name__}: {e}")
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else f"no answer within {timeout:g} s"
+
+
+def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
+    """Find ``name`` in the Hub repo (or its local cache); return (folder or None, where)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    where = f"Hub repo {settings.hub_repo}@{settings.hub_revision} at {constants.ENDPOINT}"
+    offline = bool(constants.HF_HUB_OFFLINE)
+    reason = "HF_HUB_OFFLINE is set" if offline else _hub_reachable(
+        constants.ENDPOINT, settings.hub_timeout
+    )
+    try:
+        snapshot = snapshot_download(
+            settings.hub_repo,
+            revision=settings.hub_revision,
+            allow_patterns=[f"{name}/*"],
+            local_files_only=reason is not None,
+        )
+    except LocalEntryNotFoundError:
+        return None, f"{where} (unreachable: {reason}; not in the local Hub cache {constants.HF_HUB_CACHE})"
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        return None, f"{where} ({type(e).__name__}: {e})"
+    folder = Path(snapshot) / name
+    if not (folder / "config.json").is_file():
+        note = f"offline, cached snapshot {snapshot}" if reason else "online"
+        return None, f"{where} ({note}: no {name}/config.json)"
+    return folder, where
+
+
+def find_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """The folder holding a checkpoint: a path, else ``<checkpoint_dir>/<name>``, else the Hub."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path}: a folder, but not a checkpoint (no config.json)")
+        return path
+    name = str(name_or_path)
+    if not _NAME_RE.match(name):
+        raise CheckpointNotFoundError(
+            f"no checkpoint folder at {path.resolve()} and {name!r} is not a checkpoint name "
+            f"(names look like {MODEL_NAMES[1]})"
+        )
+    settings = get_settings()
+    local = settings.checkpoint_dir / name
+    if (local / "config.json").is_file():
+        return local
+    folder, where = _from_hub(name, settings)
+    if folder is None:
+        raise CheckpointNotFoundError(
+            f"checkpoint {name!r} not found. Looked in: the local folder {local} (no config.json); "
+            f"{where}. Set KWTA_CHECKPOINTS or KWTA_HUB_REPO, or pass a checkpoint folder path."
+        )
+    return folder
+
+
+def load_model(
+    name_or_path: str | os.PathLike, device: str | torch.device | None = None
+) -> Classifier:
+    """Load a checkpoint by name (local folder first, then the Hub) or path, in eval mode.
+
+    Float32 on ``device`` (default: CUDA when present, else CPU) whatever the stored dtype.
+    """
+    folder = find_checkpoint(name_or_path)
+    verify_manifest(folder)
+    model = build_model(_read_config(folder))
+    load_state_dict_strict(model, folder)
+    return model.to(resolve_device(device)).eval()
+
+
+def checkpoint_info(folder: str | os.PathLike) -> dict[str, Any]:
+    """The config and, where present, the metrics stored beside a checkpoint."""
+    folder = Path(folder)
+    info: dict[str, Any] = {"config": _read_config(folder).to_dict()}
+    metrics = folder / "metrics.json"
+    if metrics.is_file():
+        info["metrics"] = json.loads(metrics.read_text())
+    return info
