@@ -36,6 +36,7 @@ __all__ = [
     "load_model",
     "load_state_dict_strict",
     "find_checkpoint",
+    "hub_reachable",
     "atomic_write_text",
     "write_manifest",
     "verify_manifest",
@@ -252,7 +253,7 @@ def _read_config(folder: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
 
-def _hub_reachable(endpoint: str, timeout: float) -> str | None:
+def hub_reachable(endpoint: str, timeout: float) -> str | None:
     """None when a TCP connection to the Hub opens within ``timeout``, else the reason.
 
     Runs in a daemon thread because name resolution ignores socket timeouts; this is
@@ -283,7 +284,7 @@ def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
 
     where = f"Hub repo {settings.hub_repo}@{settings.hub_revision} at {constants.ENDPOINT}"
     offline = bool(constants.HF_HUB_OFFLINE)
-    reason = "HF_HUB_OFFLINE is set" if offline else _hub_reachable(
+    reason = "HF_HUB_OFFLINE is set" if offline else hub_reachable(
         constants.ENDPOINT, settings.hub_timeout
     )
     try:

@@ -1,0 +1,43 @@
+"""Command line: `python -m kwta_demo train|evaluate|bench|publish ...`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Each command lives in its own module, imported only when it runs, and exposes
+# add_arguments(parser) and main(args) -> int.
+COMMANDS = {
+    "train": ("kwta_demo.train", "train ReLU then incremental k-WTA models"),
+    "evaluate": ("kwta_demo.evaluate", "clean and robust accuracy tables"),
+    "bench": ("kwta_demo.bench", "ReLU vs k-WTA speed, as ratios measured in one run"),
+    "publish": ("kwta_demo.publish", "upload checkpoint folders to the Hugging Face Hub"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kwta_demo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return importlib.import_module(args._module).main(args)
+    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as e:
+        # Expected failures (bad arguments, missing data or checkpoints, no GPU) get one
+        # clear line, not a traceback.
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

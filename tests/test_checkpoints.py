@@ -1,0 +1,216 @@
+"""Checkpoints: save -> load round trips, strictness, damage, manifest, Hub fallback."""
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub import constants as hub_constants
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from kwta_demo import CheckpointError, CheckpointNotFoundError, build_model, load_model, save_checkpoint
+from kwta_demo.checkpoints import find_checkpoint, verify_manifest, write_manifest
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No real checkpoint folder, a closed local 'Hub' endpoint and an empty Hub cache."""
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "empty"))
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+
+
+def _trained_ish(arch="alexnet", activation="kwta", gamma=0.2, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(arch, activation, gamma)
+    # non-trivial BN statistics, so buffers matter in the round trip
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(8, 3, 32, 32))
+    return model.eval()
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    model = _trained_ish()
+    folder = save_checkpoint(model, tmp_path / "alexnet-kwta-0.2")  # 18.5 MB: two shards
+    assert {"config.json", "model.safetensors.index.json"} <= {p.name for p in folder.iterdir()}
+    assert json.loads((folder / "config.json").read_text())["gamma"] == 0.2
+    loaded = load_model(folder, device="cpu")
+    assert not loaded.training and loaded.config == model.config
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_half_precision_is_upcast(tmp_path):
+    model = _trained_ish()
+    folder = save_checkpoint(model, tmp_path / "m", half=True)
+    loaded = load_model(folder, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.equal(b, a.half().float()), k
+
+
+def test_large_weights_are_sharded_and_load(tmp_path):
+    model = _trained_ish("resnet18", "relu", None)  # 44.7 MB in float32
+    folder = save_checkpoint(model, tmp_path / "r")
+    shards = sorted(p.name for p in folder.glob("*.safetensors"))
+    assert len(shards) >= 3 and (folder / "model.safetensors.index.json").is_file()
+    assert all((folder / s).stat().st_size <= 16_000_000 for s in shards)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(load_model(folder, device="cpu")(x), model(x))
+
+
+def test_save_replaces_atomically(tmp_path):
+    dest = tmp_path / "m"
+    save_checkpoint(_trained_ish(seed=0), dest)
+    second = _trained_ish(seed=1)
+    save_checkpoint(second, dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or old folders left
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(load_model(dest, device="cpu")(x), second(x))
+
+
+def test_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    dest = tmp_path / "m"
+    first = _trained_ish(seed=0)
+    save_checkpoint(first, dest)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(huggingface_hub, "save_torch_state_dict", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(_trained_ish(seed=1), dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(load_model(dest, device="cpu")(x), first(x))
+
+
+def test_mismatched_weights_name_what_does_not_fit(tmp_path):
+    folder = save_checkpoint(_trained_ish(), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "arch": "resnet18"}))
+    with pytest.raises(CheckpointError, match=r"do not fit.*missing \d+ tensors: backbone\.") as e:
+        load_model(folder, device="cpu")
+    assert "unexpected" in str(e.value)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    model = _trained_ish()
+    folder = save_checkpoint(model, tmp_path / "m", half=True)  # 9.2 MB: one file
+    assert (folder / "model.safetensors").is_file()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["backbone.classifier.6.weight"] = torch.zeros(5, 512)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"backbone\.classifier\.6\.weight: checkpoint \(5, 512\)"):
+        load_model(folder, device="cpu")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_file_is_a_clear_error(tmp_path, damage):
+    folder = save_checkpoint(_trained_ish(), tmp_path / "m", half=True)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="model.safetensors: not a readable safetensors"):
+        load_model(folder, device="cpu")
+
+
+def test_pickles_are_never_loaded(tmp_path):
+    folder = save_checkpoint(_trained_ish(), tmp_path / "m", half=True)
+    (folder / "model.safetensors").unlink()
+    torch.save({"x": torch.zeros(1)}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickle files are never loaded"):
+        load_model(folder, device="cpu")
+
+
+def test_manifest_detects_a_replaced_file(tmp_path):
+    root = tmp_path / "ckpts"
+    save_checkpoint(_trained_ish(seed=0), root / "alexnet-kwta-0.2", half=True)
+    save_checkpoint(_trained_ish(seed=1), root / "other", half=True)
+    write_manifest(root)
+    assert verify_manifest(root / "alexnet-kwta-0.2")
+    shutil.copy(root / "other" / "model.safetensors", root / "alexnet-kwta-0.2" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="alexnet-kwta-0.2/model.safetensors: checksum"):
+        load_model(root / "alexnet-kwta-0.2", device="cpu")
+    (root / "other" / "extra.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="not listed"):
+        verify_manifest(root / "other")
+
+
+def test_local_folder_is_searched_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path))
+    save_checkpoint(_trained_ish(), tmp_path / "alexnet-kwta-0.2")
+    assert load_model("alexnet-kwta-0.2", device="cpu").config.gamma == 0.2
+
+
+def test_missing_checkpoint_fails_fast_and_says_where(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(CheckpointNotFoundError) as e:
+        load_model("resnet18-relu")
+    assert time.monotonic() - start < 1.0
+    message = str(e.value)
+    assert str(tmp_path / "empty" / "resnet18-relu") in message
+    assert "kwta-demo/kwta-cifar10@main" in message and "127.0.0.1:9" in message
+
+
+def test_silent_hub_times_out_quickly(monkeypatch):
+    """A Hub that never answers (e.g. DNS hanging) costs the timeout, not ~23 s of retries."""
+    monkeypatch.setenv("KWTA_HUB_TIMEOUT", "0.3")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.monotonic()
+    with pytest.raises(CheckpointNotFoundError, match="no answer within 0.3 s"):
+        find_checkpoint("resnet18-relu")
+    assert time.monotonic() - start < 1.0
+
+
+def test_bad_names_are_rejected_without_lookup(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="not a checkpoint name"):
+        load_model("../../etc/passwd")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_model(tmp_path / "plain")
+
+
+def _fake_hub_cache(cache: Path, repo: str, model, name: str, revision="main") -> None:
+    """The layout huggingface_hub itself writes: blobs aside, a snapshot per commit, refs."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    save_checkpoint(model, repo_dir / "snapshots" / commit / name)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / revision).write_text(commit)
+
+
+def test_hub_cache_is_used_offline(tmp_path, monkeypatch):
+    model = _trained_ish()
+    _fake_hub_cache(tmp_path / "hub-cache", "kwta-demo/kwta-cifar10", model, "alexnet-kwta-0.2")
+    loaded = load_model("alexnet-kwta-0.2", device="cpu")
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+    # HF_HUB_OFFLINE=1 takes the same path without probing the network at all
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "create_connection", None)
+    assert load_model("alexnet-kwta-0.2", device="cpu").config.name == "alexnet-kwta-0.2"
+
+
+def test_hub_repo_and_revision_are_settings(tmp_path, monkeypatch):
+    _fake_hub_cache(tmp_path / "hub-cache", "someone/else", _trained_ish(), "alexnet-kwta-0.2", "v1")
+    with pytest.raises(CheckpointNotFoundError):
+        find_checkpoint("alexnet-kwta-0.2")
+    monkeypatch.setenv("KWTA_HUB_REPO", "someone/else")
+    monkeypatch.setenv("KWTA_HUB_REVISION", "v1")
+    assert find_checkpoint("alexnet-kwta-0.2").name == "alexnet-kwta-0.2"
+
+
+def test_cuda_without_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    folder = save_checkpoint(_trained_ish(), tmp_path / "m")
+    with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
+        load_model(folder, device="cuda")
