@@ -262,8 +262,9 @@ def clear_cache() -> None:
 def augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Random 32-crop of the 4-pixel zero-padded images plus a random horizontal flip.
 
-    Vectorised over the batch (one gather, no per-image loop); any dtype and device, the
-    output keeps both. The random draws come from ``generator`` (on its own device).
+    ``images`` is (B, C, H, W) of any dtype on any device; the output keeps all three.
+    Vectorised over the batch (one gather, no per-image loop). The random draws come
+    from ``generator``, on the generator's own device.
     """
     b, _, h, w = images.shape
     rng_device = generator.device if generator is not None else images.device

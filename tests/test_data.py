@@ -365,7 +365,7 @@ def test_balanced_sample(sources: dict[str, Path]) -> None:
 
 # -- the real copy ------------------------------------------------------------------------
 
-@pytest.mark.skipif(os.environ.get("KWTA_SLOW_TESTS") != "1", reason="set KWTA_SLOW_TESTS=1 (decodes ~10 s)")
+@pytest.mark.skipif(os.environ.get("KWTA_SLOW_TESTS") != "1", reason="set KWTA_SLOW_TESTS=1 (decodes the real test split, ~4 s)")
 @pytest.mark.skipif(not SHARED_TAR.is_file(), reason=f"{SHARED_TAR} is absent")
 def test_shared_jpeg_test_split() -> None:
     images, labels = load_cifar10("test", SHARED_TAR)
