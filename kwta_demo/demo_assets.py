@@ -1,0 +1,76 @@
+"""Stand-in checkpoints and images for tests, benchmarks and screenshots.
+
+``write_random_checkpoints`` saves randomly initialised models under the canonical names
+(they load like trained ones, but their predictions mean nothing: say so wherever they
+are shown). ``write_image_folder`` writes a small CIFAR-10-shaped image folder of
+synthetic pictures (no dataset images), which ``kwta_demo.data`` reads like the real one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoints import MODEL_NAMES, save_checkpoint
+from .models import CIFAR10_CLASSES, ModelConfig, build_model
+
+__all__ = ["config_for_name", "write_random_checkpoints", "write_image_folder"]
+
+
+def config_for_name(name: str) -> ModelConfig:
+    """The config a canonical name stands for: ``resnet18-relu``, ``alexnet-kwta-0.1``..."""
+    arch, _, rest = name.partition("-")
+    if rest == "relu":
+        return ModelConfig(arch, "relu")
+    activation, _, gamma = rest.partition("-")
+    if activation != "kwta" or not gamma:
+        raise ValueError(f"not a canonical model name: {name!r} (e.g. {MODEL_NAMES[1]})")
+    return ModelConfig(arch, "kwta", float(gamma))
+
+
+def write_random_checkpoints(
+    folder: str | os.PathLike, names: Sequence[str] = MODEL_NAMES, *, seed: int = 0,
+    half: bool = True,
+) -> list[Path]:
+    """Save randomly initialised models as ``folder/<name>``; models of one architecture
+    share their weights, as fine-tuned k-WTA models share their ReLU parent's."""
+    folder = Path(folder)
+    paths = []
+    for name in names:
+        config = config_for_name(name)
+        torch.manual_seed(seed + sum(map(ord, config.arch)))
+        model = build_model(config)
+        card = f"# {name}\n\nRandomly initialised stand-in (seed {seed}): not trained.\n"
+        paths.append(save_checkpoint(model, folder / name, half=half, card=card))
+    return paths
+
+
+def _synthetic(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A 32x32 picture: a class-coloured blob on a noisy gradient (no real data)."""
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    hue = np.array([(label * 37) % 256, (label * 91 + 60) % 256, (label * 53 + 120) % 256]) / 255.0
+    cy, cx = rng.uniform(0.3, 0.7, size=2)
+    blob = np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05))[..., None]
+    background = np.stack([xx, yy, 1 - xx], axis=-1) * 0.4
+    img = background * (1 - blob) + hue * blob + rng.normal(0, 0.04, size=(32, 32, 3))
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_image_folder(
+    root: str | os.PathLike, per_class: int = 2, *, splits: Sequence[str] = ("test",), seed: int = 0
+) -> Path:
+    """Write ``root/<split>/<class>/<i>.png`` with ``per_class`` synthetic images per class."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for label, cls in enumerate(CIFAR10_CLASSES):
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(_synthetic(label, rng)).save(d / f"{i:04d}.png")
+    return root

@@ -1,0 +1,534 @@
+"""The app's handlers as plain functions: validate inputs, call the library, shape results.
+
+Everything the Gradio app does goes through ``Explorer``; each method can be called and
+tested without Gradio. Inputs are validated here (the HTTP API can be called without the
+UI): a bad input raises ``ValueError`` with a message meant for the user.
+
+Units at this boundary: epsilon and step size in 1/255 of the pixel range (8 means 8/255,
+the usual L-inf budget on CIFAR-10); probabilities and accuracies in 0..1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import viz
+from .activations import (
+    LayerInfo,
+    active_share,
+    capture_activations,
+    comparable_layers,
+    flipped_share,
+)
+from .checkpoints import CheckpointError
+from .model_cache import ModelCache
+from .models import ARCHS, CIFAR10_CLASSES
+from .uploads import PreparedImage, prepare_image
+
+__all__ = [
+    "ARCH_LABELS",
+    "VARIANTS",
+    "UNKNOWN_LABEL",
+    "Limits",
+    "GalleryData",
+    "ModelAttack",
+    "AttackOutcome",
+    "ActivationView",
+    "SweepOutcome",
+    "Explorer",
+    "model_names",
+    "parse_eps_list",
+]
+
+ARCH_LABELS: dict[str, str] = {"ResNet18": "resnet18", "AlexNet": "alexnet"}
+VARIANTS: dict[str, str] = {"ReLU": "relu", "k-WTA γ=0.2": "kwta-0.2", "k-WTA γ=0.1": "kwta-0.1"}
+UNKNOWN_LABEL = "unknown: attack each model's own clean prediction"
+MAX_EPS_255 = 64.0  # 0.25 of the pixel range: beyond it, an "attack" just paints the image
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(_fraction: float, _desc: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that bound one request's work (the queue bounds how many run at once)."""
+
+    max_steps: int = 200
+    max_sweep_images: int = 500
+    max_sweep_points: int = 10
+    time_limit_s: float = 300.0
+    sweep_batch: int = 50
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _arch(arch: str) -> str:
+    value = ARCH_LABELS.get(arch, arch)
+    if value not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose {' or '.join(ARCH_LABELS)}")
+    return value
+
+
+def model_names(arch: str, variants: Sequence[str]) -> list[str]:
+    """Checkpoint names for an architecture and variant labels (or suffixes), in a fixed order."""
+    arch = _arch(arch)
+    if isinstance(variants, str):
+        variants = [variants]
+    if not variants:
+        raise ValueError("no model selected: tick at least one of " + ", ".join(VARIANTS))
+    suffixes = []
+    for v in variants:
+        suffix = VARIANTS.get(v, v)
+        if suffix not in VARIANTS.values():
+            raise ValueError(f"unknown model variant {v!r}; choose from {', '.join(VARIANTS)}")
+        suffixes.append(suffix)
+    return [f"{arch}-{s}" for s in VARIANTS.values() if s in suffixes]
+
+
+def _class_index(value: str | int | float | None, what: str) -> int | None:
+    """A class given by name or index; None for empty or 'unknown'."""
+    if value is None or value == "" or value == UNKNOWN_LABEL or value == "none":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value) != int(value) or not 0 <= int(value) < len(CIFAR10_CLASSES):
+            raise ValueError(f"{what} must be a class index 0..9 or a class name, got {value!r}")
+        return int(value)
+    name = str(value).strip().lower()
+    if name.isdigit() and 0 <= int(name) < len(CIFAR10_CLASSES):
+        return int(name)
+    if name not in CIFAR10_CLASSES:
+        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(CIFAR10_CLASSES)}")
+    return CIFAR10_CLASSES.index(name)
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return x
+
+
+def _eps(eps_255: Any) -> float:
+    eps = _finite(eps_255, "epsilon")
+    if not 0 < eps <= MAX_EPS_255:
+        raise ValueError(f"epsilon must lie in (0, {MAX_EPS_255:g}] (in 1/255 units), got {eps_255!r}")
+    return eps / 255.0
+
+
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    x = _finite(value, what)
+    if x != int(x) or not lo <= x <= hi:
+        raise ValueError(f"{what} must be a whole number in {lo}..{hi}, got {value!r}")
+    return int(x)
+
+
+def parse_eps_list(text: str | Sequence[float], max_points: int = 10) -> list[float]:
+    """Epsilons in 1/255 units from '0, 2, 4, 8' (or a list): sorted, unique, each in [0, 64]."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    else:
+        parts = list(text)
+    if not parts:
+        raise ValueError("give at least one epsilon, e.g. '0, 2, 4, 8' (in 1/255 units)")
+    values = sorted({_finite(p, "epsilon") for p in parts})
+    if values[0] < 0 or values[-1] > MAX_EPS_255:
+        raise ValueError(f"each epsilon must lie in [0, {MAX_EPS_255:g}] (1/255 units), got {values}")
+    if len(values) > max_points:
+        raise ValueError(f"at most {max_points} epsilon values per sweep, got {len(values)}")
+    return values
+
+
+def _attacks():
+    """The attacks package (imported on first use: it pulls in foolbox)."""
+    from . import attacks
+
+    return attacks
+
+
+def _check_attack(attack: str, preset: str) -> dict[str, Any]:
+    attacks = _attacks()
+    if attack not in attacks.ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(attacks.ATTACKS)}")
+    presets = attacks.PRESETS[attack]
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for {attack}; choose from {', '.join(presets)}")
+    return dict(presets[preset])
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class GalleryData:
+    images: list[np.ndarray]  # (32, 32, 3) uint8
+    labels: list[int]
+    captions: list[str]
+    message: str  # where the images come from, or why there are none
+
+
+@dataclass
+class ModelAttack:
+    """One model's part of an attack click."""
+
+    name: str
+    error: str | None = None  # why this model could not run (the others still did)
+    result: Any = None  # AttackResult for one image
+    label: int | None = None  # the label attacked (true class or own clean prediction)
+    clean_probs: torch.Tensor | None = None  # (10,)
+    adv_probs: torch.Tensor | None = None  # (10,)
+
+    @property
+    def adversarial(self) -> torch.Tensor:
+        return self.result.adversarial[0].detach().cpu()
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for the API and captions."""
+        if self.error is not None:
+            return {"model": self.name, "error": self.error}
+        r = self.result
+        clean_pred, adv_pred = int(r.clean_pred[0]), int(r.adv_pred[0])
+        return {
+            "model": self.name,
+            "label": CIFAR10_CLASSES[self.label],
+            "clean_pred": CIFAR10_CLASSES[clean_pred],
+            "clean_prob": round(float(self.clean_probs[clean_pred]), 4),
+            "adv_pred": CIFAR10_CLASSES[adv_pred],
+            "adv_prob": round(float(self.adv_probs[adv_pred]), 4),
+            "success": bool(r.success[0]),
+            "linf_255": round(float(r.linf[0]) * 255, 3),
+            "l2": round(float(r.l2[0]), 4),
+            "steps_recorded": int(r.true_prob.shape[0]),
+        }
+
+
+@dataclass
+class AttackOutcome:
+    image: PreparedImage
+    arch: str
+    attack: str
+    preset: str
+    params: dict[str, Any]  # what was asked (eps in [0, 1], overrides, target)
+    label: int | None  # the true class if known
+    target: int | None
+    models: list[ModelAttack] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def ok(self) -> list[ModelAttack]:
+        return [m for m in self.models if m.error is None]
+
+    def state(self) -> dict[str, Any]:
+        """What a later activation request needs, as CPU tensors (kept server-side)."""
+        return {
+            "arch": self.arch,
+            "clean": self.image.tensor.clone(),
+            "adversarial": {m.name: m.adversarial.clone() for m in self.ok()},
+        }
+
+
+@dataclass
+class ActivationView:
+    layer: LayerInfo
+    stats: list[dict[str, Any]]  # per model: active share clean/adv, flipped share
+    heatmaps: Any  # plotly Figure
+    grid: Any  # plotly Figure
+
+
+@dataclass
+class SweepOutcome:
+    eps_255: list[float]
+    accuracy: dict[str, list[float]]  # per model, one value per epsilon
+    errors: dict[str, str]
+    n: int
+    seed: int
+    attack: str
+    preset: str
+    seconds: float
+    figure: Any  # plotly Figure
+
+    def rows(self) -> list[list[Any]]:
+        return [[name, eps, round(acc, 4)] for name, accs in self.accuracy.items()
+                for eps, acc in zip(self.eps_255, accs)]
+
+
+# ---------------------------------------------------------------- the explorer
+
+
+class Explorer:
+    """The app's state (model cache, gallery) and its handlers as methods."""
+
+    def __init__(
+        self,
+        cache: ModelCache | None = None,
+        *,
+        data_source: str | None = None,
+        gallery_per_class: int = 3,
+        gallery_seed: int = 0,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.cache = cache or ModelCache()
+        self.data_source = data_source
+        self.gallery_per_class = gallery_per_class
+        self.gallery_seed = gallery_seed
+        self.limits = limits
+        self._gallery: GalleryData | None = None
+        self._data_error: str | None = None
+
+    # ------------------------------------------------------------ data
+
+    def _test_split(self):
+        from .data import load_cifar10
+
+        return load_cifar10("test", self.data_source)
+
+    def gallery(self) -> GalleryData:
+        """A seeded, class-balanced sample of test images; empty (with the reason) without data."""
+        if self._gallery is None:
+            from .data import DataNotFoundError, balanced_sample
+
+            try:
+                sample, indices = balanced_sample(
+                    self._test_split(), self.gallery_per_class, self.gallery_seed
+                )
+            except (DataNotFoundError, OSError, ValueError) as e:
+                self._data_error = str(e)
+                self._gallery = GalleryData([], [], [], (
+                    f"No CIFAR-10 test images: {e}\nUploads still work."
+                ))
+                return self._gallery
+            images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
+            labels = [int(v) for v in sample.labels]
+            captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(i)})" for lab, i in zip(labels, indices)]
+            self._gallery = GalleryData(images, labels, captions, (
+                f"{len(images)} CIFAR-10 test images ({self.gallery_per_class} per class, "
+                f"seed {self.gallery_seed}) from {self._source_label()}."
+            ))
+        return self._gallery
+
+    def _source_label(self) -> str:
+        from .data import resolve_source
+
+        kind, path = resolve_source(self.data_source)
+        return f"{path} ({kind})"
+
+    def gallery_item(self, index: Any) -> tuple[np.ndarray, str]:
+        """The gallery image ``index`` and its class name."""
+        gallery = self.gallery()
+        if not gallery.images:
+            raise ValueError("the gallery is empty (no CIFAR-10 source found); upload an image")
+        i = _int(index, "gallery index", 0, len(gallery.images) - 1)
+        return gallery.images[i], CIFAR10_CLASSES[gallery.labels[i]]
+
+    # ------------------------------------------------------------ models
+
+    def model_status_markdown(self) -> str:
+        """Which of the six models are loaded, available, missing or broken, in plain words."""
+        lines = [f"**Models** (device: `{self.cache.device}`)", ""]
+        icon = {"loaded": "loaded", "local": "found, loads on first use",
+                "remote": "missing locally", "failed": "FAILED"}
+        for s in self.cache.status():
+            lines.append(f"- `{s.name}`: {icon[s.state]} ({s.detail})")
+        missing = [s.name for s in self.cache.status() if s.state in ("remote", "failed")]
+        if missing:
+            lines += ["", f"Not available here yet: {', '.join(missing)}. "
+                      "Models that are present keep working."]
+        return "\n".join(lines)
+
+    def layers(self, arch: str) -> list[LayerInfo]:
+        """The layers offered for activation maps for ``arch``."""
+        return list(comparable_layers(_arch(arch)))
+
+    # ------------------------------------------------------------ attack
+
+    def prepare(self, image: Any) -> PreparedImage:
+        """The 32x32 model input for any image, and how it was made (see ``uploads``)."""
+        return prepare_image(image)
+
+    def attack(
+        self,
+        image: Any,
+        *,
+        arch: str,
+        variants: Sequence[str],
+        attack: str,
+        preset: str = "interactive",
+        eps_255: float = 8.0,
+        steps: int | None = None,
+        step_size_255: float | None = None,
+        true_class: str | int | None = None,
+        target_class: str | int | None = None,
+        seed: int = 0,
+        progress: Progress = _no_progress,
+    ) -> AttackOutcome:
+        """Attack one image against each selected model; a model that fails to load is
+        reported in its slot and the others still run."""
+        names = model_names(arch, variants)
+        preset_params = _check_attack(attack, preset)
+        eps = _eps(eps_255)
+        label = _class_index(true_class, "true class")
+        target = _class_index(target_class, "target class")
+        if target is not None and target == label:
+            raise ValueError("the target class is the true class: pick another target")
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        overrides = self._overrides(preset_params, steps, step_size_255)
+        prepared = self.prepare(image)
+        outcome = AttackOutcome(prepared, _arch(arch), attack, preset,
+                                {"eps": eps, **overrides, "target": target}, label, target)
+        start = time.monotonic()
+        for i, name in enumerate(names):
+            self._check_time(start, f"attacking {name}")
+            progress(i / len(names), f"{attack} on {name}")
+            outcome.models.append(self._attack_one(name, prepared.tensor, label, attack, preset,
+                                                   eps, target, seed, overrides))
+        progress(1.0, "done")
+        outcome.seconds = time.monotonic() - start
+        return outcome
+
+    def _overrides(self, preset_params: dict[str, Any], steps: Any, step_size_255: Any) -> dict[str, Any]:
+        """Steps and step size given by the user, checked; only where the attack has them."""
+        out: dict[str, Any] = {}
+        if steps not in (None, "") and "steps" in preset_params:
+            out["steps"] = _int(steps, "steps", 1, self.limits.max_steps)
+        if step_size_255 not in (None, "") and "step_size" in preset_params:
+            size = _finite(step_size_255, "step size")
+            if not 0 < size <= MAX_EPS_255:
+                raise ValueError(f"step size must lie in (0, {MAX_EPS_255:g}] (1/255 units), got {step_size_255!r}")
+            out["step_size"] = size / 255.0
+        return out
+
+    def _check_time(self, start: float, what: str) -> None:
+        if time.monotonic() - start > self.limits.time_limit_s:
+            raise TimeoutError(
+                f"stopped before {what}: this request passed its {self.limits.time_limit_s:g} s "
+                "limit. Use fewer steps, images or models."
+            )
+
+    def _attack_one(self, name: str, image: torch.Tensor, label: int | None, attack: str,
+                    preset: str, eps: float, target: int | None, seed: int,
+                    overrides: dict[str, Any]) -> ModelAttack:
+        try:
+            model = self.cache.get(name)
+        except CheckpointError as e:
+            return ModelAttack(name, error=str(e))
+        device = self.cache.device
+        x = image.unsqueeze(0).to(device)
+        with torch.no_grad():
+            clean_probs = model(x).softmax(1)[0].cpu()
+        used = label if label is not None else int(clean_probs.argmax())
+        y = torch.tensor([used], device=device)
+        kwargs = dict(eps=eps, preset=preset, seed=seed, **overrides)
+        if target is not None:
+            kwargs["target"] = torch.tensor([target], device=device)
+        result = _attacks().run_attack(attack, model, x, y, **kwargs)
+        with torch.no_grad():
+            adv_probs = model(result.adversarial.to(device)).softmax(1)[0].cpu()
+        return ModelAttack(name, None, result, used, clean_probs, adv_probs)
+
+    # ------------------------------------------------------------ activations
+
+    def activations(self, state: dict[str, Any] | None, layer: str | None = None) -> ActivationView:
+        """ReLU vs k-WTA activations at ``layer`` for the last attack's clean and adversarial
+        inputs: heat maps, channel grid, active shares and flipped winners."""
+        if not state or not state.get("adversarial"):
+            raise ValueError("run an attack first: the maps compare its clean and adversarial inputs")
+        layers = comparable_layers(state["arch"])
+        info = layers[0] if not layer else next((l for l in layers if layer in (l.name, l.label)), None)
+        if info is None:
+            raise ValueError(f"unknown layer {layer!r} for {state['arch']}; choose from "
+                             f"{', '.join(l.name for l in layers)}")
+        maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        stats = []
+        clean = state["clean"].unsqueeze(0)
+        for name, adv in state["adversarial"].items():
+            try:
+                model = self.cache.get(name)
+            except CheckpointError:
+                continue
+            out = capture_activations(model, torch.cat([clean, adv.unsqueeze(0)]), [info.name])
+            a_clean, a_adv = out[info.name][0], out[info.name][1]
+            maps[name] = (a_clean, a_adv)
+            stats.append({
+                "model": name,
+                "active_clean": round(active_share(a_clean), 4),
+                "active_adversarial": round(active_share(a_adv), 4),
+                "flipped": round(flipped_share(a_clean, a_adv), 4),
+            })
+        return ActivationView(info, stats, viz.activation_heatmaps(maps, layer=info.name),
+                              viz.channel_grid(maps, layer=info.name))
+
+    # ------------------------------------------------------------ sweep
+
+    def sweep(
+        self,
+        *,
+        arch: str,
+        variants: Sequence[str],
+        attack: str,
+        preset: str = "interactive",
+        eps_255: str | Sequence[float] = "0, 2, 4, 8",
+        n: int = 20,
+        seed: int = 0,
+        progress: Progress = _no_progress,
+    ) -> SweepOutcome:
+        """Accuracy vs epsilon on ``n`` seeded test images, for each selected model.
+
+        Epsilon 0 is clean accuracy. An image counts as robust when the model still
+        predicts its true class on the attack's output.
+        """
+        from .data import DataNotFoundError, batches, seeded_subset
+
+        names = model_names(arch, variants)
+        _check_attack(attack, preset)
+        eps_list = parse_eps_list(eps_255, self.limits.max_sweep_points)
+        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        try:
+            subset = seeded_subset(self._test_split(), n, seed)
+        except DataNotFoundError as e:
+            raise ValueError(f"the sweep needs CIFAR-10 test images: {e}") from None
+        device = self.cache.device
+        start = time.monotonic()
+        accuracy: dict[str, list[float]] = {}
+        errors: dict[str, str] = {}
+        batch = self.limits.sweep_batch
+        units = len(names) * len(eps_list) * math.ceil(n / batch)
+        done = 0
+        for name in names:
+            try:
+                model = self.cache.get(name)
+            except CheckpointError as e:
+                errors[name] = str(e)
+                done += len(eps_list) * math.ceil(n / batch)
+                continue
+            accuracy[name] = []
+            for eps in eps_list:
+                correct = 0
+                for images, labels in batches(subset, batch, device=device):
+                    self._check_time(start, f"{name} at epsilon {eps:g}/255")
+                    progress(done / units, f"{name}, epsilon {eps:g}/255")
+                    if eps == 0:
+                        with torch.no_grad():
+                            pred = model(images).argmax(1)
+                    else:
+                        pred = _attacks().run_attack(attack, model, images, labels, eps=eps / 255,
+                                                     preset=preset, seed=seed).adv_pred
+                    correct += int((pred.to(labels.device) == labels).sum())
+                    done += 1
+                accuracy[name].append(correct / n)
+        progress(1.0, "done")
+        seconds = time.monotonic() - start
+        fig = viz.robustness_curves(eps_list, accuracy, n=n,
+                                    title=f"Accuracy under {attack} ({preset})")
+        return SweepOutcome(eps_list, accuracy, errors, n, seed, attack, preset, seconds, fig)
