@@ -1,0 +1,92 @@
+"""The evaluate command on a tiny generated image folder and tiny checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kwta_demo import build_model, save_checkpoint
+from kwta_demo.__main__ import main as cli
+from kwta_demo.data import load_cifar10
+from kwta_demo.evaluate import AttackSpec, clean_accuracy, to_markdown
+from kwta_demo.models import CIFAR10_CLASSES
+
+
+@pytest.fixture
+def folder_data(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            for i in range(2):
+                path = tmp_path / "data" / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    return tmp_path / "data"
+
+
+class Constant(torch.nn.Module):
+    """Always predicts one class: its accuracy on a balanced set is exactly 1/10."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+
+
+def test_clean_accuracy_counts_every_image(folder_data):
+    split = load_cifar10("test", folder_data)
+    assert clean_accuracy(Constant(), split, batch_size=7, device=torch.device("cpu")) == 0.1
+
+
+def test_evaluate_command_writes_json_and_markdown(folder_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "ckpts"))
+    torch.manual_seed(0)
+    model = build_model("alexnet", "kwta", 0.1).eval()
+    save_checkpoint(model, tmp_path / "ckpts" / "alexnet-kwta-0.1", half=True)
+    out = tmp_path / "results" / "eval"
+    code = cli(["evaluate", "--models", "alexnet-kwta-0.1", "--data", str(folder_data),
+                "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    (row,) = result["rows"]
+    assert row["model"] == "alexnet-kwta-0.1" and row["attack"] == "none" and row["n"] == 20
+    # the same number as computing it by hand on the reloaded model
+    split = load_cifar10("test", folder_data)
+    reloaded = build_model("alexnet", "kwta", 0.1)
+    reloaded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        expected = (reloaded.eval()(split.images.float() / 255).argmax(1) == split.labels).float().mean()
+    assert row["clean_acc"] == pytest.approx(expected.item())
+    table = out.with_suffix(".md").read_text()
+    assert f"| alexnet-kwta-0.1 | {100 * row['clean_acc']:.2f} |" in table
+    assert "Clean: 20 test images" in table and str(folder_data) in table
+    assert table in capsys.readouterr().out
+
+
+def test_missing_model_and_data_are_clear_errors(folder_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "none"))
+    monkeypatch.setenv("KWTA_HUB_TIMEOUT", "0.2")
+    assert cli(["evaluate", "--models", "resnet18-relu", "--data", str(folder_data),
+                "--device", "cpu", "--out", str(tmp_path / "e")]) == 2
+    assert "checkpoint 'resnet18-relu' not found" in capsys.readouterr().err
+    assert cli(["evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_attack_spec_parsing():
+    assert AttackSpec.parse("pgd:report@0.031", 0.1) == AttackSpec("pgd", "report", 0.031)
+    assert AttackSpec.parse("deepfool", 0.02) == AttackSpec("deepfool", "paper", 0.02)
+    with pytest.raises(ValueError, match="bad epsilon"):
+        AttackSpec.parse("pgd@x", 0.1)
+
+
+def test_markdown_lays_out_models_by_attack():
+    meta = {"n_clean": 10, "n_robust": 5, "seed": 1, "data": "d", "device": "cpu",
+            "device_name": "x86", "torch": "2", "command": "c"}
+    rows = [
+        {"model": "m", "attack": "none", "preset": "", "eps": 0.0, "clean_acc": 0.9, "robust_acc": 0.9},
+        {"model": "m", "attack": "pgd", "preset": "paper", "eps": 0.031, "clean_acc": 0.9, "robust_acc": 0.125},
+    ]
+    table = to_markdown({"meta": meta, "rows": rows})
+    assert "| model | clean | pgd:paper@0.031 |" in table
+    assert "| m | 90.00 | 12.50 |" in table
