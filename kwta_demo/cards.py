@@ -1,0 +1,167 @@
+"""Model cards (``README.md`` beside the weights) for the trained checkpoints.
+
+The card is a Hugging Face model card: a YAML header (library, tags, dataset, licence and
+a ``model-index`` holding the measured clean accuracy) and sections for the recipe, the
+results, the data caveat and the one command that reproduces the model. Every number on
+it says how it was obtained: which data, how many images, which seed and device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import ModelConfig
+
+__all__ = ["DATA_CAVEAT", "LICENSE", "model_card"]
+
+LICENSE = "mit"  # the project's licence (README front matter)
+DATA_CAVEAT = (
+    "Trained and evaluated on the JPEG copy of CIFAR-10 available on the training machines "
+    "(all 60,000 images re-encoded as JPEG at quality 75 with chroma subsampling). The test "
+    "images are therefore not bit-identical to the canonical CIFAR-10 test batch; expect "
+    "clean accuracy a point or two below figures published for the canonical data."
+)
+_PAPER = "Xiao, Zhong and Zheng, *Enhancing Adversarial Defense by k-Winners-Take-All*, ICLR 2020"
+_REPORT = "Golod and Usluel, reproduction report, 2020"
+
+
+def _header(config: ModelConfig, accuracy: float | None, test_images: int | None) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    tags = ["image-classification", "cifar10", "pytorch", "safetensors", config.arch]
+    if config.activation == "kwta":
+        tags += ["k-winners-take-all", "adversarial-robustness"]
+    results = None
+    if accuracy is not None:
+        results = [EvalResult(
+            task_type="image-classification",
+            dataset_type="cifar10",
+            dataset_name=f"CIFAR-10 (JPEG q75 copy), test split, {test_images} images",
+            dataset_split="test",
+            metric_type="accuracy",
+            metric_name="clean accuracy",
+            metric_value=round(float(accuracy), 4),
+        )]
+    data = ModelCardData(
+        library_name="pytorch",
+        license=LICENSE,
+        datasets=["cifar10"],
+        metrics=["accuracy"],
+        pipeline_tag="image-classification",
+        tags=tags,
+        model_name=config.name,
+        eval_results=results,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _recipe_table(recipe: dict[str, Any]) -> str:
+    rows = [
+        ("initialised from", recipe.get("init_from") or "scratch (random init)"),
+        ("epochs", recipe.get("epochs")),
+        ("optimiser", f"SGD, momentum {recipe.get('momentum')}"
+                      f"{' (Nesterov)' if recipe.get('nesterov') else ''}, "
+                      f"weight decay {recipe.get('weight_decay')} (not on BN or biases)"),
+        ("learning rate", f"{recipe.get('lr')} peak, {recipe.get('schedule')} schedule, "
+                          f"{recipe.get('warmup_epochs')} warm-up epochs"),
+        ("batch size", recipe.get("batch_size")),
+        ("label smoothing", recipe.get("label_smoothing")),
+        ("gradient clipping (L2 norm)", recipe.get("clip_grad_norm") or "none"),
+        ("mixed precision", recipe.get("amp_used")),
+        ("augmentation", "random 32x32 crop of the 4-pixel zero-padded image, horizontal flip"),
+        ("training images", recipe.get("train_images")),
+        ("seed", recipe.get("seed")),
+        ("device", recipe.get("device_name") or recipe.get("device")),
+        ("torch", recipe.get("torch")),
+        ("training wall time", f"{recipe.get('wall_seconds', 0):.0f} s "
+                               f"({recipe.get('seconds_per_epoch', 0):.1f} s per epoch, median)"),
+    ]
+    lines = ["| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _sparsity_lines(sparsity: dict[str, float], gamma: float | None) -> str:
+    if not sparsity:
+        return ""
+    values = list(sparsity.values())
+    lines = [
+        "",
+        "Fraction of non-zero activations per activation layer "
+        f"({'k-WTA, γ = ' + format(gamma, 'g') if gamma else 'ReLU'}; mean over "
+        "the measured images):",
+        "",
+        "| layer | non-zero fraction |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {v:.4f} |" for name, v in sparsity.items()]
+    lines.append(f"\nMean {sum(values) / len(values):.4f}, min {min(values):.4f}, "
+                 f"max {max(values):.4f}.")
+    return "\n".join(lines)
+
+
+def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """The ``README.md`` text for a trained checkpoint.
+
+    ``metrics`` holds what was measured after the weights were saved and loaded back
+    (``clean_accuracy``, ``test_images``, ``eval_device``, optional ``sparsity`` and
+    ``sparsity_images``, optional ``initial_accuracy``); ``recipe`` the training
+    settings and facts (epochs, lr, batch size, seed, wall time, device, ``command``).
+    """
+    acc = metrics.get("clean_accuracy")
+    n_test = metrics.get("test_images")
+    act = ("ReLU" if config.activation == "relu"
+           else f"k-Winners-Take-All with γ = {config.gamma:g} (each sample keeps the top "
+                f"{100 * config.gamma:g}% of every activation layer's units)")
+    parts = [_header(config, acc, n_test), f"# {config.name}\n"]
+    parts.append(
+        f"A CIFAR-10 {config.arch} classifier with {act}, part of the kwta-demo explorer of "
+        f"the k-WTA adversarial defence ({_PAPER}; {_REPORT}). Inputs are RGB images in "
+        "[0, 1] of size 32x32; the model normalises them itself.\n"
+    )
+    parts.append(
+        "## Use\n\n```python\nimport kwta_demo\n"
+        f'model = kwta_demo.load_model("{config.name}")  # float32, eval mode\n'
+        "logits = model(images)  # images: (N, 3, 32, 32) in [0, 1]\n```\n"
+    )
+    if recipe.get("init_from"):
+        how = (f"Incremental fine-tuning, as in the report: the weights of `{recipe['init_from']}` "
+               "were loaded unchanged into this architecture with its activation swapped, then "
+               "trained further.")
+    else:
+        how = "Trained from scratch."
+    parts.append(f"## Training\n\n{how}\n\n{_recipe_table(recipe)}\n")
+    precision = "float16 (upcast to float32 on load)" if metrics.get("stored_half") else "float32"
+    result = [
+        "## Results\n",
+        f"Clean accuracy on the full test split: **{_pct(acc)}** ({n_test} images, all of "
+        f"them; measured after saving the weights as {precision} and loading them back, "
+        f"in float32 on {metrics.get('eval_device', 'n/a')}).",
+    ]
+    if metrics.get("initial_accuracy") is not None:
+        result.append(
+            f"\nBefore fine-tuning (the initial weights, unaltered, with this model's activation): "
+            f"{_pct(metrics['initial_accuracy'])} on {metrics.get('initial_images', n_test)} test "
+            "images (mixed precision, during training)."
+        )
+    if metrics.get("sparsity"):
+        result.append(_sparsity_lines(metrics["sparsity"], config.gamma))
+        result.append(f"\nMeasured on {metrics.get('sparsity_images')} seeded random test images "
+                      f"(seed {metrics.get('sparsity_seed')}).")
+    parts.append("\n".join(result) + "\n")
+    parts.append(f"## Data caveat\n\n{DATA_CAVEAT}\n")
+    if recipe.get("command"):
+        parts.append(
+            "## Reproduce\n\nOne command (it trains the whole chain this model belongs to, "
+            "since each k-WTA model starts from the previous stage):\n\n"
+            f"```bash\n{recipe['command']}\n```\n"
+        )
+    parts.append(
+        "## Citation\n\n"
+        f"- {_PAPER}.\n- {_REPORT}.\n"
+    )
+    return "\n".join(parts)

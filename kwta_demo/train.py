@@ -1,0 +1,981 @@
+"""Training: ReLU from scratch, then incremental k-WTA fine-tuning (`python -m kwta_demo train`).
+
+The report's recipe: a ReLU model is trained from scratch, a k-WTA γ=0.2 model starts
+from the ReLU weights (same architecture, activation swapped), and γ=0.1 starts from
+γ=0.2. SGD with momentum, a per-step learning-rate schedule, bf16 autocast and
+channels-last on CUDA; the same code runs on the CPU.
+
+Every run is resumable. After each epoch the whole training state (weights, optimiser
+momentum, RNG states, history) goes to ``<state_dir>/<name>.state.safetensors``: one
+file, written to a temporary name and renamed, so a run killed at any moment leaves
+either the previous complete state or the new one, never a half-written file. JSON
+metadata lives inside the safetensors header; nothing is ever pickled. A run restarted
+with the same configuration and data continues after the last complete epoch (on the
+CPU the result is bit-identical to an uninterrupted run); a different configuration is
+an error, not a silent restart. The finished model is written with
+``checkpoints.save_checkpoint`` (also atomic), loaded back, and measured on the test
+split; the model card and ``metrics.json`` carry those numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cards import DATA_CAVEAT, model_card
+from .checkpoints import (
+    MANIFEST,
+    atomic_write_text,
+    find_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+    write_manifest,
+)
+from .data import CifarSplit, batches, load_cifar10, seeded_subset
+from .kwta import KWTA
+from .models import ARCHS, Classifier, ModelConfig, build_model
+from .settings import get_settings, resolve_device
+
+__all__ = [
+    "STAGES",
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainStateError",
+    "parse_stage",
+    "stage_config",
+    "lr_at",
+    "train_model",
+    "train_schedule",
+    "evaluate_accuracy",
+    "activation_sparsity",
+    "benchmark_epoch_seconds",
+    "reproduce_command",
+    "add_arguments",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("relu", "kwta-0.2", "kwta-0.1")
+SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "step")
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+# Peak learning rates per 128 images of batch (scaled linearly with the batch size).
+SCRATCH_LR_PER_128 = 0.1
+FINETUNE_LR_PER_128 = 0.01
+# Epochs per stage when none are given: what the GPU run ships (scripts/device_train.py
+# may scale them to its time budget; the model cards record what was actually run).
+DEFAULT_EPOCHS: dict[str, dict[str, int]] = {
+    "resnet18": {"scratch": 30, "finetune": 10},
+    "alexnet": {"scratch": 40, "finetune": 10},
+}
+STATE_SUFFIX = ".state.safetensors"
+_STATE_KEY = "kwta_train_state"
+_STATE_FORMAT = 1
+DATA_NAME = "CIFAR-10, JPEG q75 copy"
+
+
+class TrainStateError(ValueError):
+    """A saved training state cannot be resumed (different config or data, or damaged)."""
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run's result (plus how often to evaluate)."""
+
+    arch: str
+    activation: str = "relu"
+    gamma: float | None = None
+    epochs: int = 30
+    lr: float = 0.4
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    batch_size: int = 512
+    schedule: str = "onecycle"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    clip_grad_norm: float | None = None
+    amp: str = "auto"
+    init_from: str | None = None
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.model_config()  # validates arch, activation and gamma
+        if self.activation == "kwta":
+            object.__setattr__(self, "gamma", float(self.gamma))
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
+            raise ValueError(f"warmup_epochs must lie in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be positive or None, got {self.clip_grad_norm!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be a whole number >= 0, got {self.eval_every!r}")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.arch, self.activation, self.gamma)
+
+    @property
+    def name(self) -> str:
+        """The model's canonical name, e.g. ``alexnet-kwta-0.2``."""
+        return self.model_config().name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"train config has unknown fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the saved one.
+
+        ``eval_every`` is left out (evaluation changes no weight and draws no random
+        number), and so is ``init_from``'s path, which may be spelled differently from
+        another folder: the initial weights are matched by their checksum instead.
+        """
+        d = self.to_dict()
+        d.pop("eval_every")
+        init = d.pop("init_from")
+        d["init_name"] = Path(init).name if init else None
+        return d
+
+
+def parse_stage(stage: str) -> tuple[str, float | None, bool]:
+    """``"relu"`` -> (relu, None, True); ``"kwta-0.2"`` -> (kwta, 0.2, False).
+
+    The third value says whether the stage starts from scratch: ReLU always does; a
+    k-WTA stage does when written ``kwta-0.2:scratch``, and is otherwise initialised
+    from the stage before it.
+    """
+    text, _, mode = stage.strip().partition(":")
+    if mode not in ("", "scratch"):
+        raise ValueError(f"bad stage {stage!r}: the only suffix is ':scratch'")
+    if text == "relu":
+        return "relu", None, True
+    kind, _, gamma = text.partition("-")
+    if kind != "kwta" or not gamma:
+        raise ValueError(f"bad stage {stage!r}: write relu or kwta-<gamma>, e.g. kwta-0.2")
+    try:
+        value = float(gamma)
+    except ValueError:
+        raise ValueError(f"bad stage {stage!r}: gamma {gamma!r} is not a number") from None
+    ModelConfig("alexnet", "kwta", value)  # validates gamma
+    return "kwta", value, mode == "scratch"
+
+
+def _stage_name(arch: str, stage: str) -> str:
+    """The checkpoint folder name of a stage; from-scratch k-WTA gets a ``-scratch`` suffix."""
+    activation, gamma, scratch = parse_stage(stage)
+    name = ModelConfig(arch, activation, gamma).name
+    return f"{name}-scratch" if scratch and activation == "kwta" else name
+
+
+def stage_config(
+    arch: str,
+    stage: str,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int = 512,
+    schedule: str | None = None,
+    warmup_epochs: float | None = None,
+    init_from: str | None = None,
+    **common: Any,
+) -> TrainConfig:
+    """The ``TrainConfig`` of one stage, with the recipe's defaults for anything not given.
+
+    From scratch: a one-cycle schedule (linear warm-up over a fifth of the epochs, linear
+    decay to zero), peak LR 0.1 per 128 images of batch. Fine-tuning: cosine decay after
+    at most one warm-up epoch, peak LR 0.01 per 128 images.
+    """
+    activation, gamma, scratch = parse_stage(stage)
+    kind = "scratch" if scratch else "finetune"
+    if epochs is None:
+        epochs = DEFAULT_EPOCHS[arch][kind] if arch in DEFAULT_EPOCHS else 10
+    per_128 = SCRATCH_LR_PER_128 if scratch else FINETUNE_LR_PER_128
+    if lr is None:
+        lr = round(per_128 * batch_size / 128, 6)
+    if schedule is None:
+        schedule = "onecycle" if scratch else "cosine"
+    if warmup_epochs is None:
+        warmup_epochs = round(epochs / 5, 2) if scratch else min(1.0, epochs / 4)
+    if scratch:
+        init_from = None
+    elif init_from is None:
+        raise ValueError(f"stage {stage!r} fine-tunes: it needs init_from (a checkpoint)")
+    return TrainConfig(arch=arch, activation=activation, gamma=gamma, epochs=epochs, lr=lr,
+                       batch_size=batch_size, schedule=schedule, warmup_epochs=warmup_epochs,
+                       init_from=None if init_from is None else str(init_from), **common)
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of the whole run."""
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "step":  # x0.1 at half and at three quarters of the run
+        return cfg.lr * 0.1 ** sum(step >= f * total for f in (0.5, 0.75))
+    progress = (step - warm) / max(total - warm, 1)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * max(0.0, 1 - progress)  # onecycle: linear decay to zero after the warm-up
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    # bf16 needs no loss scaling; on CPUs autocast is mostly slower, so "auto" means CUDA only.
+    if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16,
+                          enabled=dtype is not None)
+
+
+def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # cuDNN's fastest convolutions on recent GPUs take NHWC; on the CPU NCHW is fine.
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: nn.Module,
+    split: CifarSplit,
+    device: str | torch.device | None = None,
+    *,
+    batch_size: int = 1000,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` (switched to eval mode) over every image of ``split``."""
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in batches(split, batch_size, device=device):
+        with _autocast(device, amp_dtype):
+            correct += (model(_prepare(x, device)).argmax(1) == y).sum()
+    model.train(was_training)
+    return correct.item() / max(len(split.labels), 1)
+
+
+@torch.no_grad()
+def activation_sparsity(
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 250
+) -> dict[str, float]:
+    """Fraction of non-zero outputs of every activation module (``KWTA`` or ``nn.ReLU``).
+
+    ``images``: (N, 3, 32, 32), uint8 or float in [0, 1]. Layers are named by their path
+    inside the backbone (``layer2.0.act1``). For a k-WTA layer the fraction should be
+    about γ (ties at the threshold keep a few more; a winner that is exactly zero, one
+    fewer); for ReLU it is the share of positive units.
+    """
+    device = next(model.parameters()).device
+    root = getattr(model, "backbone", model)
+    counts: dict[str, list[int]] = {}
+    hooks = []
+
+    def make_hook(name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            c = counts.setdefault(name, [0, 0])
+            c[0] += int(torch.count_nonzero(output))
+            c[1] += output.numel()
+        return hook
+
+    for name, module in root.named_modules():
+        if isinstance(module, (KWTA, nn.ReLU)):
+            hooks.append(module.register_forward_hook(make_hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            model(x.float().div(255) if x.dtype == torch.uint8 else x.float())
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {name: nz / total for name, (nz, total) in counts.items()}
+
+
+# ------------------------------------------------------------------ state files
+
+
+def _fingerprint_split(split: CifarSplit) -> str:
+    """A checksum of a data split, so a resumed run cannot silently switch data."""
+    h = hashlib.sha256()
+    h.update(split.labels.detach().cpu().contiguous().numpy().tobytes())
+    h.update(split.images.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint_checkpoint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")):
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _state_path(state_dir: Path, run_name: str) -> Path:
+    return state_dir / f"{run_name}{STATE_SUFFIX}"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries a killed writer of ``path`` left behind (never ``path`` itself)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors ``save_file`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+    device: torch.device, info: dict[str, Any],
+) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for pid, entries in opt["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    meta = {**info, "format": _STATE_FORMAT, "param_groups": opt["param_groups"],
+            "optim_scalars": scalars}
+    _atomic_save_file(tensors, path, {_STATE_KEY: json.dumps(meta)})
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(_STATE_KEY)
+        tensors = load_file(path)
+        meta = json.loads(header) if header else None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TrainStateError(
+            f"{path}: not a readable training state ({e}); delete it (or pass --fresh) to start over"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
+        raise TrainStateError(f"{path}: not a kwta-demo training state (format {_STATE_FORMAT})")
+    return tensors, meta
+
+
+def _check_state_matches(path: Path, meta: dict[str, Any], expected: dict[str, Any]) -> None:
+    problems = []
+    saved_cfg, want_cfg = meta.get("config", {}), expected["config"]
+    for key in sorted(set(saved_cfg) | set(want_cfg)):
+        if saved_cfg.get(key) != want_cfg.get(key):
+            problems.append(f"{key}: saved {saved_cfg.get(key)!r}, now {want_cfg.get(key)!r}")
+    for key, what in (("data", "training data"), ("test_data", "test data"),
+                      ("init_sha256", "initial weights")):
+        if meta.get(key) != expected.get(key):
+            problems.append(f"{what} differ (checksum {meta.get(key)} saved, {expected.get(key)} now)")
+    if problems:
+        raise TrainStateError(
+            f"{path} was saved by a different run, so it cannot be resumed: "
+            + "; ".join(problems)
+            + ". Delete that file (or pass --fresh, or use another --state-dir) to start over."
+        )
+
+
+def _restore_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
+    optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
+) -> None:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                          strict=True)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in meta.get("optim_scalars", {}).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+
+
+# ------------------------------------------------------------------ training
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BN parameters and biases: decaying them only fights the
+    # normalisation, as the usual CIFAR recipes note.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    other = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+
+
+def _on_device(split: CifarSplit, device: torch.device) -> CifarSplit:
+    # The whole split fits on any GPU (150 MB for the training images): one copy, then
+    # batches are gathered and augmented on the device with no host round trips.
+    return CifarSplit(split.images.to(device), split.labels.to(device))
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> tuple[int, bool]:
+    drop_last = n >= batch_size  # full batches only, unless the set is smaller than one
+    return (n // batch_size if drop_last else 1), drop_last
+
+
+def _train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, split: CifarSplit,
+    generator: torch.Generator, device: torch.device, epoch: int, *, amp_dtype: torch.dtype | None,
+    progress: bool, on_step: Callable[[int, int], None] | None, desc: str,
+) -> dict[str, float]:
+    model.train()
+    steps, drop_last = _steps_per_epoch(len(split.labels), cfg.batch_size)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    lr = cfg.lr
+    it = batches(split, cfg.batch_size, shuffle=True, augment=True, device=device,
+                 generator=generator, drop_last=drop_last)
+    bar = tqdm(it, total=steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for step, (x, y) in enumerate(bar):
+        if on_step is not None:
+            on_step(epoch, step)
+        lr = lr_at(cfg, (epoch - 1) * steps + step, steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with _autocast(device, amp_dtype):
+            logits = model(_prepare(x, device))
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if progress and step % 20 == 0:  # .item() waits for the GPU: not on every step
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+    bar.close()
+    return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
+            "lr": lr}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _build(cfg: TrainConfig, device: torch.device, init_folder: Path | None) -> Classifier:
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights everywhere
+    model = build_model(cfg.model_config())
+    if init_folder is not None:
+        # Same parameter names whatever the activation, so ReLU weights load strictly
+        # into the k-WTA model: the report's "unaltered weights".
+        load_state_dict_strict(model, init_folder)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def train_model(
+    cfg: TrainConfig,
+    train_split: CifarSplit,
+    test_split: CifarSplit,
+    device: str | torch.device | None = None,
+    *,
+    out: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    half: bool = False,
+    progress: bool = True,
+    fresh: bool = False,
+    command: str | None = None,
+    sparsity_images: int = 1000,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train one model, resuming from ``state_dir`` when possible; write the checkpoint ``out``.
+
+    Returns ``{"name", "config", "history", "metrics", "checkpoint", "resumed_from"}``.
+    ``history`` has one entry per epoch (``train_loss``, ``train_acc``, ``lr``,
+    ``train_seconds``, and ``test_acc`` when evaluated); a fine-tuning run also gets an
+    epoch-0 entry, the accuracy of the unaltered initial weights. ``metrics`` is what was
+    measured on the saved-and-reloaded weights (also in ``out/metrics.json``).
+    ``on_step(epoch, step)`` is called before every optimiser step; an exception from it
+    stops the run, leaving the state of the last complete epoch. ``fresh`` discards a
+    saved state instead of resuming it. ``half`` stores the weights as float16.
+    """
+    device = resolve_device(device)
+    out = Path(out)
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = _state_path(state_dir, out.name)
+    _remove_stale_temporaries(path)
+    if fresh:
+        path.unlink(missing_ok=True)
+    init_folder = find_checkpoint(cfg.init_from) if cfg.init_from else None
+    expected = {
+        "config": cfg.identity(),
+        "data": _fingerprint_split(train_split),
+        "test_data": _fingerprint_split(test_split),
+        "init_sha256": _fingerprint_checkpoint(init_folder) if init_folder else None,
+    }
+    run_id = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:16]
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    amp_dtype = _amp_dtype(cfg, device)
+    model = _build(cfg, device, init_folder)
+    optimizer = _optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation only
+    train_split, test_split = _on_device(train_split, device), _on_device(test_split, device)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if path.is_file():
+        tensors, meta = _read_state(path)
+        _check_state_matches(path, meta, expected)
+        _restore_state(tensors, meta, model, optimizer, generator, device)
+        start, history = int(meta["epoch"]), list(meta["history"])
+        log.info("%s: resuming after epoch %d of %d from %s", out.name, start, cfg.epochs, path)
+
+    if start == 0 and init_folder is not None and cfg.eval_every:
+        t0 = time.perf_counter()
+        acc = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
+        history.append({"epoch": 0, "test_acc": acc, "eval_seconds": time.perf_counter() - t0,
+                        "test_images": len(test_split.labels)})
+        log.info("%s: initial weights from %s give test acc %.4f before fine-tuning",
+                 out.name, init_folder.name, acc)
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"epoch": epoch}
+        entry.update(_train_epoch(
+            model, optimizer, cfg, train_split, generator, device, epoch, amp_dtype=amp_dtype,
+            progress=progress, on_step=on_step, desc=f"{out.name} {epoch}/{cfg.epochs}"))
+        _sync(device)
+        entry["train_seconds"] = time.perf_counter() - t0
+        if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            t1 = time.perf_counter()
+            entry["test_acc"] = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
+            entry["eval_seconds"] = time.perf_counter() - t1
+            entry["test_images"] = len(test_split.labels)
+        history.append(entry)
+        _save_state(path, model, optimizer, generator, device,
+                     {**expected, "run_id": run_id, "epoch": epoch, "history": history,
+                      "config_full": cfg.to_dict()})
+        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s, lr %.4g, %.1f s", out.name, epoch,
+                 cfg.epochs, entry["train_loss"], entry["train_acc"],
+                 f", test acc {entry['test_acc']:.4f}" if "test_acc" in entry else "",
+                 entry["lr"], entry["train_seconds"])
+
+    metrics = _finalize(model, cfg, out, test_split, device, history=history, half=half,
+                        run_id=run_id, command=command, sparsity_images=sparsity_images,
+                        train_images=len(train_split.labels), init_folder=init_folder)
+    return {"name": out.name, "config": cfg.to_dict(), "history": history, "metrics": metrics,
+            "checkpoint": str(out), "resumed_from": start}
+
+
+def _finalize(
+    model: Classifier, cfg: TrainConfig, out: Path, test_split: CifarSplit, device: torch.device,
+    *, history: list[dict[str, Any]], half: bool, run_id: str, command: str | None,
+    sparsity_images: int, train_images: int, init_folder: Path | None,
+) -> dict[str, Any]:
+    """Save, load back, measure, and write the card: unless this run already did."""
+    metrics_path = out / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            done = json.loads(metrics_path.read_text())
+        except ValueError:
+            done = {}
+        if done.get("run_id") == run_id and done.get("stored_half") == half:
+            return done
+    save_checkpoint(model, out, half=half)
+    # Measure what a user gets: the stored (possibly float16) weights, loaded strictly
+    # into a fresh float32 model, evaluated without autocast.
+    reloaded = build_model(cfg.model_config())
+    load_state_dict_strict(reloaded, out)
+    reloaded = reloaded.to(device).eval()
+    t0 = time.perf_counter()
+    accuracy = evaluate_accuracy(reloaded, test_split, device)
+    eval_seconds = time.perf_counter() - t0
+    n_sparse = min(sparsity_images, len(test_split.labels))
+    sample = seeded_subset(test_split, n_sparse, seed=0)
+    sparsity = activation_sparsity(reloaded, sample.images)
+    if cfg.activation == "kwta":  # the stem ReLU of ResNet18 is not a k-WTA layer
+        kwta_names = {n for n, m in reloaded.backbone.named_modules() if isinstance(m, KWTA)}
+        sparsity = {n: v for n, v in sparsity.items() if n in kwta_names}
+    epochs = [h for h in history if h.get("epoch", 0) > 0]
+    times = [h["train_seconds"] for h in epochs]
+    recipe = {
+        **cfg.to_dict(),
+        "init_from": init_folder.name if init_folder else None,
+        "amp_used": f"{_amp_dtype(cfg, device)} autocast".replace("torch.", "")
+        if _amp_dtype(cfg, device) else "none (float32)",
+        "train_images": train_images,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "torch": torch.__version__,
+        "wall_seconds": sum(times) + sum(h.get("eval_seconds", 0.0) for h in history),
+        "train_seconds": sum(times),
+        "seconds_per_epoch": statistics.median(times) if times else 0.0,
+        "command": command,
+    }
+    initial = next((h for h in history if h.get("epoch") == 0 and "test_acc" in h), None)
+    metrics = {
+        "name": out.name,
+        "run_id": run_id,
+        "data": DATA_NAME,
+        "data_caveat": DATA_CAVEAT,
+        "clean_accuracy": accuracy,
+        "test_images": len(test_split.labels),
+        "eval_device": _device_name(device),
+        "eval_seconds": eval_seconds,
+        "stored_half": half,
+        "initial_accuracy": initial["test_acc"] if initial else None,
+        "initial_images": initial["test_images"] if initial else None,
+        "sparsity": sparsity,
+        "sparsity_images": n_sparse,
+        "sparsity_seed": 0,
+        "recipe": recipe,
+        "history": history,
+    }
+    atomic_write_text(out / "README.md", model_card(cfg.model_config(), metrics, recipe))
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    if (out.parent / MANIFEST).is_file():  # keep an existing manifest true to the new weights
+        write_manifest(out.parent)
+    log.info("%s: saved to %s; clean accuracy %.4f on %d test images after the round trip",
+             out.name, out, accuracy, len(test_split.labels))
+    return metrics
+
+
+def _per_stage(value: Any, n: int, what: str) -> list[Any]:
+    """One value for every stage: a scalar repeats, a sequence must have one per stage."""
+    if value is None or not isinstance(value, (list, tuple)):
+        return [value] * n
+    if len(value) == 1:
+        return list(value) * n
+    if len(value) != n:
+        raise ValueError(f"{what}: give one value or one per stage ({n}), got {len(value)}")
+    return list(value)
+
+
+def _predecessor(stage: str) -> str:
+    """The stage a fine-tuning stage starts from when it is first in the list."""
+    _, gamma, _ = parse_stage(stage)
+    return {0.1: "kwta-0.2"}.get(gamma, "relu")
+
+
+def train_schedule(
+    arch: str,
+    stages: Sequence[str],
+    train_split: CifarSplit,
+    test_split: CifarSplit,
+    device: str | torch.device | None = None,
+    *,
+    out_root: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    epochs: int | Sequence[int] | None = None,
+    lr: float | Sequence[float] | None = None,
+    schedule: str | Sequence[str] | None = None,
+    warmup_epochs: float | Sequence[float] | None = None,
+    batch_size: int = 512,
+    half: bool = False,
+    progress: bool = True,
+    fresh: bool = False,
+    data_hint: str | None = None,
+    limit_train: int | None = None,
+    **common: Any,
+) -> list[dict[str, Any]]:
+    """The incremental recipe for one architecture: each k-WTA stage starts from the one before.
+
+    ``stages`` like ``["relu", "kwta-0.2", "kwta-0.1"]``; a first stage that fine-tunes
+    starts from the existing checkpoint of its predecessor (``kwta-0.1`` from
+    ``kwta-0.2``, any other γ from ``relu``) in ``out_root``. ``epochs``, ``lr``,
+    ``schedule`` and ``warmup_epochs`` take one value or one per stage. ``common`` goes
+    to every ``TrainConfig`` (seed, momentum, clip_grad_norm, ...). Returns the results
+    of ``train_model`` in stage order.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if not stages:
+        raise ValueError("no stages to train")
+    out_root, n = Path(out_root), len(stages)
+    per = {k: _per_stage(v, n, k) for k, v in
+           (("epochs", epochs), ("lr", lr), ("schedule", schedule), ("warmup_epochs", warmup_epochs))}
+    configs, outs = [], []
+    previous: str | None = None
+    for i, stage in enumerate(stages):
+        _, _, scratch = parse_stage(stage)
+        init = None
+        if not scratch:
+            init = str(out_root / (previous or _stage_name(arch, _predecessor(stage))))
+        configs.append(stage_config(arch, stage, batch_size=batch_size, init_from=init,
+                                    **{k: v[i] for k, v in per.items()}, **common))
+        outs.append(out_root / _stage_name(arch, stage))
+        previous = outs[-1].name
+    command = reproduce_command(arch, stages, configs, half=half, data=data_hint,
+                                limit_train=limit_train)
+    results = []
+    for cfg, out in zip(configs, outs):
+        results.append(train_model(cfg, train_split, test_split, device, out=out,
+                                   state_dir=state_dir, half=half, progress=progress,
+                                   fresh=fresh, command=command))
+    return results
+
+
+def reproduce_command(
+    arch: str, stages: Sequence[str], configs: Sequence[TrainConfig], *, half: bool,
+    data: str | None = None, limit_train: int | None = None,
+) -> str:
+    """The ``python -m kwta_demo train`` command line that trains ``configs`` again."""
+    first = configs[0]
+
+    def join(values: Sequence[Any]) -> str:
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    args = [
+        "python", "-m", "kwta_demo", "train", "--arch", arch, "--stages", ",".join(stages),
+        "--epochs", join([c.epochs for c in configs]), "--lr", join([c.lr for c in configs]),
+        "--schedule", join([c.schedule for c in configs]),
+        "--warmup", join([c.warmup_epochs for c in configs]),
+        "--batch-size", str(first.batch_size), "--seed", str(first.seed),
+        "--momentum", f"{first.momentum:g}", "--weight-decay", f"{first.weight_decay:g}",
+    ]
+    if first.label_smoothing:
+        args += ["--label-smoothing", f"{first.label_smoothing:g}"]
+    if first.clip_grad_norm is not None:
+        args += ["--clip", f"{first.clip_grad_norm:g}"]
+    if first.amp != "auto":
+        args += ["--amp", first.amp]
+    if limit_train:
+        args += ["--limit-train", str(limit_train)]
+    if half:
+        args.append("--half")
+    args += ["--data", data or "../shared/cifar10/cifar10-jpeg.tar.gz"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def benchmark_epoch_seconds(
+    cfg: TrainConfig, n_train: int, device: str | torch.device | None = None, *,
+    steps: int = 10, warmup: int = 3,
+) -> float:
+    """Estimated seconds for one training epoch of ``n_train`` images (random data).
+
+    Times ``steps`` real optimiser steps after ``warmup`` (which also lets cuDNN pick its
+    kernels); used to fit a run's epochs to a time budget.
+    """
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    amp_dtype = _amp_dtype(cfg, device)
+    model = _build(cfg, device, None)  # random weights time the same as trained ones
+    optimizer = _optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(cfg.batch_size, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(0, 10, (cfg.batch_size,), generator=gen).to(device)
+    model.train()
+
+    def step() -> None:
+        with _autocast(device, amp_dtype):
+            logits = model(_prepare(x, device))
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    per_step = (time.perf_counter() - t0) / steps
+    return per_step * _steps_per_epoch(n_train, cfg.batch_size)[0]
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _ints(text: str | None) -> list[int] | None:
+    values = _floats(text)
+    if values is not None and any(v != int(v) for v in values):
+        raise ValueError(f"expected whole numbers separated by commas, got {text!r}")
+    return None if values is None else [int(v) for v in values]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m kwta_demo train``."""
+    parser.add_argument("--arch", default="all", choices=[*ARCHS, "all"],
+                        help="architecture to train (default: all)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma list; each k-WTA stage starts from the one before; "
+                             "kwta-G:scratch trains from scratch (default: %(default)s)")
+    parser.add_argument("--epochs", default=None,
+                        help="epochs, one value or one per stage (default: 40/30 from scratch "
+                             "for alexnet/resnet18, 10 per fine-tuning stage)")
+    parser.add_argument("--lr", default=None,
+                        help="peak learning rate, one or one per stage (default: 0.1 per 128 "
+                             "images of batch from scratch, 0.01 per 128 for fine-tuning)")
+    parser.add_argument("--schedule", default=None,
+                        help=f"{'|'.join(SCHEDULES)}, one or one per stage "
+                             "(default: onecycle from scratch, cosine for fine-tuning)")
+    parser.add_argument("--warmup", default=None,
+                        help="warm-up epochs, one or one per stage (default: a fifth of the "
+                             "epochs from scratch, at most 1 for fine-tuning)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip", type=float, default=None, help="gradient L2-norm clipping")
+    parser.add_argument("--amp", choices=AMP_MODES, default="auto",
+                        help="auto: bf16 autocast on CUDA, float32 on the CPU")
+    parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data.py)")
+    parser.add_argument("--out", default=None,
+                        help="checkpoint folder root (default: KWTA_CHECKPOINTS or checkpoints/)")
+    parser.add_argument("--state-dir", default="runs", help="resumable training states")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--half", action="store_true", help="store the weights as float16")
+    parser.add_argument("--manifest", action="store_true",
+                        help="write the SHA256SUMS manifest of the checkpoint root at the end")
+    parser.add_argument("--limit-train", type=int, default=None,
+                        help="train on N seeded random training images (smoke runs)")
+    parser.add_argument("--limit-test", type=int, default=None,
+                        help="evaluate on N seeded random test images (smoke runs)")
+    parser.add_argument("--eval-every", type=int, default=1,
+                        help="evaluate every N epochs (0: only the final, saved model)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard saved training states instead of resuming them")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``python -m kwta_demo train``; returns the exit status."""
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    for stage in stages:
+        parse_stage(stage)
+    epochs, lr, warmup = _ints(args.epochs), _floats(args.lr), _floats(args.warmup)
+    schedule = args.schedule.split(",") if args.schedule else None
+    device = resolve_device(args.device)
+    out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
+    train = load_cifar10("train", args.data)
+    test = load_cifar10("test", args.data)
+    if args.limit_train:
+        train = seeded_subset(train, args.limit_train, args.seed)
+    if args.limit_test:
+        test = seeded_subset(test, args.limit_test, args.seed)
+    archs = ARCHS if args.arch == "all" else (args.arch,)
+    log.info("training %s, stages %s, on %s: %d training and %d test images",
+             ", ".join(archs), ", ".join(stages), _device_name(device), len(train.labels),
+             len(test.labels))
+    rows = []
+    for arch in archs:
+        results = train_schedule(
+            arch, stages, train, test, device, out_root=out_root, state_dir=args.state_dir,
+            epochs=epochs, lr=lr, schedule=schedule, warmup_epochs=warmup,
+            batch_size=args.batch_size, half=args.half, progress=not args.no_progress,
+            fresh=args.fresh, data_hint=args.data, limit_train=args.limit_train,
+            seed=args.seed, momentum=args.momentum, weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, clip_grad_norm=args.clip, amp=args.amp,
+            eval_every=args.eval_every,
+        )
+        for r in results:
+            m = r["metrics"]
+            rows.append((r["name"], r["config"]["epochs"], m["clean_accuracy"], m["test_images"],
+                         m["recipe"]["wall_seconds"], r["checkpoint"]))
+    if args.manifest:
+        write_manifest(out_root)
+    print("| model | epochs | clean accuracy | test images | train wall s | checkpoint |")
+    print("|---|---|---|---|---|---|")
+    for name, ep, acc, n, wall, where in rows:
+        print(f"| {name} | {ep} | {100 * acc:.2f}% | {n} | {wall:.0f} | {where} |")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _parser = argparse.ArgumentParser(prog="python -m kwta_demo.train", description=__doc__)
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
