@@ -42,6 +42,9 @@ __all__ = [
     "ActivationView",
     "SweepOutcome",
     "Explorer",
+    "AttackControls",
+    "attack_controls",
+    "attack_names",
     "model_names",
     "parse_eps_list",
 ]
@@ -97,7 +100,7 @@ def model_names(arch: str, variants: Sequence[str]) -> list[str]:
 
 def _class_index(value: str | int | float | None, what: str) -> int | None:
     """A class given by name or index; None for empty or 'unknown'."""
-    if value is None or value == "" or value == UNKNOWN_LABEL or value == "none":
+    if value is None or value in ("", "none", "unknown", UNKNOWN_LABEL):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if float(value) != int(value) or not 0 <= int(value) < len(CIFAR10_CLASSES):
@@ -158,14 +161,58 @@ def _attacks():
     return attacks
 
 
-def _check_attack(attack: str, preset: str) -> dict[str, Any]:
+def _spec(attack: str):
+    """The registry entry of ``attack`` (ValueError naming the choices when unknown)."""
     attacks = _attacks()
     if attack not in attacks.ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(attacks.ATTACKS)}")
-    presets = attacks.PRESETS[attack]
-    if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r} for {attack}; choose from {', '.join(presets)}")
-    return dict(presets[preset])
+    return attacks.ATTACKS[attack]
+
+
+def _check_attack(attack: str, preset: str) -> Any:
+    spec = _spec(attack)
+    if preset not in spec.presets:
+        raise ValueError(f"unknown preset {preset!r} for {attack}; choose from {', '.join(spec.presets)}")
+    return spec
+
+
+def attack_names() -> list[str]:
+    """The attacks on offer, in registry order."""
+    return list(_attacks().ATTACKS)
+
+
+@dataclass(frozen=True)
+class AttackControls:
+    """What the UI should offer for an attack and preset."""
+
+    presets: list[str]
+    has_steps: bool
+    has_step_size: bool
+    targeted: str  # "no", "optional" or "required"
+    eps_255: float | None  # the eps the preset was published with, if any
+    note: str  # what the preset does, in a line
+
+    @property
+    def description(self) -> str:
+        return self.note
+
+
+def attack_controls(attack: str, preset: str | None = None) -> AttackControls:
+    """Presets, adjustable parameters, target use and the preset's note for ``attack``."""
+    spec = _spec(attack)
+    presets = list(spec.presets)
+    preset = preset if preset in spec.presets else presets[0]
+    eps = spec.preset_eps.get(preset)
+    note = f"**{spec.title}**: {spec.description}\n\nPreset `{preset}`: {spec.preset_notes.get(preset, '')}"
+    return AttackControls(presets, "steps" in spec.params, "step_size" in spec.params,
+                          spec.targeted, None if eps is None else eps * 255, note)
+
+
+def _random_targets(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded random wrong class for each label."""
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, len(CIFAR10_CLASSES), labels.shape, generator=gen)
+    return (labels.cpu() + shift).remainder(len(CIFAR10_CLASSES)).to(labels.device)
 
 
 # ---------------------------------------------------------------- results
@@ -299,20 +346,25 @@ class Explorer:
             from .data import DataNotFoundError, balanced_sample
 
             try:
+                split = self._test_split()
+                # A small source (a test folder) may hold fewer images per class than asked.
+                fewest = int(torch.bincount(split.labels, minlength=len(CIFAR10_CLASSES)).min())
+                if fewest == 0:
+                    raise ValueError("the test split lacks some of the ten classes")
                 sample, indices = balanced_sample(
-                    self._test_split(), self.gallery_per_class, self.gallery_seed
+                    split, min(self.gallery_per_class, fewest), self.gallery_seed
                 )
             except (DataNotFoundError, OSError, ValueError) as e:
                 self._data_error = str(e)
                 self._gallery = GalleryData([], [], [], (
-                    f"No CIFAR-10 test images: {e}\nUploads still work."
+                    f"No CIFAR-10 test images to show ({e}). Uploads still work."
                 ))
                 return self._gallery
             images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
             labels = [int(v) for v in sample.labels]
             captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(i)})" for lab, i in zip(labels, indices)]
             self._gallery = GalleryData(images, labels, captions, (
-                f"{len(images)} CIFAR-10 test images ({self.gallery_per_class} per class, "
+                f"{len(images)} CIFAR-10 test images ({len(images) // len(CIFAR10_CLASSES)} per class, "
                 f"seed {self.gallery_seed}) from {self._source_label()}."
             ))
         return self._gallery
@@ -375,14 +427,18 @@ class Explorer:
         """Attack one image against each selected model; a model that fails to load is
         reported in its slot and the others still run."""
         names = model_names(arch, variants)
-        preset_params = _check_attack(attack, preset)
+        spec = _check_attack(attack, preset)
         eps = _eps(eps_255)
         label = _class_index(true_class, "true class")
         target = _class_index(target_class, "target class")
         if target is not None and target == label:
             raise ValueError("the target class is the true class: pick another target")
         seed = _int(seed, "seed", 0, 2**31 - 1)
-        overrides = self._overrides(preset_params, steps, step_size_255)
+        if target is not None and spec.targeted == "no":
+            raise ValueError(f"{attack} is untargeted: leave the target class empty")
+        if target is None and spec.targeted == "required":
+            raise ValueError(f"{attack} is a targeted attack: pick a target class")
+        overrides = self._overrides(spec.params, steps, step_size_255)
         prepared = self.prepare(image)
         outcome = AttackOutcome(prepared, _arch(arch), attack, preset,
                                 {"eps": eps, **overrides, "target": target}, label, target)
@@ -396,12 +452,13 @@ class Explorer:
         outcome.seconds = time.monotonic() - start
         return outcome
 
-    def _overrides(self, preset_params: dict[str, Any], steps: Any, step_size_255: Any) -> dict[str, Any]:
-        """Steps and step size given by the user, checked; only where the attack has them."""
+    def _overrides(self, params: Any, steps: Any, step_size_255: Any) -> dict[str, Any]:
+        """Steps and step size given by the user (None: the preset's), checked; an attack
+        without such a parameter ignores it."""
         out: dict[str, Any] = {}
-        if steps not in (None, "") and "steps" in preset_params:
+        if steps not in (None, "") and "steps" in params:
             out["steps"] = _int(steps, "steps", 1, self.limits.max_steps)
-        if step_size_255 not in (None, "") and "step_size" in preset_params:
+        if step_size_255 not in (None, "") and "step_size" in params:
             size = _finite(step_size_255, "step size")
             if not 0 < size <= MAX_EPS_255:
                 raise ValueError(f"step size must lie in (0, {MAX_EPS_255:g}] (1/255 units), got {step_size_255!r}")
@@ -427,6 +484,10 @@ class Explorer:
         with torch.no_grad():
             clean_probs = model(x).softmax(1)[0].cpu()
         used = label if label is not None else int(clean_probs.argmax())
+        if target is not None and target == used:
+            return ModelAttack(name, error=(
+                f"predicts the target class ({CIFAR10_CLASSES[target]}) on the clean image "
+                "already: nothing to attack. Set the true class or pick another target."))
         y = torch.tensor([used], device=device)
         kwargs = dict(eps=eps, preset=preset, seed=seed, **overrides)
         if target is not None:
@@ -485,12 +546,13 @@ class Explorer:
         """Accuracy vs epsilon on ``n`` seeded test images, for each selected model.
 
         Epsilon 0 is clean accuracy. An image counts as robust when the model still
-        predicts its true class on the attack's output.
+        predicts its true class on the attack's output. An attack that needs a target gets
+        a seeded random wrong class per image.
         """
         from .data import DataNotFoundError, batches, seeded_subset
 
         names = model_names(arch, variants)
-        _check_attack(attack, preset)
+        spec = _check_attack(attack, preset)
         eps_list = parse_eps_list(eps_255, self.limits.max_sweep_points)
         n = _int(n, "number of images", 1, self.limits.max_sweep_images)
         seed = _int(seed, "seed", 0, 2**31 - 1)
@@ -522,8 +584,11 @@ class Explorer:
                         with torch.no_grad():
                             pred = model(images).argmax(1)
                     else:
+                        kwargs = {}
+                        if spec.targeted == "required":
+                            kwargs["target"] = _random_targets(labels, seed)
                         pred = _attacks().run_attack(attack, model, images, labels, eps=eps / 255,
-                                                     preset=preset, seed=seed).adv_pred
+                                                     preset=preset, seed=seed, **kwargs).adv_pred
                     correct += int((pred.to(labels.device) == labels).sum())
                     done += 1
                 accuracy[name].append(correct / n)

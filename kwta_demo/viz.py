@@ -93,8 +93,8 @@ def prediction_bars(
     if target is not None:
         labels[target] = f"{labels[target]} (target)"
     fig = go.Figure([
-        go.Bar(name="clean", x=labels, y=clean, marker_color="#7f7f7f"),
-        go.Bar(name="adversarial", x=labels, y=adv, marker_color="#d62728"),
+        go.Bar(name="clean", x=labels, y=clean.tolist(), marker_color="#7f7f7f"),
+        go.Bar(name="adversarial", x=labels, y=adv.tolist(), marker_color="#d62728"),
     ])
     fig.update_layout(
         barmode="group", title=title, yaxis=dict(title="probability", range=[0, 1]),
@@ -120,11 +120,11 @@ def attack_traces(
     names = list(true_prob)
     for name in names:
         y = _numpy(true_prob[name]).ravel()
-        fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=list(range(len(y))), y=y.tolist(), mode="lines+markers", name=name,
                                  marker=dict(size=4), line=dict(color=model_color(name))))
     for name in names:
         y = _numpy(loss[name]).ravel()
-        fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=list(range(len(y))), y=y.tolist(), mode="lines+markers", name=name,
                                  marker=dict(size=4), line=dict(color=model_color(name)),
                                  visible=False))
     n = len(names)
@@ -140,10 +140,10 @@ def attack_traces(
         title=title, xaxis=dict(title="attack step"),
         yaxis=dict(title="true-class probability", range=[0, 1]),
         updatemenus=[dict(type="buttons", direction="right", buttons=buttons,
-                          x=0, y=1.12, xanchor="left", yanchor="bottom", showactive=True)],
-        height=360, **_LAYOUT,
+                          x=1, y=1.02, xanchor="right", yanchor="bottom", showactive=True)],
+        height=380, **_LAYOUT,
     )
-    fig.update_layout(margin=dict(t=90))
+    fig.update_layout(margin=dict(t=80))
     return fig
 
 
@@ -178,15 +178,23 @@ def activation_heatmaps(
         clean, adv = (_as_map(_numpy(a)) for a in maps[name])
         zmax = float(np.nanmax([np.nanmax(clean), np.nanmax(adv), 1e-12]))
         for col, z in ((1, clean), (2, adv)):
-            fig.add_trace(go.Heatmap(z=z[::-1], zmin=0, zmax=zmax, colorscale="Viridis",
+            fig.add_trace(go.Heatmap(z=z[::-1].tolist(), zmin=0, zmax=zmax, colorscale="Viridis",
                                      showscale=col == 2, colorbar=dict(len=1 / len(names),
                                      y=1 - (row - 0.5) / len(names), thickness=10)),
                           row=row, col=col)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x")
+    _square_cells(fig, len(names))
     fig.update_layout(title=f"Channel-summed |activation| at {layer}" if layer else None,
                       height=260 * len(names) + 60, **_LAYOUT)
     return fig
+
+
+def _square_cells(fig: go.Figure, rows: int) -> None:
+    """Hide the axes and keep each cell's pixels square (each y axis anchored to its own x)."""
+    fig.update_xaxes(visible=False)
+    for i in range(1, 2 * rows + 1):
+        fig.update_layout({f"yaxis{'' if i == 1 else i}": dict(
+            visible=False, scaleanchor=f"x{'' if i == 1 else i}", constrain="domain")})
+        fig.update_layout({f"xaxis{'' if i == 1 else i}": dict(constrain="domain")})
 
 
 def _mosaic(activation: np.ndarray, channels: np.ndarray, columns: int) -> np.ndarray:
@@ -228,10 +236,9 @@ def channel_grid(
             cells = (_as_map(clean), _as_map(adv))
         zmax = float(np.nanmax([np.nanmax(np.abs(c)) for c in cells] + [1e-12]))
         for col, z in zip((1, 2), cells):
-            fig.add_trace(go.Heatmap(z=np.abs(z)[::-1], zmin=0, zmax=zmax, colorscale="Magma",
+            fig.add_trace(go.Heatmap(z=np.abs(z)[::-1].tolist(), zmin=0, zmax=zmax, colorscale="Magma",
                                      showscale=False), row=row, col=col)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x")
+    _square_cells(fig, len(names))
     what = f"top {n_channels} channels by clean activation" + (f" at {layer}" if layer else "")
     fig.update_layout(title=what, height=260 * len(names) + 60, **_LAYOUT)
     return fig

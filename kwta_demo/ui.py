@@ -1,0 +1,426 @@
+"""The Gradio app: ``create_demo(...) -> gr.Blocks``, a layout over ``Explorer``'s handlers.
+
+Handlers here only translate between components and ``kwta_demo.explorer`` (which does
+the validating and the work, and is tested without Gradio). Images go out as PNG: the
+default WebP would destroy an adversarial perturbation. The real tensors stay on the
+server (``gr.State``); the browser only ever gets pictures of them.
+
+API endpoints (stable names, documented in docs/api.md): ``/prepare_image``, ``/attack``,
+``/activations``, ``/sweep``, ``/attack_controls``, ``/model_status``, ``/reproduction``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from . import viz
+from .explorer import (
+    ARCH_LABELS,
+    UNKNOWN_LABEL,
+    VARIANTS,
+    ActivationView,
+    AttackOutcome,
+    Explorer,
+    attack_controls,
+    attack_names,
+)
+from .models import CIFAR10_CLASSES
+from .report_tables import reproduction_markdown
+
+__all__ = ["create_demo", "CSS", "LAUNCH_KWARGS", "ABOUT"]
+
+# 32x32 pictures: scale them up to their box, without smoothing, so pixels stay visible.
+CSS = """
+.pixelated img, #input-image img {
+  width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;
+}
+#gallery img { image-rendering: pixelated; }
+.slot-title h3 { margin: 0; }
+"""
+# Passed to launch() by app.py and the tests (Gradio 6 takes css there, not in Blocks).
+LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_error": True}
+
+UNKNOWN = "unknown"  # the true-class value for "not known"; shown as UNKNOWN_LABEL
+NO_TARGET = "none"
+USER_ERRORS = (ValueError, TimeoutError)
+SLOT_LABELS = {"relu": "ReLU", "kwta-0.2": "k-WTA γ=0.2", "kwta-0.1": "k-WTA γ=0.1"}
+
+ABOUT = """
+## k-Winners-Take-All, in a few paragraphs
+
+**The method.** Xiao, Zhong and Zheng (ICLR 2020) replace every ReLU of a network with
+*k-Winners-Take-All*: for each sample, a layer keeps its k = γ·N largest activations
+and sets all others to zero. γ is the share of winners (here 0.2 and 0.1). The function
+is discontinuous: a small change of the input can change *which* units win, and with it
+the network's gradient. The authors argue that these dense discontinuities make
+gradient-based attacks fail, while training, done with a gradual γ schedule, still works.
+
+**What the demo shows.** The *Attack* tab runs the same attack on ReLU and k-WTA versions
+of one architecture. Against ReLU the true-class probability falls smoothly along the
+attack; against k-WTA it jumps about: after a few steps the attacker's gradient points
+somewhere useless. This is *gradient masking*. It makes attacks that trust the local
+gradient look weak, but the adversarial examples are still there: attacks that estimate
+the gradient from samples, or differentiate through a smooth stand-in for k-WTA (BPDA),
+find them again (Tramèr et al., NeurIPS 2020). The activation maps show how few units
+are active under k-WTA and how many of the winners an attack flips.
+
+**The reproduction.** Golod & Usluel (2020) reproduced the paper's CIFAR-10 results for
+ResNet18 and AlexNet. The *Reproduction* tab sets their tables beside ours, with notes on
+their PGD step size (relative to ε, so small that the attack hardly moves) and on the
+adaptive attacks.
+
+**The data.** Our models were trained and are evaluated on a JPEG re-encoding of CIFAR-10
+(quality 75, chroma subsampling), the only copy available where they were built: expect
+clean accuracy a point or two below figures on the canonical data. An uploaded image is
+shown as the 32×32 RGB picture the models see, with a note on how it was resized.
+
+### Papers and code
+- C. Xiao, P. Zhong, C. Zheng. *Enhancing Adversarial Defense by k-Winners-Take-All*. ICLR 2020.
+  [arXiv:1905.10510](https://arxiv.org/abs/1905.10510),
+  [the authors' code](https://github.com/a554b554/kWTA-Activation)
+- F. Tramèr, N. Carlini, W. Brendel, A. Madry. *On Adaptive Attacks to Adversarial Example
+  Defenses*. NeurIPS 2020. [arXiv:2002.08347](https://arxiv.org/abs/2002.08347)
+- A. Athalye, N. Carlini, D. Wagner. *Obfuscated Gradients Give a False Sense of Security*.
+  ICML 2018. [arXiv:1802.00420](https://arxiv.org/abs/1802.00420)
+- Golod & Usluel (2020), the reproduction report of the k-WTA paper.
+"""
+
+
+def _user_error(e: Exception) -> gr.Error:
+    return gr.Error(str(e), print_exception=False)
+
+
+def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:
+    """Adversarial image, perturbation image, bar chart and caption for one variant slot."""
+    name = f"{outcome.arch}-{suffix}"
+    model = next((m for m in outcome.models if m.name == name), None)
+    if model is None:
+        return [None, None, None, "_not selected_"]
+    if model.error is not None:
+        return [None, None, viz.message_figure("not available"), f"**Not available.** {model.error}"]
+    pert, scale = viz.perturbation_array(model.adversarial - outcome.image.tensor)
+    s = model.summary()
+    verdict = "**fooled**" if s["success"] else "**not fooled**"
+    if int(model.result.clean_pred[0]) != model.label:
+        verdict += " (already wrong on the clean image)"
+    amp = (f"x{0.5 / scale:.1f} (gray = 0, white/black = ±{scale * 255:.2f}/255)" if scale
+           else "not at all: the perturbation is zero")
+    text = (
+        f"{verdict}: {s['clean_pred']} ({s['clean_prob']:.0%}) → {s['adv_pred']} "
+        f"({s['adv_prob']:.0%}); label attacked: {s['label']}.  \n"
+        f"L∞ = {s['linf_255']:.2f}/255, L2 = {s['l2']:.3f}.  \nPerturbation amplified {amp}."
+    )
+    bars = viz.prediction_bars(model.clean_probs, model.adv_probs, true_label=outcome.label,
+                               target=outcome.target, title=name)
+    return [viz.image_array(model.adversarial), pert, bars, text]
+
+
+def _summary(outcome: AttackOutcome) -> tuple[str, dict[str, Any]]:
+    eps_255 = outcome.params["eps"] * 255
+    label = (CIFAR10_CLASSES[outcome.label] if outcome.label is not None
+             else "unknown (each model's own clean prediction)")
+    target = f", target {CIFAR10_CLASSES[outcome.target]}" if outcome.target is not None else ""
+    text = (f"**{outcome.attack}** (preset `{outcome.preset}`), ε = {eps_255:.2f}/255{target}; "
+            f"label: {label}; {len(outcome.models)} model(s) in {outcome.seconds:.1f} s.  \n"
+            f"Input: {outcome.image.description}")
+    data = {
+        "attack": outcome.attack, "preset": outcome.preset, "eps_255": round(eps_255, 4),
+        "true_class": None if outcome.label is None else CIFAR10_CLASSES[outcome.label],
+        "target_class": None if outcome.target is None else CIFAR10_CLASSES[outcome.target],
+        "input": outcome.image.description, "seconds": round(outcome.seconds, 3),
+        "models": [m.summary() for m in outcome.models],
+    }
+    return text, data
+
+
+def _traces(outcome: AttackOutcome):
+    ok = outcome.ok()
+    if not ok:
+        return viz.message_figure("No model could run")
+    per_step = all(m.result.params.get("per_step", True) for m in ok)
+    title = "Along the attack" + ("" if per_step else " (this attack reports its start and end only)")
+    return viz.attack_traces({m.name: m.result.true_prob[:, 0] for m in ok},
+                             {m.name: m.result.losses[:, 0] for m in ok}, title=title)
+
+
+def _stats_markdown(view: ActivationView) -> str:
+    lines = [f"Layer `{view.layer.label}`. Active = non-zero units (for k-WTA: the winners).", "",
+             "| model | active, clean | active, adversarial | clean winners the attack switched off |",
+             "|---|---|---|---|"]
+    for s in view.stats:
+        flipped = "n/a" if s["flipped"] != s["flipped"] else f"{s['flipped']:.1%}"
+        lines.append(f"| {s['model']} | {s['active_clean']:.1%} | {s['active_adversarial']:.1%} | {flipped} |")
+    return "\n".join(lines)
+
+
+class _Handlers:
+    """Event handlers; their parameter names are the API's parameter names."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        self.explorer = explorer
+
+    def layer_choices(self, arch: str) -> list[tuple[str, str]]:
+        return [(info.label, info.name) for info in self.explorer.layers(arch)]
+
+    def select_gallery(self, evt: gr.SelectData):
+        try:
+            image, cls = self.explorer.gallery_item(evt.index)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return image, cls
+
+    def prepare_image(self, image):
+        if image is None:
+            return None, ""
+        try:
+            prepared = self.explorer.prepare(image)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return prepared.to_uint8(), prepared.description
+
+    def attack_controls(self, attack: str, preset: str):
+        try:
+            c = attack_controls(attack, preset)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        chosen = preset if preset in c.presets else c.presets[0]
+        eps = gr.Slider(value=round(c.eps_255, 2)) if c.eps_255 is not None else gr.Slider()
+        target = gr.Dropdown(interactive=c.targeted != "no",
+                             value=NO_TARGET if c.targeted == "no" else gr.skip())
+        return (gr.Radio(choices=c.presets, value=chosen), eps,
+                gr.Number(value=0, visible=c.has_steps), gr.Number(value=0, visible=c.has_step_size),
+                target, c.note)
+
+    def sweep_presets(self, attack: str):
+        try:
+            c = attack_controls(attack)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return gr.Radio(choices=c.presets, value=c.presets[0])
+
+    def show_slots(self, variants: list[str]):
+        return [gr.Column(visible=suffix in (variants or [])) for suffix in VARIANTS.values()]
+
+    def attack(self, image, true_class: str, arch: str, variants: list[str], attack: str,
+               preset: str, eps_255: float, steps: int, step_size_255: float,
+               target_class: str, seed: int, progress=gr.Progress()):
+        try:
+            outcome = self.explorer.attack(
+                image, arch=arch, variants=variants, attack=attack, preset=preset,
+                eps_255=eps_255, steps=steps or None, step_size_255=step_size_255 or None,
+                true_class=None if true_class == UNKNOWN else true_class,
+                target_class=None if target_class == NO_TARGET else target_class,
+                seed=seed if seed is not None else 0,
+                progress=lambda fraction, desc: progress(fraction, desc=desc),
+            )
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        outputs: list[Any] = []
+        for suffix in VARIANTS.values():
+            outputs += _slot_outputs(outcome, suffix)
+        text, data = _summary(outcome)
+        return [*outputs, _traces(outcome), text, data, outcome.state()]
+
+    def activations(self, state: dict | None, layer: str):
+        if not state:
+            return "Run an attack to compare activations.", None, None
+        if layer not in [info.name for info in self.explorer.layers(state["arch"])]:
+            layer = None  # the architecture changed since the attack: use its first layer
+        try:
+            view = self.explorer.activations(state, layer)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return _stats_markdown(view), view.heatmaps, view.grid
+
+    def sweep(self, arch: str, variants: list[str], attack: str, preset: str, eps_255: str,
+              n: int, seed: int, progress=gr.Progress()):
+        try:
+            out = self.explorer.sweep(
+                arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
+                n=n, seed=seed if seed is not None else 0,
+                progress=lambda fraction, desc: progress(fraction, desc=desc),
+            )
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        note = f"{out.n} images (seed {out.seed}), {out.attack} `{out.preset}`, {out.seconds:.1f} s."
+        if out.errors:
+            note += "  \n" + "  \n".join(f"**{k} not available:** {v}" for k, v in out.errors.items())
+        return out.figure, out.rows(), note
+
+    def model_status(self) -> str:
+        return self.explorer.model_status_markdown()
+
+    def reproduction(self) -> str:
+        return reproduction_markdown()
+
+
+def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue_size: int = 16) -> gr.Blocks:
+    """Build the app over ``explorer`` (default: settings from the environment).
+
+    ``concurrency`` bounds the attacks and sweeps that run at once, ``queue_size`` the
+    requests that may wait (beyond it, a request is refused with a message). Each request
+    is bounded by ``explorer.limits`` (steps, images, seconds).
+    """
+    explorer = explorer or Explorer()
+    h = _Handlers(explorer)
+    gallery_data = explorer.gallery()
+    attacks = attack_names()
+    default_attack = "pgd" if "pgd" in attacks else attacks[0]
+    controls = attack_controls(default_attack, "interactive")
+    default_preset = "interactive" if "interactive" in controls.presets else controls.presets[0]
+    arch_choices = [(label, value) for label, value in ARCH_LABELS.items()]
+    variant_choices = [(label, suffix) for label, suffix in VARIANTS.items()]
+    all_variants = list(VARIANTS.values())
+    heavy = dict(concurrency_id="compute", concurrency_limit="default")
+    light = dict(concurrency_id="light", concurrency_limit=4)
+    statuses = explorer.cache.status()
+
+    with gr.Blocks(title="k-WTA explorer") as demo:
+        gr.Markdown(
+            "# k-Winners-Take-All: an adversarial-defence explorer\n"
+            "Attack ReLU and k-WTA networks on CIFAR-10 side by side and watch gradient masking "
+            "at work. Pick an image, choose the models and an attack, press **Run attack**."
+        )
+        with gr.Accordion("Models and data", open=not all(s.state in ("local", "loaded") for s in statuses)):
+            status_md = gr.Markdown(explorer.model_status_markdown(), label="Model status",
+                                    elem_id="model-status")
+            gr.Markdown(gallery_data.message, elem_id="data-status")
+        state = gr.State(None)
+
+        with gr.Tabs():
+            with gr.Tab("Attack", id="attack"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        gallery = gr.Gallery(
+                            value=list(zip(gallery_data.images, gallery_data.captions)),
+                            format="png", columns=10, height=300, allow_preview=False,
+                            label="CIFAR-10 test images (click one)", elem_id="gallery",
+                            interactive=False,
+                        )
+                        if not gallery_data.images:
+                            gr.Markdown(f"**No gallery images.** {gallery_data.message}",
+                                        elem_id="no-gallery")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            image_in = gr.Image(
+                                type="filepath", image_mode=None, format="png",
+                                sources=["upload", "clipboard"], height=200,
+                                label="Input image (from the gallery, or upload any image)",
+                                elem_id="input-image",
+                            )
+                            preview = gr.Image(format="png", interactive=False, height=200,
+                                               label="What the models see (32x32 RGB)",
+                                               elem_classes=["pixelated"], elem_id="model-input")
+                        preview_note = gr.Markdown(label="How the input was made", elem_id="preview-note")
+                        true_class = gr.Dropdown([(UNKNOWN_LABEL, UNKNOWN), *[(c, c) for c in CIFAR10_CLASSES]],
+                                                 value=UNKNOWN, label="True class", elem_id="true-class")
+                with gr.Row():
+                    arch = gr.Radio(arch_choices, value="resnet18", label="Architecture", elem_id="arch")
+                    variants = gr.CheckboxGroup(variant_choices, value=all_variants,
+                                                label="Models to compare", elem_id="variants")
+                with gr.Row():
+                    attack = gr.Dropdown(attacks, value=default_attack, label="Attack", elem_id="attack")
+                    preset = gr.Radio(controls.presets, value=default_preset, label="Preset",
+                                      elem_id="preset")
+                    eps = gr.Slider(0.5, 32, value=8, step=0.1, label="ε (L∞, in 1/255)", elem_id="eps")
+                with gr.Row():
+                    steps = gr.Number(0, precision=0, minimum=0, maximum=explorer.limits.max_steps,
+                                      label="Steps (0: the preset's)", visible=controls.has_steps)
+                    step_size = gr.Number(0, minimum=0, maximum=64,
+                                          label="Step size in 1/255 (0: the preset's)",
+                                          visible=controls.has_step_size)
+                    target = gr.Dropdown([NO_TARGET, *CIFAR10_CLASSES], value=NO_TARGET,
+                                         label="Target class", interactive=controls.targeted != "no")
+                    seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                preset_note = gr.Markdown(controls.note, label="About this attack")
+                run = gr.Button("Run attack", variant="primary", elem_id="run-attack")
+                summary = gr.Markdown(label="Summary", elem_id="attack-summary")
+                slots: list[gr.components.Component] = []
+                slot_columns = []
+                with gr.Row():
+                    for suffix, title in SLOT_LABELS.items():
+                        with gr.Column(min_width=260, elem_id=f"slot-{suffix}") as col:
+                            gr.Markdown(f"### {title}", elem_classes=["slot-title"])
+                            with gr.Row():
+                                adv_img = gr.Image(format="png", interactive=False, height=150,
+                                                   label=f"{title}: adversarial (32x32 PNG)",
+                                                   elem_classes=["pixelated"])
+                                pert_img = gr.Image(format="png", interactive=False, height=150,
+                                                    label=f"{title}: perturbation (amplified)",
+                                                    elem_classes=["pixelated"])
+                            bars = gr.Plot(label=f"{title}: clean vs adversarial")
+                            caption = gr.Markdown(label=f"{title}: result")
+                        slots += [adv_img, pert_img, bars, caption]
+                        slot_columns.append(col)
+                trace = gr.Plot(label="Along the attack", elem_id="trace-plot")
+                with gr.Accordion("Numbers (JSON)", open=False):
+                    numbers = gr.JSON(label="Attack numbers")
+                with gr.Accordion("Sparse activation maps", open=True):
+                    layer_choices = h.layer_choices("resnet18")
+                    # Custom values: the choices change with the architecture, and the
+                    # handler checks the name against the attacked architecture's layers.
+                    layer = gr.Dropdown(layer_choices, value=layer_choices[0][1], label="Layer",
+                                        allow_custom_value=True, elem_id="layer")
+                    act_stats = gr.Markdown("Run an attack to compare activations.",
+                                            label="Activation statistics")
+                    heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
+                    grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
+
+            with gr.Tab("Robustness sweep", id="sweep"):
+                gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
+                            "clean accuracy. On a CPU, keep N and the steps small.")
+                with gr.Row():
+                    s_arch = gr.Radio(arch_choices, value="resnet18", label="Architecture")
+                    s_variants = gr.CheckboxGroup(variant_choices, value=all_variants, label="Models")
+                    s_attack = gr.Dropdown(attacks, value=default_attack, label="Attack")
+                    s_preset = gr.Radio(controls.presets, value=default_preset, label="Preset")
+                with gr.Row():
+                    s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)")
+                    s_n = gr.Slider(1, explorer.limits.max_sweep_images, value=20, step=1,
+                                    label="Test images (N)")
+                    s_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                s_run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
+                s_plot = gr.Plot(label="Accuracy vs ε", elem_id="sweep-plot")
+                s_table = gr.Dataframe(headers=["model", "eps (1/255)", "accuracy"],
+                                       label="Sweep values", interactive=False)
+                s_note = gr.Markdown(label="Sweep note")
+
+            with gr.Tab("Reproduction", id="reproduction"):
+                repro = gr.Markdown(reproduction_markdown(), label="Reproduction tables",
+                                    elem_id="reproduction")
+                repro_reload = gr.Button("Reload results", size="sm")
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT)
+
+        controls_out = [preset, eps, steps, step_size, target, preset_note]
+        gallery.select(h.select_gallery, None, [image_in, true_class], api_visibility="private", **light)
+        image_in.change(h.prepare_image, image_in, [preview, preview_note],
+                        api_name="prepare_image", **light)
+        image_in.upload(lambda: UNKNOWN, None, true_class, api_visibility="private", **light)
+        attack.change(h.attack_controls, [attack, preset], controls_out,
+                      api_name="attack_controls", **light)
+        preset.input(h.attack_controls, [attack, preset], controls_out,
+                     api_visibility="private", **light)
+        arch.change(lambda a: gr.Dropdown(choices=h.layer_choices(a), value=h.layer_choices(a)[0][1]),
+                    arch, layer, api_visibility="private", **light)
+        variants.change(h.show_slots, variants, slot_columns, api_visibility="private", **light)
+        s_attack.change(h.sweep_presets, s_attack, s_preset, api_visibility="private", **light)
+
+        run.click(
+            h.attack,
+            [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed],
+            [*slots, trace, summary, numbers, state], api_name="attack", **heavy,
+        ).then(
+            h.activations, [state, layer], [act_stats, heatmaps, grid], api_name="activations", **heavy,
+        ).then(h.model_status, None, status_md, api_name="model_status", **light)
+        layer.input(h.activations, [state, layer], [act_stats, heatmaps, grid],
+                    api_visibility="private", **heavy)
+        s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
+                    [s_plot, s_table, s_note], api_name="sweep", **heavy)
+        repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
+
+    demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    return demo
