@@ -1,0 +1,157 @@
+"""The launched app, driven through gradio_client: endpoint names, lossless PNG images,
+the attack -> activations chain in one session, the sweep, and server-side validation."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kwta_demo import viz
+from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+from kwta_demo.explorer import Explorer
+from kwta_demo.model_cache import ModelCache
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+# Gradio's own queue code trips pandas deprecation warnings; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                        "ignore:.*deprecated.*")
+
+ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
+             "/model_status", "/reproduction"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from kwta_demo.ui import LAUNCH_KWARGS, create_demo
+
+    root = tmp_path_factory.mktemp("app")
+    write_random_checkpoints(root / "ckpt", ["alexnet-relu", "alexnet-kwta-0.1"])
+    write_image_folder(root / "data", per_class=1)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KWTA_CHECKPOINTS", str(root / "ckpt"))
+    mp.setenv("KWTA_CIFAR10", str(root / "data"))
+    mp.setenv("KWTA_HUB_TIMEOUT", "0.2")
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    explorer = Explorer(ModelCache("cpu"), gallery_per_class=1)
+    demo = create_demo(explorer)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **LAUNCH_KWARGS)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                    download_files=str(root / "downloads"))
+    yield client, explorer, root
+    demo.close()
+    mp.undo()
+
+
+def _attack_args(image_path, **overrides):
+    args = dict(image=handle_file(str(image_path)), true_class="cat", arch="alexnet",
+                variants=["relu", "kwta-0.1"], attack="pgd", preset="interactive", eps_255=8,
+                steps=0, step_size_255=0, target_class="none", seed=5)
+    args.update(overrides)
+    return args
+
+
+def test_endpoints_have_stable_names(app):
+    client, _, _ = app
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == ENDPOINTS
+
+
+def test_prepare_image_shows_the_32x32_input(app, tmp_path):
+    client, _, _ = app
+    path = tmp_path / "wide.png"
+    Image.new("RGBA", (300, 200), (0, 128, 255, 255)).save(path)
+    image, note = client.predict(handle_file(str(path)), api_name="/prepare_image")
+    with Image.open(image) as shown:
+        assert shown.format == "PNG" and shown.size == (32, 32)
+        assert np.asarray(shown.convert("RGB"))[0, 0].tolist() == [0, 128, 255]
+    assert "300x200 RGBA" in note and "center-cropped to 200x200" in note
+
+
+def test_attack_returns_lossless_png_adversarials(app):
+    client, explorer, root = app
+    image_path = root / "data" / "test" / "cat" / "0000.png"
+    out = client.predict(**_attack_args(image_path), api_name="/attack")
+    assert len(out) == 15  # 3 slots x (adversarial, perturbation, bars, caption) + trace, summary, numbers
+    relu_adv, relu_pert, relu_bars, relu_caption = out[:4]
+    assert out[4:8] == (None, None, None, "_not selected_")  # gamma 0.2 not selected
+    numbers = out[14]
+    assert [m["model"] for m in numbers["models"]] == ["alexnet-relu", "alexnet-kwta-0.1"]
+    assert numbers["eps_255"] == 8 and numbers["true_class"] == "cat"
+    assert relu_bars["type"] == "plotly" and out[12]["type"] == "plotly"
+    assert "L∞" in relu_caption
+
+    # The same attack in-process gives the same tensor; the PNG that crossed HTTP holds
+    # exactly its 8-bit rounding (a WebP would not).
+    direct = explorer.attack(str(image_path), arch="alexnet", variants=["relu"], attack="pgd",
+                             eps_255=8, true_class="cat", seed=5)
+    expected = viz.image_array(direct.models[0].adversarial)
+    with Image.open(relu_adv) as shown:
+        assert shown.format == "PNG" and shown.size == (32, 32)
+        got = np.asarray(shown.convert("RGB"))
+    assert np.array_equal(got, expected)
+    clean = np.asarray(Image.open(image_path).convert("RGB")).astype(int)
+    assert np.abs(got.astype(int) - clean).max() <= 8
+    with Image.open(relu_pert) as pert:
+        assert pert.format == "PNG"
+
+
+def test_activations_follow_the_sessions_last_attack(app):
+    client, _, root = app
+    client.predict(**_attack_args(root / "data" / "test" / "dog" / "0000.png", attack="fgsm"),
+                   api_name="/attack")
+    stats, heatmaps, grid = client.predict("features.6", api_name="/activations")
+    assert "features.6 (192x16x16)" in stats
+    assert "alexnet-relu" in stats and "alexnet-kwta-0.1" in stats
+    assert heatmaps["type"] == "plotly" and grid["type"] == "plotly"
+
+
+def test_sweep_runs_live(app):
+    client, _, _ = app
+    plot, table, note = client.predict("alexnet", ["relu"], "fgsm", "interactive", "0, 4", 3, 0,
+                                       api_name="/sweep")
+    assert plot["type"] == "plotly"
+    assert [row[:2] for row in table["data"]] == [["alexnet-relu", 0], ["alexnet-relu", 4]]
+    assert "3 images" in note
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(eps_255=100), "greater than maximum value 32"),  # the slider's own bounds
+    (dict(variants=[]), "no model selected"),
+    (dict(attack="vga"), "pick a target class"),
+    (dict(steps=5000), "greater than maximum value 200"),
+    (dict(true_class="cat", target_class="cat"), "target class is the true class"),
+])
+def test_bad_requests_get_clear_errors(app, overrides, message):
+    client, _, root = app
+    with pytest.raises(Exception, match=message):
+        client.predict(**_attack_args(root / "data" / "test" / "cat" / "0000.png", **overrides),
+                       api_name="/attack")
+
+
+def test_non_image_upload_is_refused(app, tmp_path):
+    client, _, _ = app
+    path = tmp_path / "notes.png"
+    path.write_bytes(b"this is not a picture")
+    # Gradio's image component opens the upload before our handler does; it refuses too.
+    with pytest.raises(Exception, match="cannot identify image file"):
+        client.predict(**_attack_args(path), api_name="/attack")
+
+
+def test_status_and_reproduction_endpoints(app):
+    client, _, _ = app
+    status = client.predict(api_name="/model_status")
+    assert "`resnet18-relu`: missing locally" in status
+    assert "Table 3" in client.predict(api_name="/reproduction")
