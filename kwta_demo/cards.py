@@ -23,6 +23,7 @@ DATA_CAVEAT = (
 )
 _PAPER = "Xiao, Zhong and Zheng, *Enhancing Adversarial Defense by k-Winners-Take-All*, ICLR 2020"
 _REPORT = "Golod and Usluel, reproduction report, 2020"
+CIFAR10_TEST_IMAGES = 10_000
 
 
 def _header(config: ModelConfig, accuracy: float | None, test_images: int | None) -> str:
@@ -136,17 +137,18 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
         how = "Trained from scratch."
     parts.append(f"## Training\n\n{how}\n\n{_recipe_table(recipe)}\n")
     precision = "float16 (upcast to float32 on load)" if metrics.get("stored_half") else "float32"
+    whole = "the whole test split" if n_test == CIFAR10_TEST_IMAGES else "a seeded random test subset"
     result = [
         "## Results\n",
-        f"Clean accuracy on the full test split: **{_pct(acc)}** ({n_test} images, all of "
-        f"them; measured after saving the weights as {precision} and loading them back, "
-        f"in float32 on {metrics.get('eval_device', 'n/a')}).",
+        f"Clean accuracy: **{_pct(acc)}** on {whole} ({n_test} images), measured after saving "
+        f"the weights as {precision} and loading them back, in float32 on "
+        f"{metrics.get('eval_device', 'n/a')}.",
     ]
     if metrics.get("initial_accuracy") is not None:
         result.append(
             f"\nBefore fine-tuning (the initial weights, unaltered, with this model's activation): "
-            f"{_pct(metrics['initial_accuracy'])} on {metrics.get('initial_images', n_test)} test "
-            "images (mixed precision, during training)."
+            f"{_pct(metrics['initial_accuracy'])} on the same {metrics.get('initial_images', n_test)} "
+            f"test images (measured during training, {recipe.get('amp_used', 'float32')})."
         )
     if metrics.get("sparsity"):
         result.append(_sparsity_lines(metrics["sparsity"], config.gamma))

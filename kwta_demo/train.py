@@ -940,8 +940,10 @@ def main(args: argparse.Namespace) -> int:
     schedule = args.schedule.split(",") if args.schedule else None
     device = resolve_device(args.device)
     out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
+    t0 = time.perf_counter()
     train = load_cifar10("train", args.data)
     test = load_cifar10("test", args.data)
+    log.info("CIFAR-10 loaded in %.1f s", time.perf_counter() - t0)
     if args.limit_train:
         train = seeded_subset(train, args.limit_train, args.seed)
     if args.limit_test:
