@@ -364,7 +364,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                     layer = gr.Dropdown(layer_choices, value=layer_choices[0][1], label="Layer",
                                         allow_custom_value=True, elem_id="layer")
                     act_stats = gr.Markdown("Run an attack to compare activations.",
-                                            label="Activation statistics")
+                                            label="Activation statistics", elem_id="activation-stats")
                     heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
                     grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
 

@@ -1,0 +1,156 @@
+"""A real browser against the real server: ``python app.py`` in a subprocess, driven by
+Playwright through Debian's Chromium. Picks a gallery image, uploads an image, runs the
+attack and finds the plotly charts; saves screenshots (to tmp, and to
+``$KWTA_SCREENSHOT_DIR`` when set).
+
+Needs ``pip install playwright`` (its PyPI package carries the driver; no
+``playwright install``) and ``apt-get install chromium``; skipped, saying which, otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("KWTA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ATTACK_TIMEOUT_MS = 180_000  # a CPU shared with other work can be slow
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    write_random_checkpoints(root / "ckpt", ["alexnet-relu", "alexnet-kwta-0.1"])
+    write_image_folder(root / "data", per_class=1)
+    port = _free_port()
+    env = {**os.environ, "KWTA_HUB_TIMEOUT": "0.2", "HF_HUB_OFFLINE": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--checkpoints", str(root / "ckpt"),
+         "--data", str(root / "data"), "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"the app did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url, root
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(server[0], wait_until="load")
+        page.wait_for_selector("#run-attack")
+        yield page
+        browser.close()
+
+
+def _shot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    extra = os.environ.get("KWTA_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(extra) / name), full_page=True)
+
+
+def _run_attack(page, expect: str) -> str:
+    """Click Run attack; wait for the summary of this attack (it contains ``expect``)."""
+    page.locator("#run-attack").click()
+    page.wait_for_function(
+        """(expect) => { const t = document.querySelector('#attack-summary').innerText;
+                         return t.includes(expect) && t.includes('model(s) in'); }""",
+        arg=expect, timeout=ATTACK_TIMEOUT_MS,
+    )
+    return page.locator("#attack-summary").inner_text()
+
+
+def test_page_says_which_models_are_missing(page):
+    status = page.locator("#model-status").inner_text()
+    assert "resnet18-relu: missing locally" in status
+    assert "alexnet-relu: found" in status or "alexnet-relu: loaded" in status
+
+
+def test_pick_gallery_image_and_attack(page, tmp_path):
+    thumbs = page.locator("#gallery button.thumbnail-item")
+    assert thumbs.count() == 10
+    caption = thumbs.nth(3).inner_text().strip()
+    thumbs.nth(3).click()
+    page.wait_for_selector("#model-input img")
+    assert page.locator("#true-class input").input_value() == caption.split(" ")[0]
+    assert "pixel for pixel" in page.locator("#preview-note").inner_text()
+
+    page.locator("#arch label", has_text="AlexNet").click()
+    summary = _run_attack(page, f"label: {caption.split(' ')[0]}")
+    assert "pgd" in summary and "3 model(s)" in summary
+    # Charts: a bar chart per model slot (gamma 0.2 has no checkpoint: a notice), the
+    # trace, the heat maps and the channel grid.
+    page.wait_for_function("document.querySelectorAll('#heatmaps .js-plotly-plot').length == 1",
+                           timeout=ATTACK_TIMEOUT_MS)
+    assert page.locator(".js-plotly-plot").count() >= 6
+    assert page.locator("#trace-plot .js-plotly-plot .scatterlayer .trace").count() == 2
+    assert "Not available" in page.locator("#slot-kwta-0\\.2").inner_text()
+    relu_slot = page.locator("#slot-relu")
+    assert "L∞" in relu_slot.inner_text()
+    src = relu_slot.locator("img").first.get_attribute("src")
+    assert src.endswith(".png")  # lossless, not the default WebP
+    stats = page.locator("#activation-stats").inner_text()
+    assert "alexnet-relu" in stats and "alexnet-kwta-0.1" in stats and "winners" in stats
+    _shot(page, tmp_path, "attack.png")
+
+
+def test_upload_any_image_and_attack(page, tmp_path):
+    upload = tmp_path / "upload.png"
+    Image.new("RGBA", (300, 200), (200, 40, 40, 255)).save(upload)
+    page.locator("#input-image input[type=file]").set_input_files(str(upload))
+    page.wait_for_function(
+        "document.querySelector('#preview-note').innerText.includes('300x200 RGBA')", timeout=60_000)
+    note = page.locator("#preview-note").inner_text()
+    assert "center-cropped to 200x200" in note and "box filter" in note
+    assert page.locator("#true-class input").input_value().startswith("unknown")
+    assert "label: unknown" in _run_attack(page, "label: unknown")
+    assert page.locator("#slot-relu .js-plotly-plot").count() == 1
+    _shot(page, tmp_path, "upload.png")
