@@ -18,6 +18,18 @@ Progress = Callable[[int, int], None]
 """Called after every batch with (items done, items in all)."""
 
 
+def _reporter(progress: Progress | bool | None, total: int, desc: str) -> tuple[Progress, Callable[[], None]]:
+    """A progress callback and a closer: a tqdm bar for ``True``, nothing for None/False."""
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return (lambda done, total: None), lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False)
+    return (lambda done, _total: bar.update(done - bar.n)), bar.close
+
+
 def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -67,13 +79,14 @@ def robust_accuracy(
     seed: int = 0,
     batch_size: int = 100,
     device: str | torch.device | None = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of ``model`` under ``attack`` on ``images`` (uint8 or [0, 1]).
 
     robust_acc = fraction of images classified correctly *and* not successfully attacked.
     Batch ``i`` is attacked with seed ``seed + i``, so a result depends on the batch size.
+    ``progress``: a callable ``(done, total)``, True for a tqdm bar, or None/False.
     mean_linf / mean_l2 average the perturbations of the successful attacks on correctly
     classified images (NaN if there are none). For ``vga`` the numbers are the
     all-9-targets statistics of ``vga_statistics``, and robust_acc is the fraction of
@@ -90,6 +103,7 @@ def robust_accuracy(
     device = _device_of(model, device)
     start = time.perf_counter()
     n = images.shape[0]
+    report, close = _reporter(progress, n, f"{attack}:{preset}")
     correct, success, linf, l2, raw_success, raw_l2 = [], [], [], [], [], []
     first_params: dict[str, Any] = {}
     for i, lo in enumerate(range(0, n, batch_size)):
@@ -104,8 +118,8 @@ def robust_accuracy(
         if "raw_success" in result.info:
             raw_success.append(result.info["raw_success"].cpu())
             raw_l2.append(result.info["raw_l2"].cpu())
-        if progress is not None:
-            progress(min(lo + batch_size, n), n)
+        report(min(lo + batch_size, n), n)
+    close()
     correct_t, success_t = torch.cat(correct), torch.cat(success)
     broken = correct_t & success_t
     out: dict[str, Any] = {
@@ -143,7 +157,7 @@ def vga_statistics(
     seed: int = 0,
     batch_size: int = 100,
     device: str | torch.device | None = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Targeted VGA towards every wrong class of every image (9 per image on CIFAR-10).
@@ -156,9 +170,7 @@ def vga_statistics(
     device = _device_of(model, device)
     start = time.perf_counter()
     first_params: dict[str, Any] = {}
-    clean_pred = _predict(model, images, device, batch_size)
-    num_classes = int(clean_pred[1])
-    clean_pred = clean_pred[0]
+    clean_pred, num_classes = _predict(model, images, device, batch_size)
     # pair k: image k // (C - 1), target the (k % (C - 1))-th class after the label
     n = images.shape[0]
     image_idx = torch.arange(n).repeat_interleave(num_classes - 1)
@@ -166,6 +178,7 @@ def vga_statistics(
     targets = (labels.cpu()[image_idx] + 1 + offsets) % num_classes
     success, steps = [], []
     total = image_idx.numel()
+    report, close = _reporter(progress, total, f"vga:{preset}")
     for i, lo in enumerate(range(0, total, batch_size)):
         idx = image_idx[lo : lo + batch_size]
         x = _as_float(images[idx.to(images.device)], device)
@@ -177,8 +190,8 @@ def vga_statistics(
         first_params = first_params or result.params
         success.append(result.success.cpu())
         steps.append(result.info["steps_to_success"].cpu())
-        if progress is not None:
-            progress(min(lo + batch_size, total), total)
+        report(min(lo + batch_size, total), total)
+    close()
     success_t, steps_t = torch.cat(success), torch.cat(steps)
     per_target = [_mean(success_t[targets == c]) for c in range(num_classes)]
     return {

@@ -1,0 +1,519 @@
+"""The attack suite on tiny CPU models: bounds, power, agreement with foolbox, masking,
+reproducibility, model state and parameter validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kwta_demo.attacks import (
+    ATTACKS,
+    MAX_STEPS,
+    PRESETS,
+    AttackParameterError,
+    bpda_surrogate,
+    robust_accuracy,
+    run_attack,
+    vga_statistics,
+)
+from kwta_demo.kwta import KWTA
+
+EPS = 0.1  # the synthetic task's classes are ~0.3 apart per pixel: eps=0.1 is enough
+TOL = 1e-6  # float rounding of x0 + clip(x - x0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models gain nothing from threads, and a shared CPU makes two threads slow.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- toy data and models
+
+
+def make_data(n: int, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ten fixed random 3x8x8 templates plus Gaussian noise: an easy, separable task."""
+    templates = 0.2 + 0.6 * torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(1234))
+    labels = torch.arange(n) % 10
+    noise_ = noise * torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return (templates[labels] + noise_).clamp(0, 1), labels
+
+
+def tiny_net(act=nn.ReLU) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), act(), nn.Conv2d(8, 16, 3, stride=2, padding=1), act(),
+        nn.Flatten(), nn.Linear(256, 32), act(), nn.Linear(32, 10),
+    )
+
+
+@pytest.fixture(scope="module")
+def relu_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = tiny_net()
+    x, y = make_data(300, 0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):  # full batch: well under a second
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch(relu_model) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = make_data(20, 1)
+    with torch.no_grad():
+        assert (relu_model(x).argmax(1) == y).float().mean() >= 0.95  # the toy task is learnt
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def kwta_model() -> nn.Module:
+    torch.manual_seed(1)
+    return tiny_net(lambda: KWTA(0.2)).eval()
+
+
+def runner_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        logits = model(x)
+    return logits.scatter(1, y[:, None], float("-inf")).argmax(1)
+
+
+class SawtoothKWTA(nn.Module):
+    """A k-WTA toy whose gradient points away from the adversarial examples that exist.
+
+    s = v.(x - 0.5)/D for a fixed sign pattern v. A linear layer computes tangent lines of
+    the convex 1 + s + 5 s^2 at centres t_j = j * delta; k-WTA with k = 1 keeps the
+    highest, i.e. the line of the tooth s is in. The read-out gives the tooth's margin
+    (best other logit minus logit 0) a negative slope in s, while every tooth starts
+    higher than the last: margin(s) is a rising staircase of falling teeth. At the clean
+    images s = 0 and the margin is -2; it turns positive near s = +0.008, within eps =
+    0.03. The exact gradient only sees the current tooth and sends s down, where the
+    margin keeps falling; Gaussian probes of scale sigma / sqrt(D) ~ one tooth see the rise.
+    This is gradient masking by k-WTA's winner switches, made deterministic.
+    """
+
+    def __init__(self, teeth: int = 25, delta: float = 0.002, omega: float = 0.8, bias: float = 2.0):
+        super().__init__()
+        v = torch.randint(0, 2, (192,), generator=torch.Generator().manual_seed(0)).double() * 2 - 1
+        t = torch.arange(-teeth, teeth + 1, dtype=torch.float64) * delta
+        slope = 1.0 + 10.0 * t
+        intercept = (1.0 + t + 5.0 * t**2) - slope * t
+        self.lines = nn.Linear(192, t.numel()).double()
+        self.lines.weight.data = slope[:, None] * v[None, :] / 192
+        self.lines.bias.data = intercept - slope * 0.5 * v.sum() / 192
+        self.act = KWTA(1.0 / t.numel())  # k = 1
+        at_left_edge = slope * (t - delta / 2) + intercept
+        readout = -2 * bias * omega ** (t / delta) / at_left_edge  # tooth j starts at bias - 2 bias omega^j
+        self.out = nn.Linear(t.numel(), 10).double()
+        self.out.weight.data.zero_()
+        self.out.weight.data[0] = -readout
+        self.out.bias.data.fill_(-100.0)
+        self.out.bias.data[0], self.out.bias.data[1] = -bias, 0.0
+        self.register_buffer("v", v.float().view(1, 3, 8, 8))
+
+    def s(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - 0.5) * self.v).flatten(1).sum(1) / 192
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.lines(x.double().flatten(1)))).to(x.dtype)
+
+
+@pytest.fixture(scope="module")
+def sawtooth() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = SawtoothKWTA().eval()
+    x = 0.5 + 0.15 * (2 * torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(1)) - 1)
+    x = x - model.s(x)[:, None, None, None] * model.v  # put every image at s = 0
+    return model, x, torch.zeros(12, dtype=torch.long)
+
+
+def call(name: str, model, x, y, **kw):
+    if ATTACKS[name].targeted == "required" and "target" not in kw:
+        kw["target"] = runner_up(model, x, y)
+    return run_attack(name, model, x, y, **kw)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_has_the_contracted_attacks_and_presets():
+    assert set(ATTACKS) == {"fgsm", "pgd", "deepfool", "cw", "vga", "gradient-estimation", "bpda"}
+    for name, presets in PRESETS.items():
+        assert {"interactive", "paper"} <= set(presets), name
+        for preset in presets:  # every preset resolves to valid parameters
+            ATTACKS[name].resolve(preset, {})
+    report = PRESETS["pgd"]["report"]
+    assert report["steps"] == 40 and report["rel_step_size"] == 0.003
+    assert ATTACKS["pgd"].preset_eps["report"] == 0.031
+
+
+# --------------------------------------------------------------------------- every attack
+
+
+ALL_RUNS = [(name, preset) for name in ATTACKS for preset in ("interactive", "paper")
+            if (name, preset) not in {("cw", "paper"), ("gradient-estimation", "paper")}]
+
+
+@pytest.mark.parametrize("name,preset", ALL_RUNS)
+def test_result_is_within_eps_and_bounds(relu_model, batch, name, preset):
+    x, y = batch
+    x, y = x[:6], y[:6]
+    r = call(name, relu_model, x, y, eps=0.05, preset=preset, seed=1)
+    assert r.adversarial.shape == x.shape and r.adversarial.dtype == x.dtype
+    assert float((r.adversarial - x).abs().max()) <= 0.05 + TOL
+    assert float(r.adversarial.min()) >= 0.0 and float(r.adversarial.max()) <= 1.0
+    assert r.success.dtype == torch.bool and r.success.shape == (6,)
+    assert r.losses.shape == r.true_prob.shape and r.losses.shape[1] == 6
+    assert r.losses.shape[0] == (r.params["steps"] + 1 if r.params["per_step"] else 2)
+    assert torch.isfinite(r.losses).all() and ((r.true_prob >= 0) & (r.true_prob <= 1)).all()
+    delta = (r.adversarial - x).flatten(1)
+    assert torch.allclose(r.linf, delta.abs().amax(1)) and torch.allclose(r.l2, delta.norm(dim=1))
+    with torch.no_grad():
+        assert torch.equal(r.clean_pred, relu_model(x).argmax(1))
+        assert torch.equal(r.adv_pred, relu_model(r.adversarial).argmax(1))
+    target = r.info.get("target")
+    expected = r.adv_pred != y if target is None else r.adv_pred == target
+    assert torch.equal(r.success, expected)
+    assert r.attack == name and r.preset == preset and r.params["eps"] == 0.05
+
+
+# Stronger settings where the interactive preset is deliberately weak (a click's budget).
+POWER = {
+    "vga": {"step_size": 0.01},
+    "gradient-estimation": {"steps": 10, "samples": (50,), "milestones": None},
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attacks_succeed_far_more_often_than_chance(relu_model, batch, name):
+    x, y = batch
+    eps = 0.15
+    corners = x + eps * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).sign()
+    with torch.no_grad():
+        chance = float((relu_model(corners.clamp(0, 1)).argmax(1) != y).float().mean())
+    r = call(name, relu_model, x, y, eps=eps, preset="interactive", **POWER.get(name, {}))
+    assert r.success_rate >= chance + 0.6, f"{name}: {r.success_rate:.2f} vs chance {chance:.2f}"
+
+
+def test_nothing_succeeds_where_the_eps_ball_holds_no_adversarial(relu_model, batch):
+    x, y = batch
+    for name in ("pgd", "deepfool"):
+        assert call(name, relu_model, x, y, eps=0.005).success_rate == 0.0
+
+
+# --------------------------------------------------------------------------- PGD
+
+
+def test_own_pgd_matches_foolbox_linf_pgd(relu_model, batch):
+    import foolbox as fb
+
+    x, y = batch
+    fmodel = fb.PyTorchModel(relu_model, bounds=(0, 1))
+    for eps, kw, fb_kw in [
+        (0.05, {"step_size": 0.01, "steps": 10}, {"abs_stepsize": 0.01, "steps": 10}),
+        (EPS, {"rel_step_size": 0.1, "steps": 15}, {"rel_stepsize": 0.1, "steps": 15}),
+    ]:
+        ours = run_attack("pgd", relu_model, x, y, eps=eps, random_start=False, keep_best=False, **kw)
+        attack = fb.attacks.LinfPGD(random_start=False, **fb_kw)
+        _, theirs, success = attack(fmodel, x, y, epsilons=eps)
+        assert torch.allclose(ours.adversarial, theirs, atol=1e-6)
+        assert torch.equal(ours.success, success)
+        backend = run_attack(
+            "pgd", relu_model, x, y, eps=eps, random_start=False, keep_best=False,
+            backend="foolbox", **kw,
+        )
+        assert torch.allclose(backend.adversarial, theirs, atol=1e-6)
+        assert backend.losses.shape[0] == 2 and backend.params["per_step"] is False
+
+
+def test_report_preset_barely_moves(relu_model, batch):
+    x, y = batch
+    report = run_attack("pgd", relu_model, x, y, eps=None, preset="report", random_start=False)
+    assert report.params["eps"] == 0.031
+    assert math.isclose(report.params["abs_step_size"], 0.003 * 0.031)
+    assert float(report.linf.max()) <= 40 * 0.003 * 0.031 + TOL  # ~0.0037 of the 0.031 allowed
+    corrected = run_attack("pgd", relu_model, x, y, eps=0.031, preset="corrected", random_start=False)
+    assert float(corrected.linf.max()) > 0.03
+
+
+def test_losses_record_every_iterate(relu_model, batch):
+    x, y = batch
+    r = run_attack("pgd", relu_model, x, y, eps=EPS, steps=7, step_size=0.01, random_start=False)
+    assert r.losses.shape == (8, 20)
+    with torch.no_grad():
+        logits = relu_model(x)
+    assert torch.allclose(r.losses[0], F.cross_entropy(logits, y, reduction="none"), atol=1e-5)
+    assert torch.allclose(r.true_prob[0], logits.softmax(1)[torch.arange(20), y], atol=1e-6)
+    # The margin does not saturate like the cross-entropy of a confident model: it rises.
+    m = run_attack("pgd", relu_model, x, y, eps=EPS, steps=7, step_size=0.01, loss="margin")
+    assert (m.losses[-1] > m.losses[0]).all()
+
+
+def test_already_misclassified_counts_as_success(relu_model, batch):
+    x, y = batch
+    wrong = (y + 1) % 10  # labels the model disagrees with
+    r = run_attack("pgd", relu_model, x, wrong, eps=0.01, random_start=True)
+    assert r.success.all()
+
+
+# --------------------------------------------------------------------------- VGA
+
+
+def test_vga_stops_at_the_target_and_counts_steps(relu_model, batch):
+    x, y = batch
+    target = runner_up(relu_model, x, y)
+    r = run_attack("vga", relu_model, x, y, eps=EPS, target=target, step_size=0.01)
+    steps = r.info["steps_to_success"]
+    assert torch.equal(r.success, steps >= 0) and torch.equal(r.adv_pred[r.success], target[r.success])
+    assert r.losses.shape == (21, 20)
+    done = r.success & (steps < 20)
+    frozen = r.losses[steps[done], torch.arange(20)[done]]
+    assert torch.allclose(r.losses[-1, done], frozen, atol=1e-5)  # stopped when reached
+    assert math.isclose(r.params["step_l2"], 0.01 * math.sqrt(192))
+
+
+def test_vga_statistics_cover_all_wrong_targets(relu_model, batch):
+    x, y = batch
+    seen = []
+    stats = vga_statistics(
+        relu_model, x[:4], y[:4], eps=EPS, preset="interactive", batch_size=12,
+        progress=lambda done, total: seen.append((done, total)), step_size=0.01,
+    )
+    assert stats["n"] == 4 and stats["n_pairs"] == 36 and seen[-1] == (36, 36)
+    assert 0 < stats["success_rate"] <= 1 and 0 <= stats["mean_steps"] <= 20
+    assert len(stats["per_target"]) == 10
+
+
+# --------------------------------------------------------------------------- adaptive attacks
+
+
+def test_adaptive_attack_beats_pgd_on_kwta_toy(sawtooth):
+    model, x, y = sawtooth
+    eps = 0.03
+    with torch.no_grad():
+        assert (model(x).argmax(1) == 0).all()
+        # adversarial examples exist: move every image along v by eps
+        assert (model((x + eps * model.v).clamp(0, 1)).argmax(1) != 0).all()
+    naive = [
+        run_attack("pgd", model, x, y, eps=eps, preset="paper"),
+        run_attack("pgd", model, x, y, eps=eps, preset="corrected", loss="margin"),
+        run_attack("pgd", model, x, y, eps=eps, steps=100, rel_step_size=0.05),
+        run_attack("fgsm", model, x, y, eps=eps),
+    ]
+    assert max(r.success_rate for r in naive) == 0.0  # the gradient leads away
+    adaptive = run_attack(
+        "gradient-estimation", model, x, y, eps=eps, steps=10, rel_step_size=0.2,
+        samples=(20,), milestones=None,
+    )
+    assert adaptive.success_rate >= 0.9
+    assert (model.s(adaptive.adversarial) > 0).all()  # it climbed the staircase
+
+
+def test_gradient_estimate_points_along_the_true_gradient(relu_model, batch):
+    from kwta_demo.attacks import estimate_gradient
+
+    x, y = batch
+    xg = x.clone().requires_grad_(True)
+    logits = relu_model(xg)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    (true,) = torch.autograd.grad((other - logits[torch.arange(20), y]).sum(), xg)
+    _, est = estimate_gradient(
+        relu_model, x, y, None, loss="margin", samples=400, sigma=0.001,
+        generator=torch.Generator().manual_seed(0), chunk_size=500,
+    )
+    cos = F.cosine_similarity(true.flatten(1), est.flatten(1))
+    assert cos.mean() > 0.5  # 200 antithetic pairs in 192 dimensions
+
+
+def test_bpda_replaces_only_the_kwta_backward(kwta_model):
+    x = torch.randn(3, 16, 4, 4)
+    act = KWTA(0.2)
+    holder = nn.Sequential(act)
+    exact = act(x)
+    mask = (exact != 0).float()
+    for surrogate, local in [("identity", torch.ones_like(x)), ("relu", (x > 0).float())]:
+        xg = x.clone().requires_grad_(True)
+        with bpda_surrogate(holder, surrogate) as swapped:
+            out = holder(xg)
+            (grad,) = torch.autograd.grad(out.sum(), xg)
+        assert swapped == 1
+        assert torch.equal(out, exact)  # the forward pass stays exact
+        assert torch.equal(grad, local)
+    xg = x.clone().requires_grad_(True)
+    with bpda_surrogate(holder, "sigmoid", temperature=0.1):
+        (grad,) = torch.autograd.grad(holder(xg).sum(), xg)
+    assert not torch.equal(grad, mask) and (grad[mask.bool()] > 0.9).float().mean() > 0.9
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(holder(xg).sum(), xg)  # restored: the exact mask again
+    assert torch.equal(grad, mask)
+
+
+def test_bpda_restores_the_model_even_on_error(kwta_model):
+    act = KWTA(0.2, inplace=True)
+    holder = nn.Sequential(act)
+    with pytest.raises(RuntimeError, match="boom"):
+        with bpda_surrogate(holder, "relu"):
+            assert act.inplace is False
+            raise RuntimeError("boom")
+    assert act.inplace is True and not act._forward_hooks
+
+
+def test_bpda_equals_pgd_on_relu_models(relu_model, batch):
+    x, y = batch
+    kw = dict(eps=EPS, preset="interactive", seed=5)
+    assert torch.equal(
+        run_attack("bpda", relu_model, x, y, **kw).adversarial,
+        run_attack("pgd", relu_model, x, y, **kw).adversarial,
+    )
+
+
+def test_bpda_runs_on_kwta_models(kwta_model, batch):
+    x, y = batch
+    r = run_attack("bpda", kwta_model, x[:4], y[:4], eps=EPS)
+    assert r.params["kwta_modules_swapped"] == 3 and r.losses.shape == (11, 4)
+    assert not any(m._forward_hooks for m in kwta_model.modules())
+
+
+# --------------------------------------------------------------------------- reproducibility, state
+
+
+@pytest.mark.parametrize("name", ["pgd", "gradient-estimation", "bpda"])
+def test_fixed_seed_reproduces_exactly(kwta_model, batch, name):
+    x, y = batch
+    x, y = x[:5], y[:5]
+    state = torch.random.get_rng_state()
+    a = run_attack(name, kwta_model, x, y, eps=EPS, seed=7, random_start=True)
+    b = run_attack(name, kwta_model, x, y, eps=EPS, seed=7, random_start=True)
+    c = run_attack(name, kwta_model, x, y, eps=EPS, seed=8, random_start=True)
+    assert torch.equal(a.adversarial, b.adversarial) and torch.equal(a.losses, b.losses)
+    assert not torch.equal(a.adversarial, c.adversarial)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+
+
+def test_model_state_is_restored(batch):
+    torch.manual_seed(2)
+    model = tiny_net(lambda: KWTA(0.3)).train()
+    model[1].training = False  # a mixed state must come back as it was
+    x, y = batch
+    for name in ("pgd", "deepfool"):
+        run_attack(name, model, x[:3], y[:3], eps=EPS)
+    assert model.training and not model[1].training and model[3].training
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_works_inside_inference_mode(relu_model, batch):
+    x, y = batch
+    with torch.inference_mode():
+        r = run_attack("pgd", relu_model, x[:2], y[:2], eps=EPS)
+    assert r.adversarial.shape == (2, 3, 8, 8)
+
+
+def test_robust_accuracy(relu_model, batch):
+    x, y = batch
+    uint8 = (x * 255).round().to(torch.uint8)
+    seen = []
+    out = robust_accuracy(
+        relu_model, uint8, y, "pgd", eps=EPS, preset="interactive", batch_size=8,
+        progress=lambda done, total: seen.append(done),
+    )
+    assert seen == [8, 16, 20] and out["n"] == 20 and out["clean_acc"] == 1.0
+    assert out["robust_acc"] == pytest.approx(1 - out["success_rate"])
+    assert out["robust_acc"] < 0.5 and 0 < out["mean_linf"] <= EPS + TOL
+    weak = robust_accuracy(relu_model, x, y, "pgd", eps=0.005, batch_size=20, progress=False)
+    assert weak["robust_acc"] == 1.0 and math.isnan(weak["mean_l2"])
+    cw = robust_accuracy(relu_model, x[:4], y[:4], "cw", eps=EPS, preset="interactive")
+    assert 0 <= cw["raw_success_rate"] <= 1 and "raw_l2_median" in cw
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"eps": 0}, "eps must lie in"),
+        ({"eps": -0.1}, "eps must lie in"),
+        ({"eps": 1.5}, "eps must lie in"),
+        ({"eps": float("nan")}, "finite"),
+        ({"eps": float("inf")}, "finite"),
+        ({"eps": "0.1"}, "number"),
+        ({"eps": True}, "number"),
+        ({"eps": None, "preset": "interactive"}, "no published eps"),
+        ({"steps": 0}, r"steps.*\[1, 10000\]"),
+        ({"steps": MAX_STEPS + 1}, "10000"),
+        ({"steps": 2.5}, "integer"),
+        ({"steps": True}, "integer"),
+        ({"step_size": 0.0}, r"\(0, 1\]"),
+        ({"step_size": -1.0}, r"\(0, 1\]"),
+        ({"step_size": float("nan")}, "finite"),
+        ({"step_size": 0.01, "rel_step_size": 0.1}, "at most one"),
+        ({"random_start": 1}, "True or False"),
+        ({"loss": "hinge"}, "'ce', 'margin'"),
+        ({"backend": "foolbox", "loss": "margin"}, "loss='ce'"),
+        ({"preset": "fast"}, "interactive, paper, report, corrected"),
+        ({"stepz": 3}, "unknown parameter.*valid: steps"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "integer"),
+        ({"target": 10}, r"0\.\.9"),
+    ],
+)
+def test_invalid_parameters_are_rejected(relu_model, batch, kwargs, match):
+    x, y = batch
+    kwargs = {"eps": EPS, **kwargs}
+    with pytest.raises(AttackParameterError, match=match):
+        run_attack("pgd", relu_model, x[:2], y[:2], **kwargs)
+
+
+def test_invalid_inputs_are_rejected(relu_model, batch):
+    x, y = batch
+    x, y = x[:2], y[:2]
+    bad = [
+        (dict(images=x.clone().fill_(float("nan"))), "NaN"),
+        (dict(images=x + 0.5), r"\[0, 1\]"),
+        (dict(images=x[0]), r"\(B, 3, H, W\)"),
+        (dict(images=x[:, :1]), r"\(B, 3, H, W\)"),
+        (dict(images=x[:0], labels=y[:0]), "empty"),
+        (dict(images=(x * 255).to(torch.uint8)), "uint8"),
+        (dict(images=x.numpy()), "torch.Tensor"),
+        (dict(labels=y.float()), "integers"),
+        (dict(labels=y[:1]), r"shape \(2,\)"),
+        (dict(labels=torch.tensor([0, 10])), r"0\.\.9"),
+        (dict(labels=torch.tensor([-1, 0])), r"0\.\.9"),
+        (dict(target=y), "true label"),
+        (dict(target=torch.tensor([1, 2, 3])), "shape"),
+    ]
+    for change, match in bad:
+        args = {"images": x, "labels": y, **change}
+        with pytest.raises(AttackParameterError, match=match):
+            run_attack("pgd", relu_model, args["images"], args["labels"], eps=EPS,
+                       target=args.get("target"))
+
+
+def test_attack_specific_rules(relu_model, batch):
+    x, y = batch
+    x, y = x[:2], y[:2]
+    with pytest.raises(AttackParameterError, match="choose one of fgsm, pgd, deepfool"):
+        run_attack("pgdd", relu_model, x, y, eps=EPS)
+    with pytest.raises(AttackParameterError, match="untargeted"):
+        run_attack("deepfool", relu_model, x, y, eps=EPS, target=(y + 1) % 10)
+    with pytest.raises(AttackParameterError, match="needs a target"):
+        run_attack("vga", relu_model, x, y, eps=EPS)
+    with pytest.raises(AttackParameterError, match="one more 'samples' entry"):
+        run_attack("gradient-estimation", relu_model, x, y, eps=EPS, samples=(10, 20, 30))
+    with pytest.raises(AttackParameterError, match="even"):
+        run_attack("gradient-estimation", relu_model, x, y, eps=EPS, samples=(9, 20))
+    with pytest.raises(AttackParameterError, match="surrogate"):
+        run_attack("bpda", relu_model, x, y, eps=EPS, surrogate="tanh")
+    # slider values arrive as floats: integral ones are fine
+    assert run_attack("pgd", relu_model, x, y, eps=EPS, steps=3.0).losses.shape == (4, 2)
