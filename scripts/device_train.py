@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="CIFAR-10 source (the JPEG tar)")
     p.add_argument("--work", default="/tmp/kwta-train", help="output folder")
-    p.add_argument("--deadline-s", type=float, default=420,
+    p.add_argument("--deadline-s", type=float, default=450,
                    help="seconds from start by which everything must be written")
     p.add_argument("--reserve-s", type=float, default=25, help="kept for the final summary")
-    p.add_argument("--safety", type=float, default=0.9, help="plan to this share of the budget")
+    p.add_argument("--safety", type=float, default=0.92, help="plan to this share of the budget")
     p.add_argument("--scale-max", type=float, default=1.5)
     p.add_argument("--scale", type=float, default=None, help="fixed epoch factor (no budget)")
     p.add_argument("--archs", default=",".join(ARCH_ORDER))

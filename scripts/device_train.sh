@@ -10,13 +10,13 @@
 #
 # Environment: OUT (set by the device tool), KWTA_WORK (default /tmp/kwta-train),
 # KWTA_TRAIN_DATA (default .dev/cifar10-jpeg.tar.gz, carried), KWTA_DEADLINE_S (default
-# 420: seconds the Python run may take; the whole command ends ~1 min after), PYTHON.
+# 450: seconds the Python run may take; the whole command ends ~1 min after), PYTHON.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${KWTA_WORK:-/tmp/kwta-train}
 DATA=${KWTA_TRAIN_DATA:-.dev/cifar10-jpeg.tar.gz}
-DEADLINE=${KWTA_DEADLINE_S:-420}
+DEADLINE=${KWTA_DEADLINE_S:-450}
 PY=${PYTHON:-python3}
 PART_BYTES=15M     # each returned file stays under the 16 MiB limit
 FIRST_PARTS=4      # 4 x 15 MiB + the small files stay under the 64 MiB per call
