@@ -1,0 +1,290 @@
+"""The fast k-WTA paths equal the reference bit for bit, forward and backward.
+
+Bits, not values: ``torch.equal`` says -0.0 == 0.0, and the reference's ``x * mask``
+turns a losing negative value into -0.0, so the comparisons are made on the raw bits.
+Speed is never asserted here; ``python -m kwta_demo bench`` measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from kwta_demo import kwta as K
+from kwta_demo.kwta import (
+    IMPLS,
+    KWTA,
+    get_kwta_impl,
+    kwta,
+    kwta_impl,
+    kwta_reference,
+    kwta_threshold,
+    relu_to_kwta,
+    resolve_impl,
+    set_kwta_impl,
+    threshold,
+)
+from kwta_demo.models import build_model
+
+TORCH_IMPLS = ["kthvalue", "topk", "bracket", "auto"]
+# The shapes the models feed k-WTA: CIFAR ResNet18 blocks, AlexNet's FC layers, and
+# torchvision ResNet18's first map at 224x224 (rows kept few to stay fast).
+SHAPES = [(3, 64, 32, 32), (4, 128, 16, 16), (5, 256, 8, 8), (8, 512, 4, 4), (6, 512), (2, 64, 56, 56)]
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+def assert_same_bits(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert torch.equal(bits(a), bits(b)), f"{(bits(a) != bits(b)).sum().item()} elements differ"
+
+
+def make(shape, kind: str, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    if kind == "ties":  # many values repeat, ties at the threshold included
+        x = (x * 3).round() / 3
+    elif kind == "few":  # a handful of distinct values: ties hold most of each row
+        x = torch.randint(-2, 3, shape, generator=g).float()
+    elif kind == "special":  # NaN, +-inf, -0.0 and a constant row
+        flat = x.view(shape[0], -1)
+        flat[0, ::7] = float("nan")
+        flat[0, 1::11] = float("inf")
+        flat[-1, ::5] = float("-inf")
+        flat[-1, 2::3] = -0.0
+        if shape[0] > 2:
+            flat[1] = 0.5
+    elif kind == "relu":  # non-negative, half zeros: the threshold is often 0
+        x = torch.relu(x)
+    return x.to(dtype)
+
+
+def forward_backward(fn, x: torch.Tensor, seed: int = 1):
+    x = x.clone().requires_grad_(True)
+    out = fn(x)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", ["randn", "ties", "few", "special", "relu"])
+@pytest.mark.parametrize("gamma", [0.2, 0.1])
+def test_fast_equals_reference_forward_and_backward(impl, shape, kind, gamma):
+    x = make(shape, kind, seed=sum(shape) + len(kind))
+    out_ref, grad_ref = forward_backward(lambda t: kwta_reference(t, gamma), x)
+    out, grad = forward_backward(lambda t: kwta(t, gamma, impl=impl), x)
+    assert_same_bits(out, out_ref)
+    assert_same_bits(grad, grad_ref)
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("kind", ["randn", "special"])
+def test_other_dtypes(impl, dtype, kind):
+    x = make((4, 64, 16, 16), kind, dtype)
+    out_ref, grad_ref = forward_backward(lambda t: kwta_reference(t, 0.2), x)
+    out, grad = forward_backward(lambda t: kwta(t, 0.2, impl=impl), x)
+    assert_same_bits(out, out_ref)
+    assert_same_bits(grad, grad_ref)
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+def test_cpu_autocast_bfloat16(impl):
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32))
+    x = torch.rand(4, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = model(x)
+        out_ref, grad_ref = forward_backward(lambda t: kwta_reference(t, 0.1), h.detach())
+        out, grad = forward_backward(lambda t: KWTA(0.1, impl=impl)(t), h.detach())
+    assert out.dtype == h.dtype
+    assert_same_bits(out, out_ref)
+    assert_same_bits(grad, grad_ref)
+
+
+@pytest.mark.parametrize("k", [1, 2, 409, 4095, 4096])
+@pytest.mark.parametrize("impl", ["reference", "kthvalue", "topk", "bracket"])
+def test_threshold_every_k(impl, k):
+    flat = make((3, 4096), "ties", seed=k)
+    expected = kwta_threshold(flat, k)
+    got = threshold(flat, k, impl)
+    assert torch.equal(flat >= got, flat >= expected)
+    assert torch.equal(got, expected)  # values too (-0.0 == 0.0 here)
+
+
+def test_bracket_misses_fall_back_exactly(monkeypatch):
+    # A bracket far too narrow misses almost every row; the result must not change.
+    monkeypatch.setattr(K, "_BRACKET_Z", 0.01)
+    for kind in ["randn", "ties", "special"]:
+        flat = make((6, 8192), kind).view(6, -1)
+        for k in [1, 100, 1638, 8192]:
+            assert torch.equal(flat >= threshold(flat, k, "bracket"), flat >= kwta_threshold(flat, k))
+
+
+def test_bracket_on_skewed_rows():
+    # Rows with very different scales and shapes: one sample and one interpolation rule
+    # must serve them all.
+    g = torch.Generator().manual_seed(3)
+    rows = [
+        torch.randn(16384, generator=g),
+        torch.rand(16384, generator=g) ** 8,
+        torch.exp(3 * torch.randn(16384, generator=g)),
+        -torch.exp(torch.randn(16384, generator=g)),
+        torch.linspace(-1, 1, 16384),
+    ]
+    flat = torch.stack(rows)
+    for k in [1, 1638, 3276, 8192, 16383]:
+        assert torch.equal(flat >= threshold(flat, k, "bracket"), flat >= kwta_threshold(flat, k))
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+def test_channels_last_keeps_layout_and_values(impl):
+    x = make((4, 64, 16, 16), "ties").to(memory_format=torch.channels_last)
+    out_ref, grad_ref = forward_backward(lambda t: kwta_reference(t, 0.2), x)
+    out, grad = forward_backward(lambda t: kwta(t, 0.2, impl=impl), x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_same_bits(out, out_ref)
+    assert_same_bits(grad, grad_ref)
+
+
+def test_non_contiguous_input():
+    x = make((4, 16, 32, 32), "randn").transpose(2, 3)
+    assert_same_bits(kwta(x, 0.2, impl="bracket"), kwta_reference(x, 0.2))
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS + ["reference"])
+def test_inplace_matches_reference_inplace(impl):
+    base = make((4, 64, 16, 16), "ties")
+    layer = nn.BatchNorm2d(64)
+    x_ref = base.clone().requires_grad_(True)
+    x = base.clone().requires_grad_(True)
+    ref = KWTA(0.2, inplace=True, impl="reference")(layer(x_ref))
+    out = KWTA(0.2, inplace=True, impl=impl)(layer(x))
+    assert_same_bits(out.detach(), ref.detach())
+    upstream = torch.randn_like(ref)
+    (g_ref,) = torch.autograd.grad(ref, x_ref, upstream)
+    (g,) = torch.autograd.grad(out, x, upstream)
+    assert_same_bits(g, g_ref)
+    with torch.no_grad():
+        y = base.clone()
+        assert KWTA(0.2, inplace=True, impl=impl)(y).data_ptr() == y.data_ptr()
+
+
+def test_inference_output_equals_training_output():
+    x = make((4, 64, 16, 16), "randn")
+    with torch.no_grad():
+        a = kwta(x, 0.2)
+    b = kwta(x.clone().requires_grad_(True), 0.2)
+    assert_same_bits(a, b.detach())
+    assert_same_bits(x, make((4, 64, 16, 16), "randn"))  # the input is untouched
+
+
+def test_whole_model_same_logits_and_input_gradient():
+    torch.manual_seed(0)
+    model = build_model("resnet18", "kwta", 0.2).eval()
+    x = torch.rand(2, 3, 32, 32)
+    results = {}
+    for impl in ["reference", "auto"]:
+        with kwta_impl(impl):
+            results[impl] = forward_backward(model, x)
+    assert_same_bits(results["auto"][0], results["reference"][0])
+    assert_same_bits(results["auto"][1], results["reference"][1])
+
+
+def test_impl_switches():
+    assert get_kwta_impl() == "auto"
+    layer = KWTA(0.2)
+    assert layer.impl is None and "impl" not in repr(layer)
+    assert "impl='kthvalue'" in repr(KWTA(0.2, impl="kthvalue"))
+    with kwta_impl("reference"):
+        assert get_kwta_impl() == "reference"
+    assert get_kwta_impl() == "auto"
+    set_kwta_impl("topk")
+    try:
+        assert get_kwta_impl() == "topk"
+    finally:
+        set_kwta_impl("auto")
+    for bad in ["fastest", ""]:
+        with pytest.raises(ValueError):
+            KWTA(0.2, impl=bad)
+        with pytest.raises(ValueError):
+            set_kwta_impl(bad)
+    assert set(TORCH_IMPLS + ["reference", "triton"]) == set(IMPLS)
+
+
+def test_relu_to_kwta_passes_impl_and_keeps_it():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Linear(4, 4), nn.ReLU())
+    assert relu_to_kwta(model, 0.5, impl="kthvalue") == 2
+    assert [m.impl for m in model if isinstance(m, KWTA)] == ["kthvalue", "kthvalue"]
+    assert model[1].inplace and not model[3].inplace
+    relu_to_kwta(model, 0.25)  # a new gamma keeps the chosen impl
+    assert [(m.gamma, m.impl) for m in model if isinstance(m, KWTA)] == [(0.25, "kthvalue")] * 2
+    with pytest.raises(ValueError):
+        relu_to_kwta(model, 0.25, impl="nope")
+
+
+def test_auto_choice_on_cpu():
+    big = torch.zeros(16, 65536)
+    assert resolve_impl("auto", big, 100) == "bracket"
+    assert resolve_impl("auto", torch.zeros(1, 512), 51) == "kthvalue"
+    assert resolve_impl("kthvalue", big, 100) == "kthvalue"
+
+
+def test_threshold_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        threshold(torch.zeros(3), 1)
+    with pytest.raises(ValueError):
+        threshold(torch.zeros(2, 5), 6)
+    with pytest.raises(ValueError):
+        kwta(torch.zeros(5), 0.5)
+
+
+def test_triton_kernel_in_interpreter():
+    """The CUDA radix-select kernel, run by Triton's CPU interpreter on the same cases."""
+    pytest.importorskip("triton")
+    script = textwrap.dedent(
+        """
+        import json, torch
+        from kwta_demo import kwta_triton as KT
+        from kwta_demo.kwta import kwta_threshold
+        bad = []
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            g = torch.Generator().manual_seed(0)
+            for kind in ("randn", "ties", "special"):
+                x = torch.randn(3, 5000, generator=g)
+                if kind == "ties":
+                    x = (x * 2).round()
+                if kind == "special":
+                    x[0, ::7] = float("nan"); x[2, ::3] = float("inf"); x[2, 1::5] = -0.0
+                    x[1] = -0.0
+                x = x.to(dtype)
+                for k in (1, 500, 2500, 5000):
+                    got, ref = KT.radix_threshold(x, k), kwta_threshold(x, k)
+                    if not torch.equal(x >= got, x >= ref):
+                        bad.append([str(dtype), kind, k])
+        # the first-use check returns the reference and then trusts the kernel
+        x = torch.randn(2, 4096)
+        first = KT.checked_threshold(x, 300, kwta_threshold)
+        second = KT.checked_threshold(x, 300, kwta_threshold)
+        print(json.dumps({"bad": bad, "checked": list(KT._checked.values()),
+                          "same": bool(torch.equal(first, second))}))
+        """
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"bad": [], "checked": [True], "same": True}
