@@ -39,6 +39,14 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     raise ValueError(f"{path}: expected a list of rows or an object with 'rows'")
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the project when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _pct(x: Any) -> str:
     try:
         return f"{100 * float(x):.2f}%"
@@ -113,20 +121,37 @@ def _table3(bench: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
     return lines
 
 
-NOTES = """### Notes
+def _pgd_note() -> str:
+    """The PGD step-size note, with the numbers read from the attack presets."""
+    from .attacks import ATTACKS
 
-**PGD step size.** The report attacked with foolbox's PGD at a relative step size of 0.003
-for 40 steps at epsilon 0.031 (our `report` preset reproduces this). A step of 0.003 x epsilon
-moves at most 40 x 0.003 = 0.12 of epsilon in total, so after the random start the attack can
-barely move inside the epsilon ball: accuracy under it says little about robustness. Our
-`paper` preset uses a step size that can cross the ball several times.
+    pgd = ATTACKS["pgd"]
+    eps = pgd.preset_eps.get("report", 0.031)
+    lines = []
+    for name in ("report", "corrected", "paper", "interactive"):
+        p = pgd.presets.get(name)
+        if p is None:
+            continue
+        step = p["step_size"] if p.get("step_size") is not None else p["rel_step_size"] * eps
+        how = (f"step {p['step_size']:g}" if p.get("step_size") is not None
+               else f"relative step {p['rel_step_size']:g} x eps = {step:.2g}")
+        lines.append(f"- `{name}`: {p['steps']} steps, {how}: at most "
+                     f"{p['steps'] * step / eps:.2f} x eps of travel at eps = {eps:g}")
+    return (
+        "**PGD step size.** The report attacked with foolbox's LinfPGD at a *relative* step size "
+        "of 0.003 for 40 steps (our `report` preset). foolbox multiplies a relative step by eps, "
+        "so each step moves 0.003 x eps and all 40 together at most 0.12 x eps from the "
+        "starting point: the attack can barely move inside the eps-ball, and accuracy under it "
+        "says little about robustness. Our PGD presets, for comparison:\n" + "\n".join(lines)
+    )
 
-**The adaptive attack.** k-WTA makes the network's gradient jump as the set of winners changes
-(gradient masking), which stalls attacks that follow the gradient (see the jagged curves in the
-Attack tab). It does not remove adversarial examples: attacks that do not trust the local
-gradient (gradient estimation, or BPDA through a smooth stand-in for k-WTA, as in Tramèr et al.,
-NeurIPS 2020) find them again. Robust accuracy under PGD alone overstates the defence.
-"""
+
+ADAPTIVE_NOTE = """**The adaptive attack.** k-WTA makes the network's gradient jump as the set of winners
+changes (gradient masking), which stalls attacks that follow the gradient (see the jagged
+curves in the Attack tab). It does not remove adversarial examples: attacks that do not trust
+the local gradient (gradient estimation, or BPDA through a smooth stand-in for k-WTA, as in
+Tramèr et al., NeurIPS 2020) find them again. Robust accuracy under PGD alone overstates the
+defence."""
 
 
 def reproduction_markdown(
@@ -155,15 +180,17 @@ def reproduction_markdown(
     parts = [f"Report: {REPORT}. Cells marked \"{NOT_HERE}\" are figures of the report that "
              "this app does not reproduce from memory; see the report itself.", ""]
     if rows is None:
-        parts.append(f"Our reproduction results are not there yet: `{results / 'reproduction.json'}` "
+        parts.append(f"Our reproduction results are not there yet: `{_shown(results / 'reproduction.json')}` "
                      "does not exist (run `python -m kwta_demo evaluate`).")
     elif meta:
+        parts.append("")
         parts.append("Our results: " + ", ".join(
             f"{k} {meta[k]}" for k in ("data", "device", "device_name", "torch", "date") if k in meta) + ".")
+    parts.append("")
     parts.append("Data caveat: our CIFAR-10 is a JPEG re-encoding (quality 75), so clean accuracy "
                  "runs a point or two below figures on the canonical data.")
     parts += [""] + _table1(rows, _checkpoint_metrics(ckpt)) + [""] + _table2(rows)
-    parts += [""] + _table3(bench) + ["", NOTES]
+    parts += [""] + _table3(bench) + ["", "### Notes", "", _pgd_note(), "", ADAPTIVE_NOTE]
     if problems:
         parts += ["", "**Unreadable results files:** " + "; ".join(problems)]
     return "\n".join(parts)

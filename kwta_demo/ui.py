@@ -291,7 +291,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
 
         with gr.Tabs():
             with gr.Tab("Attack", id="attack"):
-                with gr.Row():
+                with gr.Row(elem_id="attack-inputs"):
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(
                             value=list(zip(gallery_data.images, gallery_data.captions)),
@@ -316,7 +316,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                         preview_note = gr.Markdown(label="How the input was made", elem_id="preview-note")
                         true_class = gr.Dropdown([(UNKNOWN_LABEL, UNKNOWN), *[(c, c) for c in CIFAR10_CLASSES]],
                                                  value=UNKNOWN, label="True class", elem_id="true-class")
-                with gr.Row():
+                with gr.Row(elem_id="attack-models"):
                     arch = gr.Radio(arch_choices, value="resnet18", label="Architecture", elem_id="arch")
                     variants = gr.CheckboxGroup(variant_choices, value=all_variants,
                                                 label="Models to compare", elem_id="variants")
@@ -339,7 +339,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                 summary = gr.Markdown(label="Summary", elem_id="attack-summary")
                 slots: list[gr.components.Component] = []
                 slot_columns = []
-                with gr.Row():
+                with gr.Row(elem_id="attack-results"):
                     for suffix, title in SLOT_LABELS.items():
                         with gr.Column(min_width=260, elem_id=f"slot-{suffix}") as col:
                             gr.Markdown(f"### {title}", elem_classes=["slot-title"])
@@ -357,7 +357,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                 trace = gr.Plot(label="Along the attack", elem_id="trace-plot")
                 with gr.Accordion("Numbers (JSON)", open=False):
                     numbers = gr.JSON(label="Attack numbers")
-                with gr.Accordion("Sparse activation maps", open=True):
+                with gr.Accordion("Sparse activation maps", open=True, elem_id="activation-maps"):
                     layer_choices = h.layer_choices("resnet18")
                     # Custom values: the choices change with the architecture, and the
                     # handler checks the name against the attacked architecture's layers.
@@ -368,7 +368,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                     heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
                     grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
 
-            with gr.Tab("Robustness sweep", id="sweep"):
+            with gr.Tab("Robustness sweep", id="sweep", elem_id="tab-sweep"):
                 gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
                             "clean accuracy. On a CPU, keep N and the steps small.")
                 with gr.Row():
@@ -377,9 +377,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                     s_attack = gr.Dropdown(attacks, value=default_attack, label="Attack")
                     s_preset = gr.Radio(controls.presets, value=default_preset, label="Preset")
                 with gr.Row():
-                    s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)")
+                    s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)",
+                                       elem_id="sweep-eps")
                     s_n = gr.Slider(1, explorer.limits.max_sweep_images, value=20, step=1,
-                                    label="Test images (N)")
+                                    label="Test images (N)", elem_id="sweep-n")
                     s_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                 s_run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
                 s_plot = gr.Plot(label="Accuracy vs ε", elem_id="sweep-plot")
@@ -387,12 +388,12 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                                        label="Sweep values", interactive=False)
                 s_note = gr.Markdown(label="Sweep note")
 
-            with gr.Tab("Reproduction", id="reproduction"):
+            with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
                 repro = gr.Markdown(reproduction_markdown(), label="Reproduction tables",
                                     elem_id="reproduction")
                 repro_reload = gr.Button("Reload results", size="sm")
 
-            with gr.Tab("About", id="about"):
+            with gr.Tab("About", id="about", elem_id="tab-about"):
                 gr.Markdown(ABOUT)
 
         controls_out = [preset, eps, steps, step_size, target, preset_note]

@@ -1,0 +1,123 @@
+"""Take the README's screenshots of the app: ``python docs/screenshots/take_screenshots.py``.
+
+Starts ``python app.py`` on a free local port and drives it with Playwright and Debian's
+Chromium (as tests/test_browser.py does). The data is the configured CIFAR-10 source
+(KWTA_CIFAR10 or the default search). The models are the six checkpoints when all are in
+the checkpoint folder; otherwise randomly initialised stand-ins written to a temporary
+folder, and the captions must say so (their predictions mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LONG_MS = 600_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _checkpoints() -> tuple[str, bool]:
+    from kwta_demo.checkpoints import MODEL_NAMES
+    from kwta_demo.settings import get_settings
+
+    folder = get_settings().checkpoint_dir
+    if all((folder / n / "config.json").is_file() for n in MODEL_NAMES):
+        return str(folder), True
+    from kwta_demo.demo_assets import write_random_checkpoints
+
+    tmp = Path(tempfile.mkdtemp(prefix="kwta-shots-"))
+    write_random_checkpoints(tmp)
+    return str(tmp), False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--gallery-index", type=int, default=12)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, trained = _checkpoints()
+    print(f"models: {'trained checkpoints' if trained else 'RANDOMLY INITIALISED stand-ins'} in {ckpt}")
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoints", ckpt,
+                               "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the app did not start")
+                time.sleep(1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+            page.set_default_timeout(LONG_MS)
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#run-attack")
+            page.locator("#gallery button.thumbnail-item").nth(args.gallery_index).click()
+            page.wait_for_selector("#model-input img")
+            page.locator("#run-attack").click()
+            page.wait_for_function(
+                "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
+            page.wait_for_function("document.querySelectorAll('#heatmaps .js-plotly-plot').length == 1")
+            page.locator("#layer input").click()
+            page.locator("ul[role=listbox] li", has_text="layer2.0.act1").first.click()
+            page.wait_for_function(
+                "document.querySelector('#activation-stats').innerText.includes('layer2.0.act1')")
+            time.sleep(1)
+            page.locator("#attack-inputs").screenshot(path=str(out / "attack-input.png"))
+            page.locator("#attack-results").screenshot(path=str(out / "attack-results.png"))
+            page.locator("#trace-plot").screenshot(path=str(out / "attack-trace.png"))
+            page.locator("#activation-maps").screenshot(path=str(out / "activation-maps.png"))
+
+            page.get_by_role("tab", name="Robustness sweep").click()
+            page.locator("#sweep-eps textarea, #sweep-eps input").first.fill("0, 2, 4, 8")
+            n_box = page.locator("#sweep-n input[type=number]")
+            n_box.fill("10")
+            n_box.press("Enter")
+            page.locator("#run-sweep").click()
+            page.wait_for_function(
+                "document.querySelectorAll('#sweep-plot .js-plotly-plot .scatterlayer .trace').length >= 3")
+            time.sleep(1)
+            page.locator("#tab-sweep").screenshot(path=str(out / "sweep.png"))
+
+            page.get_by_role("tab", name="Reproduction").click()
+            page.wait_for_selector("#reproduction")
+            page.locator("#tab-reproduction").screenshot(path=str(out / "reproduction.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"screenshots in {out}")
+
+
+if __name__ == "__main__":
+    main()
