@@ -737,6 +737,20 @@ def _predecessor(stage: str) -> str:
     return {0.1: "kwta-0.2"}.get(gamma, "relu")
 
 
+def _first_init(arch: str, stages: Sequence[str], out_root: Path) -> Path | None:
+    """The checkpoint the first stage starts from, which must exist already (or None)."""
+    _, _, scratch = parse_stage(stages[0])
+    if scratch:
+        return None
+    folder = out_root / _stage_name(arch, _predecessor(stages[0]))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"stage {stages[0]} of {arch} starts from {folder}, which is not a checkpoint yet: "
+            f"train that stage first (e.g. --stages {_predecessor(stages[0])},{stages[0]})"
+        )
+    return folder
+
+
 def train_schedule(
     arch: str,
     stages: Sequence[str],
@@ -775,12 +789,13 @@ def train_schedule(
     per = {k: _per_stage(v, n, k) for k, v in
            (("epochs", epochs), ("lr", lr), ("schedule", schedule), ("warmup_epochs", warmup_epochs))}
     configs, outs = [], []
+    first_init = _first_init(arch, stages, out_root)
     previous: str | None = None
     for i, stage in enumerate(stages):
         _, _, scratch = parse_stage(stage)
         init = None
         if not scratch:
-            init = str(out_root / (previous or _stage_name(arch, _predecessor(stage))))
+            init = str(out_root / previous) if previous else str(first_init)
         configs.append(stage_config(arch, stage, batch_size=batch_size, init_from=init,
                                     **{k: v[i] for k, v in per.items()}, **common))
         outs.append(out_root / _stage_name(arch, stage))
@@ -940,6 +955,9 @@ def main(args: argparse.Namespace) -> int:
     schedule = args.schedule.split(",") if args.schedule else None
     device = resolve_device(args.device)
     out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
+    archs = ARCHS if args.arch == "all" else (args.arch,)
+    for arch in archs:  # fail before the data is loaded, not after
+        _first_init(arch, stages, out_root)
     t0 = time.perf_counter()
     train = load_cifar10("train", args.data)
     test = load_cifar10("test", args.data)
@@ -948,7 +966,6 @@ def main(args: argparse.Namespace) -> int:
         train = seeded_subset(train, args.limit_train, args.seed)
     if args.limit_test:
         test = seeded_subset(test, args.limit_test, args.seed)
-    archs = ARCHS if args.arch == "all" else (args.arch,)
     log.info("training %s, stages %s, on %s: %d training and %d test images",
              ", ".join(archs), ", ".join(stages), _device_name(device), len(train.labels),
              len(test.labels))

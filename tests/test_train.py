@@ -93,7 +93,7 @@ def test_lr_schedules():
     assert [T.lr_at(step, s, steps) for s in (0, 19, 20, 30)] == pytest.approx([1, 1, 0.1, 0.01])
 
 
-def test_stages_and_configs():
+def test_stages_and_configs(tmp_path):
     assert T.parse_stage("relu") == ("relu", None, True)
     assert T.parse_stage("kwta-0.1") == ("kwta", 0.1, False)
     assert T.parse_stage("kwta-0.2:scratch") == ("kwta", 0.2, True)
@@ -106,6 +106,8 @@ def test_stages_and_configs():
     assert (tune.schedule, tune.lr, tune.gamma, tune.init_from) == ("cosine", 0.02, 0.2, "ckpt/alexnet-relu")
     with pytest.raises(ValueError, match="init_from"):
         T.stage_config("alexnet", "kwta-0.1")
+    with pytest.raises(FileNotFoundError, match=r"alexnet-kwta-0\.2, which is not a checkpoint yet"):
+        T.train_schedule("alexnet", ["kwta-0.1"], TRAIN, TEST, "cpu", out_root=tmp_path, state_dir=tmp_path)
     for bad in (dict(epochs=-1), dict(lr=0), dict(schedule="linear"), dict(amp="fp16"),
                 dict(warmup_epochs=5.0), dict(clip_grad_norm=0.0), dict(activation="kwta")):
         with pytest.raises(ValueError):
