@@ -51,7 +51,7 @@ from .checkpoints import (
     write_manifest,
 )
 from .data import CifarSplit, batches, load_cifar10, seeded_subset
-from .kwta import KWTA
+from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
 from .settings import get_settings, resolve_device
 
@@ -687,6 +687,7 @@ def _finalize(
         "device": str(device),
         "device_name": _device_name(device),
         "torch": torch.__version__,
+        "kwta_impl": get_kwta_impl() if cfg.activation == "kwta" else None,
         "wall_seconds": sum(times) + sum(h.get("eval_seconds", 0.0) for h in history),
         "train_seconds": sum(times),
         "seconds_per_epoch": statistics.median(times) if times else 0.0,
@@ -944,6 +945,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="discard saved training states instead of resuming them")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--kwta-impl", choices=IMPLS, default=None,
+                        help="how k-WTA finds its threshold (same results; default: auto)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -954,6 +957,8 @@ def main(args: argparse.Namespace) -> int:
     epochs, lr, warmup = _ints(args.epochs), _floats(args.lr), _floats(args.warmup)
     schedule = args.schedule.split(",") if args.schedule else None
     device = resolve_device(args.device)
+    if args.kwta_impl:
+        set_kwta_impl(args.kwta_impl)
     out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
     archs = ARCHS if args.arch == "all" else (args.arch,)
     for arch in archs:  # fail before the data is loaded, not after

@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from kwta_demo import train as T  # noqa: E402
 from kwta_demo.checkpoints import write_manifest  # noqa: E402
+from kwta_demo.kwta import IMPLS, set_kwta_impl  # noqa: E402
 from kwta_demo.data import load_cifar10, seeded_subset  # noqa: E402
 from kwta_demo.settings import resolve_device  # noqa: E402
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-train", type=int, default=None, help="dry runs only")
     p.add_argument("--limit-test", type=int, default=None, help="dry runs only")
     p.add_argument("--device", default=None)
+    p.add_argument("--kwta-impl", choices=IMPLS, default="auto",
+                   help="k-WTA threshold implementation (same results; 'topk' avoids Triton)")
     args = p.parse_args(argv)
 
     start = time.monotonic()
@@ -133,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     ckpt_root, find_root, state_dir = work / "checkpoints", work / "findings", work / "runs"
     device = resolve_device(args.device)
+    set_kwta_impl(args.kwta_impl)
     archs = [a for a in args.archs.split(",") if a]
     env = {"device": str(device), "device_name": T._device_name(device), "torch": torch.__version__,
-           "python": platform.python_version(), "argv": sys.argv[1:],
+           "python": platform.python_version(), "argv": sys.argv[1:], "kwta_impl": args.kwta_impl,
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     log.info("environment: %s", env)
 
