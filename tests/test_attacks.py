@@ -104,7 +104,7 @@ class SawtoothKWTA(nn.Module):
     This is gradient masking by k-WTA's winner switches, made deterministic.
     """
 
-    def __init__(self, teeth: int = 25, delta: float = 0.002, omega: float = 0.8, bias: float = 2.0):
+    def __init__(self, teeth=25, delta=0.002, omega=0.8, bias=2.0):
         super().__init__()
         v = torch.randint(0, 2, (192,), generator=torch.Generator().manual_seed(0)).double() * 2 - 1
         t = torch.arange(-teeth, teeth + 1, dtype=torch.float64) * delta
@@ -115,7 +115,8 @@ class SawtoothKWTA(nn.Module):
         self.lines.bias.data = intercept - slope * 0.5 * v.sum() / 192
         self.act = KWTA(1.0 / t.numel())  # k = 1
         at_left_edge = slope * (t - delta / 2) + intercept
-        readout = -2 * bias * omega ** (t / delta) / at_left_edge  # tooth j starts at bias - 2 bias omega^j
+        # the margin at the left edge of tooth j is bias - 2 * bias * omega^j
+        readout = -2 * bias * omega ** (t / delta) / at_left_edge
         self.out = nn.Linear(t.numel(), 10).double()
         self.out.weight.data.zero_()
         self.out.weight.data[0] = -readout
@@ -224,7 +225,9 @@ def test_own_pgd_matches_foolbox_linf_pgd(relu_model, batch):
         (0.05, {"step_size": 0.01, "steps": 10}, {"abs_stepsize": 0.01, "steps": 10}),
         (EPS, {"rel_step_size": 0.1, "steps": 15}, {"rel_stepsize": 0.1, "steps": 15}),
     ]:
-        ours = run_attack("pgd", relu_model, x, y, eps=eps, random_start=False, keep_best=False, **kw)
+        ours = run_attack(
+            "pgd", relu_model, x, y, eps=eps, random_start=False, keep_best=False, **kw
+        )
         attack = fb.attacks.LinfPGD(random_start=False, **fb_kw)
         _, theirs, success = attack(fmodel, x, y, epsilons=eps)
         assert torch.allclose(ours.adversarial, theirs, atol=1e-6)
@@ -243,7 +246,9 @@ def test_report_preset_barely_moves(relu_model, batch):
     assert report.params["eps"] == 0.031
     assert math.isclose(report.params["abs_step_size"], 0.003 * 0.031)
     assert float(report.linf.max()) <= 40 * 0.003 * 0.031 + TOL  # ~0.0037 of the 0.031 allowed
-    corrected = run_attack("pgd", relu_model, x, y, eps=0.031, preset="corrected", random_start=False)
+    corrected = run_attack(
+        "pgd", relu_model, x, y, eps=0.031, preset="corrected", random_start=False
+    )
     assert float(corrected.linf.max()) > 0.03
 
 
@@ -275,7 +280,8 @@ def test_vga_stops_at_the_target_and_counts_steps(relu_model, batch):
     target = runner_up(relu_model, x, y)
     r = run_attack("vga", relu_model, x, y, eps=EPS, target=target, step_size=0.01)
     steps = r.info["steps_to_success"]
-    assert torch.equal(r.success, steps >= 0) and torch.equal(r.adv_pred[r.success], target[r.success])
+    assert torch.equal(r.success, steps >= 0)
+    assert torch.equal(r.adv_pred[r.success], target[r.success])
     assert r.losses.shape == (21, 20)
     done = r.success & (steps < 20)
     frozen = r.losses[steps[done], torch.arange(20)[done]]
@@ -359,14 +365,37 @@ def test_bpda_replaces_only_the_kwta_backward(kwta_model):
     assert torch.equal(grad, mask)
 
 
-def test_bpda_restores_the_model_even_on_error(kwta_model):
+def test_bpda_handles_inplace_kwta_and_restores_the_model_even_on_error():
     act = KWTA(0.2, inplace=True)
     holder = nn.Sequential(act)
+    x = torch.randn(2, 40)
+    xg = x.clone().requires_grad_(True)
+    with bpda_surrogate(holder, "relu"):
+        out = holder(xg * 1.0)  # in place on a non-leaf, as inside a network
+        (grad,) = torch.autograd.grad(out.sum(), xg)
+    assert torch.equal(out, KWTA(0.2)(x)) and torch.equal(grad, (x > 0).float())
     with pytest.raises(RuntimeError, match="boom"):
         with bpda_surrogate(holder, "relu"):
-            assert act.inplace is False
             raise RuntimeError("boom")
-    assert act.inplace is True and not act._forward_hooks
+    assert act.inplace is True and not act._forward_hooks and not act._forward_pre_hooks
+
+
+def test_bpda_leaves_other_threads_alone():
+    import threading
+
+    holder = nn.Sequential(KWTA(0.2))
+    x = torch.randn(3, 50)
+    seen = {}
+
+    def plain():
+        xg = x.clone().requires_grad_(True)
+        (seen["grad"],) = torch.autograd.grad(holder(xg).sum(), xg)
+
+    with bpda_surrogate(holder, "identity"):
+        worker = threading.Thread(target=plain)
+        worker.start()
+        worker.join()
+    assert torch.equal(seen["grad"], (KWTA(0.2)(x) != 0).float())  # the exact mask
 
 
 def test_bpda_equals_pgd_on_relu_models(relu_model, batch):

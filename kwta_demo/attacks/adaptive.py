@@ -20,6 +20,7 @@ dimension and evaluated in chunks of at most ``chunk_size`` images.
 from __future__ import annotations
 
 import bisect
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -85,18 +86,39 @@ class _SurrogateBackward(torch.autograd.Function):
         return grad_out * local, None, None, None, None
 
 
-def _surrogate_hook(kind: str, temperature: float):
-    def hook(module: KWTA, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+_active = threading.local()
+"""The BPDA block running in this thread (its token), if any. Hooks only act for their own
+block in their own thread, so a plain attack on the same model in another thread (the
+app serves several users) keeps the exact gradient."""
+
+
+class _Swap:
+    """The hooks of one ``bpda_surrogate`` block: they act only while it is active here."""
+
+    def __init__(self, kind: str, temperature: float) -> None:
+        self.kind, self.temperature = kind, temperature
+        self.inputs: dict[int, torch.Tensor] = {}
+
+    def mine(self) -> bool:
+        return getattr(_active, "token", None) is self and torch.is_grad_enabled()
+
+    def before(self, module: KWTA, args: tuple[torch.Tensor, ...]):
+        if not self.mine():
+            return None
         (x,) = args
-        if not torch.is_grad_enabled() or not x.requires_grad:
-            return output
+        self.inputs[id(module)] = x
+        # an in-place k-WTA would overwrite the unmasked input the surrogate needs
+        return (x.clone(),) if module.inplace else None
+
+    def after(self, module: KWTA, args: tuple[torch.Tensor, ...], output: torch.Tensor):
+        x = self.inputs.pop(id(module), None)
+        if x is None or not x.requires_grad:
+            return None
         flat = x.detach().flatten(1)
         shape = (-1,) + (1,) * (x.dim() - 1)
         theta = kwta_threshold(flat, num_winners(module.gamma, flat.shape[1])).view(shape)
-        tau = (temperature * flat.std(dim=1)).clamp_min(1e-12).view(shape)
-        return _SurrogateBackward.apply(x, output.detach(), theta, tau, kind)
-
-    return hook
+        tau = (self.temperature * flat.std(dim=1)).clamp_min(1e-12).view(shape)
+        return _SurrogateBackward.apply(x, output.detach(), theta, tau, self.kind)
 
 
 @contextmanager
@@ -106,26 +128,27 @@ def bpda_surrogate(
     """Within the block, every ``KWTA`` of ``model`` keeps its exact forward output but
     back-propagates the surrogate's gradient; yields how many modules were swapped.
 
-    The model is restored on exit, errors included. On a model without k-WTA (ReLU)
-    nothing changes, so BPDA there is plain PGD. In-place k-WTA modules are run out of
-    place inside the block, because the surrogate needs the unmasked input.
+    Implemented with forward hooks that are removed on exit, errors included; no module
+    attribute changes. Only forward passes of this thread inside the block are affected.
+    On a model without k-WTA (ReLU) nothing changes, so BPDA there is plain PGD.
     """
     if surrogate not in SURROGATES:
         raise AttackParameterError(
             f"unknown surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}"
         )
     modules = [m for m in model.modules() if isinstance(m, KWTA)]
-    handles, inplace = [], [(m, m.inplace) for m in modules]
+    swap, handles = _Swap(surrogate, temperature), []
+    outer = getattr(_active, "token", None)
     try:
         for m in modules:
-            m.inplace = False
-            handles.append(m.register_forward_hook(_surrogate_hook(surrogate, temperature)))
+            handles.append(m.register_forward_pre_hook(swap.before))
+            handles.append(m.register_forward_hook(swap.after))
+        _active.token = swap
         yield len(modules)
     finally:
+        _active.token = outer
         for h in handles:
             h.remove()
-        for m, flag in inplace:
-            m.inplace = flag
 
 
 def _run_bpda(
@@ -249,8 +272,8 @@ def _check_estimation(params: dict[str, Any]) -> None:
     samples, milestones = params["samples"], params["milestones"] or ()
     if len(samples) != len(milestones) + 1:
         raise AttackParameterError(
-            "gradient-estimation: give one more 'samples' entry than 'milestones' "
-            f"(samples[i] is used from milestones[i-1] on), got {len(samples)} and {len(milestones)}"
+            "gradient-estimation: give one more 'samples' entry than 'milestones' (samples[i] "
+            f"is used from milestones[i-1] on), got {len(samples)} and {len(milestones)}"
         )
     if any(n % 2 for n in samples):
         raise AttackParameterError(
@@ -289,7 +312,9 @@ GRADIENT_ESTIMATION = AttackSpec(
             1, MAX_STEPS, optional=True,
         ),
         "chunk_size": Param("chunk_size", "int", "most images per forward pass", 1, 65_536),
-        "early_stop": Param("early_stop", "bool", "stop attacking an image once it is misclassified"),
+        "early_stop": Param(
+            "early_stop", "bool", "stop attacking an image once it is misclassified"
+        ),
     },
     presets={
         "interactive": {

@@ -41,13 +41,18 @@ __all__ = [
     "MAX_SEED",
     "LOSSES",
     "attack_mode",
+    "check_class_range",
     "check_eps",
-    "check_seed",
     "check_images",
     "check_labels",
+    "check_model_device",
+    "check_seed",
     "check_target",
+    "is_success",
+    "make_generator",
     "objective",
     "project",
+    "true_probability",
 ]
 
 MAX_EPS = 1.0
@@ -280,7 +285,9 @@ def check_images(images: Any) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise AttackParameterError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or images.shape[1] != 3:
-        raise AttackParameterError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        raise AttackParameterError(
+            f"images must have shape (B, 3, H, W), got {tuple(images.shape)}"
+        )
     if images.shape[0] == 0:
         raise AttackParameterError("images is an empty batch")
     if not images.is_floating_point():

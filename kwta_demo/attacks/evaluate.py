@@ -18,7 +18,9 @@ Progress = Callable[[int, int], None]
 """Called after every batch with (items done, items in all)."""
 
 
-def _reporter(progress: Progress | bool | None, total: int, desc: str) -> tuple[Progress, Callable[[], None]]:
+def _reporter(
+    progress: Progress | bool | None, total: int, desc: str
+) -> tuple[Progress, Callable[[], None]]:
     """A progress callback and a closer: a tqdm bar for ``True``, nothing for None/False."""
     if callable(progress):
         return progress, lambda: None

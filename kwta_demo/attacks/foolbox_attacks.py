@@ -17,8 +17,16 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .base import MAX_STEPS, AttackSpec, Param, RawOutput, is_success, objective, project
-from .base import true_probability
+from .base import (
+    MAX_STEPS,
+    AttackSpec,
+    Param,
+    RawOutput,
+    is_success,
+    objective,
+    project,
+    true_probability,
+)
 
 __all__ = ["DEEPFOOL", "CW", "foolbox_pgd"]
 
@@ -41,7 +49,9 @@ def _criterion(labels: torch.Tensor, target: torch.Tensor | None):
 def _seeded(device: torch.device, seed: int) -> Iterator[None]:
     """Foolbox draws from the global RNG: seed it inside a fork so the caller's state survives."""
     cuda = device.type == "cuda"
-    index = device.index if device.index is not None else (torch.cuda.current_device() if cuda else 0)
+    index = device.index if device.index is not None else 0
+    if cuda and device.index is None:
+        index = torch.cuda.current_device()
     with torch.random.fork_rng(devices=[index] if cuda else []):
         torch.random.default_generator.manual_seed(seed)
         if cuda:
@@ -65,6 +75,26 @@ def _two_rows(
     losses = objective(logits, both, tgt, loss).view(2, -1)
     probs = true_probability(logits, both).view(2, -1)
     return losses, probs
+
+
+def _clipped(
+    model: nn.Module,
+    images: torch.Tensor,
+    raw: torch.Tensor,
+    raw_success: torch.Tensor,
+    labels: torch.Tensor,
+    target: torch.Tensor | None,
+    eps: float,
+) -> RawOutput:
+    """A minimisation attack's raw result clipped into the eps-ball; the raw one in info."""
+    adversarial = project(raw, images, eps)
+    losses, probs = _two_rows(model, images, adversarial, labels, target, "margin")
+    raw_linf, raw_l2 = _sizes(raw - images)
+    info = {
+        "raw_adversarial": raw, "raw_linf": raw_linf, "raw_l2": raw_l2, "raw_success": raw_success,
+    }
+    notes = {"per_step": False, "recorded_loss": "margin"}
+    return RawOutput(adversarial, losses, probs, info, notes)
 
 
 def _sizes(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,13 +140,9 @@ def _run_deepfool(
         loss={"logits": "logits", "ce": "crossentropy"}[loss],
     )
     raw = attack.run(_fmodel(model, images.device), images, _criterion(labels, None))
-    adversarial = project(raw, images, eps)
-    raw_linf, raw_l2 = _sizes(raw - images)
     with torch.no_grad():
         raw_success = is_success(model(raw), labels, None)
-    losses, probs = _two_rows(model, images, adversarial, labels, None, "margin")
-    info = {"raw_adversarial": raw, "raw_linf": raw_linf, "raw_l2": raw_l2, "raw_success": raw_success}
-    return RawOutput(adversarial, losses, probs, info, {"per_step": False, "recorded_loss": "margin"})
+    return _clipped(model, images, raw, raw_success, labels, None, eps)
 
 
 DEEPFOOL = AttackSpec(
@@ -167,11 +193,7 @@ def _run_cw(
         raw_success = is_success(model(raw), labels, target)
     # foolbox returns an all-zero image where it found nothing: fall back to the clean one.
     raw = torch.where(raw_success.view(-1, 1, 1, 1), raw, images)
-    raw_linf, raw_l2 = _sizes(raw - images)
-    adversarial = project(raw, images, eps)
-    losses, probs = _two_rows(model, images, adversarial, labels, target, "margin")
-    info = {"raw_adversarial": raw, "raw_linf": raw_linf, "raw_l2": raw_l2, "raw_success": raw_success}
-    return RawOutput(adversarial, losses, probs, info, {"per_step": False, "recorded_loss": "margin"})
+    return _clipped(model, images, raw, raw_success, labels, target, eps)
 
 
 CW = AttackSpec(
