@@ -11,6 +11,7 @@ the usual L-inf budget on CIFAR-10); probabilities and accuracies in 0..1.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -331,7 +332,7 @@ class Explorer:
         self.gallery_seed = gallery_seed
         self.limits = limits
         self._gallery: GalleryData | None = None
-        self._data_error: str | None = None
+        self._gallery_lock = threading.Lock()
 
     # ------------------------------------------------------------ data
 
@@ -341,33 +342,41 @@ class Explorer:
         return load_cifar10("test", self.data_source)
 
     def gallery(self) -> GalleryData:
-        """A seeded, class-balanced sample of test images; empty (with the reason) without data."""
-        if self._gallery is None:
-            from .data import DataNotFoundError, balanced_sample
+        """A seeded, class-balanced sample of test images; empty (with the reason) without data.
 
-            try:
-                split = self._test_split()
-                # A small source (a test folder) may hold fewer images per class than asked.
-                fewest = int(torch.bincount(split.labels, minlength=len(CIFAR10_CLASSES)).min())
-                if fewest == 0:
-                    raise ValueError("the test split lacks some of the ten classes")
-                sample, indices = balanced_sample(
-                    split, min(self.gallery_per_class, fewest), self.gallery_seed
-                )
-            except (DataNotFoundError, OSError, ValueError) as e:
-                self._data_error = str(e)
-                self._gallery = GalleryData([], [], [], (
-                    f"No CIFAR-10 test images to show ({e}). Uploads still work."
-                ))
-                return self._gallery
-            images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
-            labels = [int(v) for v in sample.labels]
-            captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(i)})" for lab, i in zip(labels, indices)]
-            self._gallery = GalleryData(images, labels, captions, (
-                f"{len(images)} CIFAR-10 test images ({len(images) // len(CIFAR10_CLASSES)} per class, "
-                f"seed {self.gallery_seed}) from {self._source_label()}."
-            ))
-        return self._gallery
+        Decoded once; callers arriving while it loads wait for that one load.
+        """
+        with self._gallery_lock:
+            if self._gallery is None:
+                self._gallery = self._load_gallery()
+            return self._gallery
+
+    def start_loading_gallery(self) -> threading.Thread:
+        """Load the gallery in the background (the app starts serving meanwhile)."""
+        thread = threading.Thread(target=self.gallery, name="gallery-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_gallery(self) -> GalleryData:
+        from .data import DataNotFoundError, balanced_sample
+
+        try:
+            split = self._test_split()
+            # A small source (a test folder) may hold fewer images per class than asked.
+            fewest = int(torch.bincount(split.labels, minlength=len(CIFAR10_CLASSES)).min())
+            if fewest == 0:
+                raise ValueError("the test split lacks some of the ten classes")
+            sample, indices = balanced_sample(split, min(self.gallery_per_class, fewest),
+                                              self.gallery_seed)
+        except (DataNotFoundError, OSError, ValueError) as e:
+            return GalleryData([], [], [], f"No CIFAR-10 test images to show ({e}). Uploads still work.")
+        images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
+        labels = [int(v) for v in sample.labels]
+        captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(i)})" for lab, i in zip(labels, indices)]
+        return GalleryData(images, labels, captions, (
+            f"{len(images)} CIFAR-10 test images ({len(images) // len(CIFAR10_CLASSES)} per class, "
+            f"seed {self.gallery_seed}) from {self._source_label()}."
+        ))
 
     def _source_label(self) -> str:
         from .data import resolve_source

@@ -164,6 +164,11 @@ class _Handlers:
     def layer_choices(self, arch: str) -> list[tuple[str, str]]:
         return [(info.label, info.name) for info in self.explorer.layers(arch)]
 
+    def gallery(self):
+        g = self.explorer.gallery()
+        note = "" if g.images else f"**No gallery images.** {g.message}"
+        return list(zip(g.images, g.captions)), g.message, note
+
     def select_gallery(self, evt: gr.SelectData):
         try:
             image, cls = self.explorer.gallery_item(evt.index)
@@ -265,7 +270,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
     """
     explorer = explorer or Explorer()
     h = _Handlers(explorer)
-    gallery_data = explorer.gallery()
+    explorer.start_loading_gallery()  # serve at once; the page fills the gallery when it is ready
     attacks = attack_names()
     default_attack = "pgd" if "pgd" in attacks else attacks[0]
     controls = attack_controls(default_attack, "interactive")
@@ -286,7 +291,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
         with gr.Accordion("Models and data", open=not all(s.state in ("local", "loaded") for s in statuses)):
             status_md = gr.Markdown(explorer.model_status_markdown(), label="Model status",
                                     elem_id="model-status")
-            gr.Markdown(gallery_data.message, elem_id="data-status")
+            data_status = gr.Markdown("Loading the CIFAR-10 test images...", label="Data status",
+                                      elem_id="data-status")
         state = gr.State(None)
 
         with gr.Tabs():
@@ -294,14 +300,11 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                 with gr.Row(elem_id="attack-inputs"):
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(
-                            value=list(zip(gallery_data.images, gallery_data.captions)),
                             format="png", columns=10, height=300, allow_preview=False,
                             label="CIFAR-10 test images (click one)", elem_id="gallery",
                             interactive=False,
                         )
-                        if not gallery_data.images:
-                            gr.Markdown(f"**No gallery images.** {gallery_data.message}",
-                                        elem_id="no-gallery")
+                        gallery_note = gr.Markdown(elem_id="gallery-note")
                     with gr.Column(scale=2):
                         with gr.Row():
                             image_in = gr.Image(
@@ -397,6 +400,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                 gr.Markdown(ABOUT)
 
         controls_out = [preset, eps, steps, step_size, target, preset_note]
+        demo.load(h.gallery, None, [gallery, data_status, gallery_note], api_visibility="private",
+                  **light)
         gallery.select(h.select_gallery, None, [image_in, true_class], api_visibility="private", **light)
         image_in.change(h.prepare_image, image_in, [preview, preview_note],
                         api_name="prepare_image", **light)

@@ -155,3 +155,26 @@ def test_status_and_reproduction_endpoints(app):
     status = client.predict(api_name="/model_status")
     assert "`resnet18-relu`: missing locally" in status
     assert "Table 3" in client.predict(api_name="/reproduction")
+
+
+def test_app_starts_without_data_and_uploads_work(app, tmp_path):
+    from kwta_demo.ui import LAUNCH_KWARGS, create_demo
+
+    _, _, root = app
+    explorer = Explorer(ModelCache("cpu"), data_source=str(tmp_path / "no-cifar-here"))
+    demo = create_demo(explorer)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **LAUNCH_KWARGS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                        download_files=str(tmp_path / "downloads"))
+        upload = tmp_path / "photo.jpg"
+        Image.new("RGB", (64, 48), (10, 200, 90)).save(upload)
+        out = client.predict(**_attack_args(upload, attack="fgsm", variants=["relu"]), api_name="/attack")
+        assert out[14]["models"][0]["model"] == "alexnet-relu"
+        assert "64x48 RGB" in out[14]["input"]
+        message = explorer.gallery().message
+        assert "No CIFAR-10 test images" in message and "Uploads still work" in message
+    finally:
+        demo.close()
