@@ -446,6 +446,8 @@ def test_works_inside_inference_mode(relu_model, batch):
     with torch.inference_mode():
         r = run_attack("pgd", relu_model, x[:2], y[:2], eps=EPS)
     assert r.adversarial.shape == (2, 3, 8, 8)
+    on_cpu = r.cpu()
+    assert torch.equal(on_cpu.adversarial, r.adversarial) and on_cpu.info.keys() == r.info.keys()
 
 
 def test_robust_accuracy(relu_model, batch):

@@ -9,10 +9,12 @@ Conventions (the same for every attack in this package):
 * ``success`` is decided on the returned adversarial: untargeted, the prediction differs
   from the label; targeted, the prediction is the target. An image the model already
   gets wrong therefore counts as a success (as in foolbox), with the clean image itself
-  as the adversarial when the attack found nothing better. Robust accuracy is the
-  fraction of images that are classified correctly *and* not successfully attacked.
-* ``losses`` hold the attack's own objective (the quantity it *increases*) and
-  ``true_prob`` the softmax probability of the label, one row per iterate.
+  as the adversarial when the attack found nothing better (unless ``keep_best=False``,
+  which returns the last iterate whatever it is, as foolbox's PGD does). Robust
+  accuracy is the fraction of images classified correctly *and* not successfully attacked.
+* ``losses`` hold the attack's own objective (the quantity it *increases*; the foolbox
+  attacks record the margin, see ``params["recorded_loss"]``) and ``true_prob`` the
+  softmax probability of the label, one row per iterate.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ class Param:
                 raise AttackParameterError(f"{where} must be True or False, got {value!r}")
             return value
         if self.kind == "choice":
-            if value not in self.choices:
+            if not isinstance(value, str) or value not in self.choices:
                 raise AttackParameterError(
                     f"{where} must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
                 )
