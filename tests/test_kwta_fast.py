@@ -79,8 +79,8 @@ def forward_backward(fn, x: torch.Tensor, seed: int = 1):
 @pytest.mark.parametrize("impl", TORCH_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", ["randn", "ties", "few", "special", "relu"])
-@pytest.mark.parametrize("gamma", [0.2, 0.1])
-def test_fast_equals_reference_forward_and_backward(impl, shape, kind, gamma):
+def test_fast_equals_reference_forward_and_backward(impl, shape, kind):
+    gamma = 0.2 if SHAPES.index(shape) % 2 else 0.1  # both gammas, half the test time
     x = make(shape, kind, seed=sum(shape) + len(kind))
     out_ref, grad_ref = forward_backward(lambda t: kwta_reference(t, gamma), x)
     out, grad = forward_backward(lambda t: kwta(t, gamma, impl=impl), x)
@@ -261,14 +261,14 @@ def test_triton_kernel_in_interpreter():
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             g = torch.Generator().manual_seed(0)
             for kind in ("randn", "ties", "special"):
-                x = torch.randn(3, 5000, generator=g)
+                x = torch.randn(3, 3000, generator=g)
                 if kind == "ties":
                     x = (x * 2).round()
                 if kind == "special":
                     x[0, ::7] = float("nan"); x[2, ::3] = float("inf"); x[2, 1::5] = -0.0
                     x[1] = -0.0
                 x = x.to(dtype)
-                for k in (1, 500, 2500, 5000):
+                for k in (1, 600, 3000):
                     got, ref = KT.radix_threshold(x, k), kwta_threshold(x, k)
                     if not torch.equal(x >= got, x >= ref):
                         bad.append([str(dtype), kind, k])
