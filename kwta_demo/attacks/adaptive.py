@@ -318,8 +318,9 @@ GRADIENT_ESTIMATION = AttackSpec(
     },
     presets={
         "interactive": {
-            "steps": 6, "rel_step_size": 0.3, "random_start": False, "loss": "margin",
-            "sigma": 8 / 255, "samples": (8, 16), "milestones": (3,), "chunk_size": 256,
+            "steps": 4, "rel_step_size": 0.5, "random_start": False, "loss": "margin",
+            "sigma": 8 / 255, "samples": (8, 12, 16, 20), "milestones": (1, 2, 3),
+            "chunk_size": 256,
             "early_stop": True,
         },
         "paper": {
@@ -330,8 +331,9 @@ GRADIENT_ESTIMATION = AttackSpec(
     },
     preset_notes={
         "interactive": (
-            "6 signed steps of 0.3*eps, 8 then 16 probes per step (~80 forward passes): a "
-            "weak, indicative estimate that fits a click; the paper preset is the real test"
+            "4 signed steps of eps/2 with 8, 12, 16, 20 probes (~60 forward passes, no "
+            "backward): a weak, indicative estimate that fits a click (on a budget this small, "
+            "few large steps beat many small ones); the paper preset is the real test"
         ),
         "paper": (
             "Tramer et al.'s k-WTA notebook: 100 signed steps of 0.01, sigma 8/255, 100 probes "

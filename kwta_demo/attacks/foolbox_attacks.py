@@ -217,7 +217,7 @@ CW = AttackSpec(
     },
     presets={
         "interactive": {
-            "binary_search_steps": 3, "steps": 10, "stepsize": 0.05, "confidence": 0.0,
+            "binary_search_steps": 2, "steps": 10, "stepsize": 0.05, "confidence": 0.0,
             "initial_const": 1.0, "abort_early": True,
         },
         "paper": {
@@ -226,7 +226,7 @@ CW = AttackSpec(
         },
     },
     preset_notes={
-        "interactive": "3 searches x 10 Adam steps (lr 0.05) from c=1: a quick, weak C&W",
+        "interactive": "2 searches x 10 Adam steps (lr 0.05) from c=1: a quick, weak C&W",
         "paper": "foolbox 3.3.4's defaults: 9 searches x up to 10000 steps from c=0.001",
     },
 )
