@@ -191,11 +191,7 @@ class AttackControls:
     has_step_size: bool
     targeted: str  # "no", "optional" or "required"
     eps_255: float | None  # the eps the preset was published with, if any
-    note: str  # what the preset does, in a line
-
-    @property
-    def description(self) -> str:
-        return self.note
+    note: str  # what the attack and the preset do, in markdown
 
 
 def attack_controls(attack: str, preset: str | None = None) -> AttackControls:

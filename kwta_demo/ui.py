@@ -192,9 +192,9 @@ class _Handlers:
             raise _user_error(e) from None
         chosen = preset if preset in c.presets else c.presets[0]
         eps = gr.Slider(value=round(c.eps_255, 2)) if c.eps_255 is not None else gr.Slider()
-        target = gr.Dropdown(interactive=c.targeted != "no",
-                             value=NO_TARGET if c.targeted == "no" else gr.skip())
-        return (gr.Radio(choices=c.presets, value=chosen), eps,
+        target = (gr.Dropdown(interactive=False, value=NO_TARGET) if c.targeted == "no"
+                  else gr.Dropdown(interactive=True))
+        return (gr.Dropdown(choices=c.presets, value=chosen), eps,
                 gr.Number(value=0, visible=c.has_steps), gr.Number(value=0, visible=c.has_step_size),
                 target, c.note)
 
@@ -203,7 +203,7 @@ class _Handlers:
             c = attack_controls(attack)
         except USER_ERRORS as e:
             raise _user_error(e) from None
-        return gr.Radio(choices=c.presets, value=c.presets[0])
+        return gr.Dropdown(choices=c.presets, value=c.presets[0])
 
     def show_slots(self, variants: list[str]):
         return [gr.Column(visible=suffix in (variants or [])) for suffix in VARIANTS.values()]
@@ -325,8 +325,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                                                 label="Models to compare", elem_id="variants")
                 with gr.Row():
                     attack = gr.Dropdown(attacks, value=default_attack, label="Attack", elem_id="attack")
-                    preset = gr.Radio(controls.presets, value=default_preset, label="Preset",
-                                      elem_id="preset")
+                    # A dropdown that takes any value: its choices follow the attack, and
+                    # the handler checks the preset against the attack actually asked for.
+                    preset = gr.Dropdown(controls.presets, value=default_preset, label="Preset",
+                                         allow_custom_value=True, elem_id="preset")
                     eps = gr.Slider(0.5, 32, value=8, step=0.1, label="ε (L∞, in 1/255)", elem_id="eps")
                 with gr.Row():
                     steps = gr.Number(0, precision=0, minimum=0, maximum=explorer.limits.max_steps,
@@ -378,7 +380,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                     s_arch = gr.Radio(arch_choices, value="resnet18", label="Architecture")
                     s_variants = gr.CheckboxGroup(variant_choices, value=all_variants, label="Models")
                     s_attack = gr.Dropdown(attacks, value=default_attack, label="Attack")
-                    s_preset = gr.Radio(controls.presets, value=default_preset, label="Preset")
+                    s_preset = gr.Dropdown(controls.presets, value=default_preset, label="Preset",
+                                           allow_custom_value=True)
                 with gr.Row():
                     s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)",
                                        elem_id="sweep-eps")

@@ -108,6 +108,19 @@ def test_attack_returns_lossless_png_adversarials(app):
         assert pert.format == "PNG"
 
 
+def test_presets_follow_the_attack(app):
+    client, _, root = app
+    presets, eps, steps, step_size, target, note = client.predict("vga", "paper",
+                                                                  api_name="/attack_controls")
+    assert [c[0] for c in presets["choices"]] == ["interactive", "paper"] and presets["value"] == "paper"
+    assert step_size["visible"] and target["interactive"] and "VGA" in note
+    # The session's preset choices now are VGA's; a PGD-only preset must still be accepted.
+    out = client.predict(**_attack_args(root / "data" / "test" / "cat" / "0000.png",
+                                        variants=["relu"], preset="report", eps_255=7.9),
+                         api_name="/attack")
+    assert out[14]["preset"] == "report"
+
+
 def test_activations_follow_the_sessions_last_attack(app):
     client, _, root = app
     client.predict(**_attack_args(root / "data" / "test" / "dog" / "0000.png", attack="fgsm"),
