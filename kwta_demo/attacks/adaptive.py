@@ -68,7 +68,7 @@ class _SurrogateBackward(torch.autograd.Function):
     """Forward: the exact k-WTA output. Backward: the chosen surrogate's gradient."""
 
     @staticmethod
-    def forward(ctx, x, exact, theta, tau, kind):  # noqa: D401 - autograd signature
+    def forward(ctx, x, exact, theta, tau, kind):
         ctx.kind = kind
         ctx.save_for_backward(x, theta, tau)
         return exact.clone()
