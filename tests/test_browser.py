@@ -116,6 +116,7 @@ def test_page_says_which_models_are_missing(page):
 
 def test_pick_gallery_image_and_attack(page, tmp_path):
     thumbs = page.locator("#gallery button.thumbnail-item")
+    thumbs.first.wait_for()  # the gallery arrives after the page, once the data is decoded
     assert thumbs.count() == 10
     caption = thumbs.nth(3).inner_text().strip()
     thumbs.nth(3).click()
@@ -151,6 +152,9 @@ def test_upload_any_image_and_attack(page, tmp_path):
     note = page.locator("#preview-note").inner_text()
     assert "center-cropped to 200x200" in note and "box filter" in note
     assert page.locator("#true-class input").input_value().startswith("unknown")
-    assert "label: unknown" in _run_attack(page, "label: unknown")
+    page.locator("#variants label", has_text="γ=0.2").click()  # toggle a model off
+    page.wait_for_selector("#slot-kwta-0\\.2", state="hidden")
+    summary = _run_attack(page, "label: unknown")
+    assert "2 model(s)" in summary
     assert page.locator("#slot-relu .js-plotly-plot").count() == 1
     _shot(page, tmp_path, "upload.png")
