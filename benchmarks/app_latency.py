@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,19 +65,20 @@ def _machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
-def _checkpoints(arch: str, given: str | None) -> tuple[str, str]:
-    """A checkpoint folder holding the three models of ``arch``, and what it is."""
+def _checkpoints(arch: str, given: str | None) -> tuple[str, str, bool]:
+    """A checkpoint folder holding the three models of ``arch``, what it is, and whether
+    it is a temporary folder of stand-ins (to delete afterwards)."""
     from kwta_demo.settings import get_settings
 
     names = [f"{arch}-relu", f"{arch}-kwta-0.2", f"{arch}-kwta-0.1"]
     folder = Path(given) if given else get_settings().checkpoint_dir
     if all((folder / n / "config.json").is_file() for n in names):
-        return str(folder), f"trained checkpoints in {folder}"
+        return str(folder), f"trained checkpoints in {folder}", False
     from kwta_demo.demo_assets import write_random_checkpoints
 
     tmp = Path(tempfile.mkdtemp(prefix="kwta-bench-"))
     write_random_checkpoints(tmp, names)
-    return str(tmp), f"randomly initialised stand-ins (no trained {arch} checkpoints in {folder})"
+    return str(tmp), f"randomly initialised stand-ins (no trained {arch} checkpoints in {folder})", True
 
 
 def main() -> None:
@@ -92,9 +94,16 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if args.data:
         os.environ["KWTA_CIFAR10"] = args.data
-    folder, what = _checkpoints(args.arch, args.checkpoints)
+    folder, what, temporary = _checkpoints(args.arch, args.checkpoints)
     os.environ["KWTA_CHECKPOINTS"] = folder
+    try:
+        _measure(args, what)
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
 
+
+def _measure(args: argparse.Namespace, what: str) -> None:
     print(f"machine: {_machine()}")
     print(f"models: {what}")
     cold = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,6 +96,9 @@ def main() -> None:
             time.sleep(1)
             page.locator("#attack-inputs").screenshot(path=str(out / "attack-input.png"))
             page.locator("#attack-results").screenshot(path=str(out / "attack-results.png"))
+            if not trained:  # untrained models sit at p = 0.1 everywhere: the loss shows more
+                page.locator("#trace-plot .updatemenu-button", has_text="loss").click()
+                time.sleep(1)
             page.locator("#trace-plot").screenshot(path=str(out / "attack-trace.png"))
             page.locator("#activation-maps").screenshot(path=str(out / "activation-maps.png"))
 
@@ -116,6 +120,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if not trained:
+            shutil.rmtree(ckpt, ignore_errors=True)
     print(f"screenshots in {out}")
 
 
