@@ -45,7 +45,7 @@ LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_erro
 UNKNOWN = "unknown"  # the true-class value for "not known"; shown as UNKNOWN_LABEL
 NO_TARGET = "none"
 USER_ERRORS = (ValueError, TimeoutError)
-SLOT_LABELS = {"relu": "ReLU", "kwta-0.2": "k-WTA γ=0.2", "kwta-0.1": "k-WTA γ=0.1"}
+SLOT_LABELS = {suffix: label for label, suffix in VARIANTS.items()}  # one column per variant
 
 ABOUT = """
 ## k-Winners-Take-All, in a few paragraphs

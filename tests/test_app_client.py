@@ -7,7 +7,6 @@ import socket
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from kwta_demo import viz

@@ -6,14 +6,12 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from kwta_demo import viz
 from kwta_demo.activations import active_share, comparable_layers, flipped_share
 from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
 from kwta_demo.explorer import Explorer, Limits, attack_controls, model_names, parse_eps_list
