@@ -225,8 +225,8 @@ def test_pgd_attack_on_three_models(explorer):
     image, cls = _image(explorer)
     calls = []
     out = explorer.attack(image, arch="AlexNet", variants=["ReLU", "k-WTA γ=0.2", "k-WTA γ=0.1"],
-                          attack="pgd", preset="interactive", eps_255=8, true_class=cls, seed=3,
-                          progress=lambda f, d: calls.append(f))
+                          attack="pgd", preset="interactive", eps_255=8, steps=4, true_class=cls,
+                          seed=3, progress=lambda f, d: calls.append(f))
     assert [m.name for m in out.models] == NAMES
     assert calls[-1] == 1.0 and calls == sorted(calls)
     clean = out.image.tensor
@@ -236,7 +236,7 @@ def test_pgd_attack_on_three_models(explorer):
         assert adv.shape == (3, 32, 32) and 0 <= adv.min() and adv.max() <= 1
         assert (adv - clean).abs().max() <= 8 / 255 + 1e-6
         s = m.summary()
-        assert s["label"] == cls and s["steps_recorded"] == 11  # 10 steps + the start
+        assert s["label"] == cls and s["steps_recorded"] == 5  # 4 steps + the start
         assert math.isclose(float(m.clean_probs.sum()), 1, rel_tol=1e-5)
         assert s["linf_255"] <= 8 + 1e-3
     state = out.state()
@@ -331,7 +331,7 @@ def test_model_names_are_canonical_and_ordered():
 
 def test_activation_maps_compare_clean_and_adversarial(explorer):
     image, cls = _image(explorer)
-    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="pgd",
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
                           eps_255=8, true_class=cls)
     view = explorer.activations(out.state(), "features.6")
     assert view.layer.name == "features.6" and view.layer.shape == (192, 16, 16)
