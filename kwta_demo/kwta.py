@@ -12,15 +12,19 @@ path chosen by device and size (``impl="auto"``): only the way the k-th largest 
 found changes, and every exact selection finds the same value, so the mask
 ``flat >= threshold`` and everything after it are identical.
 
-| impl        | how the threshold is found                                    | where        |
-|-------------|---------------------------------------------------------------|--------------|
-| reference   | ``topk(k)`` sorted, last column (the oracle)                  | anywhere     |
-| kthvalue    | ``kthvalue(N - k + 1)``: one quickselect, no sort             | anywhere     |
-| topk        | ``topk(k, sorted=False)`` and the smallest of those           | anywhere     |
-| bracket     | a sample brackets the threshold, counts prove the bracket,    | anywhere;    |
-|             | only the few values inside it are selected from               | CPU default  |
-| triton      | an exact radix select in a Triton kernel (kwta_triton.py),    | CUDA only;   |
-|             | checked against the reference once per shape before use       | CUDA default |
+| impl      | how the threshold is found                                  | used by auto      |
+|-----------|-------------------------------------------------------------|-------------------|
+| reference | ``topk(k)``, sorted, last column (the oracle)               | never             |
+| kthvalue  | ``kthvalue(N - k + 1)``: a quickselect, no sort              | CUDA, no Triton,  |
+|           |                                                             | N <= 2**17        |
+| topk      | ``topk(k, sorted=False)``, then the smallest of those       | CUDA, no Triton,  |
+|           |                                                             | larger N          |
+| numpy     | ``numpy.partition`` of each row (CPU only): a vectorised    | CPU               |
+|           | introselect, ~10x faster than ``kthvalue`` there            |                   |
+| bracket   | torch only: a sample brackets the threshold, exact counts   | CPU without numpy |
+|           | prove the bracket, only the values inside are selected from |                   |
+| triton    | an exact radix select in Triton kernels (kwta_triton.py),   | CUDA              |
+|           | checked against the reference once per shape before use     |                   |
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+
+try:
+    import numpy
+except ImportError:  # torch runs without numpy; the torch-only paths serve then
+    numpy = None
 
 __all__ = [
     "IMPLS",
@@ -50,7 +59,7 @@ __all__ = [
     "threshold",
 ]
 
-IMPLS: tuple[str, ...] = ("auto", "reference", "kthvalue", "topk", "bracket", "triton")
+IMPLS: tuple[str, ...] = ("auto", "reference", "kthvalue", "topk", "numpy", "bracket", "triton")
 
 _default_impl = "auto"
 
@@ -142,6 +151,23 @@ def _topk_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     nan = values.isnan()
     smallest = values.masked_fill(nan, math.inf).amin(dim=1, keepdim=True)
     return torch.where(nan.all(dim=1, keepdim=True), values[:, :1], smallest)
+
+
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """``numpy.partition`` of each row: a vectorised introselect that does not carry the
+    indices along, an order of magnitude faster than ``kthvalue`` on a CPU. NaN sorts
+    last, as topk ranks it; 16-bit floats are widened to float32 (exactly) first."""
+    if numpy is None or flat.device.type != "cpu":
+        raise ValueError("the numpy k-WTA path needs numpy and a CPU tensor")
+    rows, n = flat.shape
+    data = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    array = data.detach().resolve_neg().resolve_conj().contiguous().numpy()
+    position = n - k  # the k-th largest is the (n - k + 1)-th smallest
+    values = numpy.partition(array, position, axis=1)[:, position : position + 1]
+    return torch.from_numpy(values).to(flat.dtype)
 
 
 # The bracket select. A sample of _BRACKET_SAMPLE values per row gives a first bracket
@@ -315,6 +341,8 @@ def resolve_impl(impl: str, flat: torch.Tensor, k: int) -> str:
         if kwta_triton.usable(flat, k):
             return "triton"
         return "kthvalue" if n <= _CUDA_KTHVALUE_MAX_N else "topk"
+    if flat.device.type == "cpu" and numpy is not None and flat.dtype in _NUMPY_DTYPES:
+        return "numpy"
     if n >= _BRACKET_MIN_N and rows * n >= _BRACKET_MIN_ELEMENTS:
         return "bracket"
     return "kthvalue"
@@ -331,6 +359,7 @@ _THRESHOLDS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "kthvalue": _kthvalue_threshold,
     "topk": _topk_threshold,
     "bracket": _bracket_threshold,
+    "numpy": _numpy_threshold,
     "triton": _triton_threshold,
 }
 

@@ -33,7 +33,7 @@ from kwta_demo.kwta import (
 )
 from kwta_demo.models import build_model
 
-TORCH_IMPLS = ["kthvalue", "topk", "bracket", "auto"]
+TORCH_IMPLS = ["kthvalue", "topk", "numpy", "bracket", "auto"]
 # The shapes the models feed k-WTA: CIFAR ResNet18 blocks, AlexNet's FC layers, and
 # torchvision ResNet18's first map at 224x224 (rows kept few to stay fast).
 SHAPES = [(3, 64, 32, 32), (4, 128, 16, 16), (5, 256, 8, 8), (8, 512, 4, 4), (6, 512), (2, 64, 56, 56)]
@@ -113,7 +113,7 @@ def test_cpu_autocast_bfloat16(impl):
 
 
 @pytest.mark.parametrize("k", [1, 2, 409, 4095, 4096])
-@pytest.mark.parametrize("impl", ["reference", "kthvalue", "topk", "bracket"])
+@pytest.mark.parametrize("impl", ["reference", "kthvalue", "topk", "numpy", "bracket"])
 def test_threshold_every_k(impl, k):
     flat = make((3, 4096), "ties", seed=k)
     expected = kwta_threshold(flat, k)
@@ -233,11 +233,16 @@ def test_relu_to_kwta_passes_impl_and_keeps_it():
         relu_to_kwta(model, 0.25, impl="nope")
 
 
-def test_auto_choice_on_cpu():
+def test_auto_choice_on_cpu(monkeypatch):
     big = torch.zeros(16, 65536)
+    assert resolve_impl("auto", big, 100) == "numpy"
+    assert resolve_impl("auto", torch.zeros(1, 512, dtype=torch.bfloat16), 51) == "numpy"
+    assert resolve_impl("kthvalue", big, 100) == "kthvalue"
+    monkeypatch.setattr(K, "numpy", None)  # torch without numpy
     assert resolve_impl("auto", big, 100) == "bracket"
     assert resolve_impl("auto", torch.zeros(1, 512), 51) == "kthvalue"
-    assert resolve_impl("kthvalue", big, 100) == "kthvalue"
+    with pytest.raises(ValueError):
+        threshold(big, 100, "numpy")
 
 
 def test_threshold_rejects_bad_arguments():
