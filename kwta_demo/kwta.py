@@ -381,6 +381,8 @@ def _flatten(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], to
     The selection does not depend on the order within a row, so a channels-last map is
     read in its own order rather than copied into NCHW order by ``reshape``.
     """
+    if x.is_contiguous():
+        return x.view(x.shape[0], -1), lambda flat: flat.view(x.shape)
     order = [0] + sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
     permuted = x.permute(order)
     if not permuted.is_contiguous():
