@@ -3,6 +3,7 @@
 import json
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -163,11 +164,20 @@ def test_missing_checkpoint_fails_fast_and_says_where(tmp_path):
 def test_silent_hub_times_out_quickly(monkeypatch):
     """A Hub that never answers (e.g. DNS hanging) costs the timeout, not ~23 s of retries."""
     monkeypatch.setenv("KWTA_HUB_TIMEOUT", "0.3")
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    released = threading.Event()
+
+    def hang(*args, **kwargs):
+        released.wait(30)
+        raise OSError("released by the test")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
-    with pytest.raises(CheckpointNotFoundError, match="no answer within 0.3 s"):
-        find_checkpoint("resnet18-relu")
-    assert time.monotonic() - start < 1.0
+    try:
+        with pytest.raises(CheckpointNotFoundError, match="no answer within 0.3 s"):
+            find_checkpoint("resnet18-relu")
+        assert time.monotonic() - start < 1.0
+    finally:
+        released.set()
 
 
 def test_bad_names_are_rejected_without_lookup(tmp_path):
