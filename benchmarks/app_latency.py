@@ -105,6 +105,7 @@ def main() -> None:
 
 def _measure(args: argparse.Namespace, what: str) -> None:
     print(f"machine: {_machine()}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
     print(f"models: {what}")
     cold = []
     for _ in range(args.repeats):
@@ -140,6 +141,7 @@ def _measure(args: argparse.Namespace, what: str) -> None:
     print(f"one attack click (PGD interactive: 10 steps, one image, three {args.arch} models): "
           f"first {clicks[0]:.2f} s (loads the models), then median {statistics.median(clicks[1:]):.2f} s "
           f"over {args.repeats} clicks (min {min(clicks[1:]):.2f}, max {max(clicks[1:]):.2f})")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
