@@ -39,7 +39,7 @@ from .kwta import KWTA, kwta, kwta_reference, relu_to_kwta, resolve_impl
 from .models import build_model
 from .settings import PROJECT_ROOT, resolve_device
 
-__all__ = ["WORKLOADS", "add_arguments", "main", "run_bench", "pgd_click"]
+__all__ = ["WORKLOADS", "add_arguments", "main", "markdown_table", "run_bench", "pgd_click"]
 
 GAMMA = 0.2  # the report's main k-WTA setting; --gamma changes it
 IMPLS = ("relu", "reference", "fast")
@@ -448,6 +448,23 @@ def format_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(rows: list[dict[str, object]]) -> str:
+    """The rows as a markdown table (what docs/performance.md shows)."""
+    lines = ["| workload | impl | ms (median) | x ReLU | goal | exactness check |",
+             "|---|---|---:|---:|---|---|"]
+    for r in rows:
+        ms = "error" if r.get("ms") is None else f"{r['ms']:.1f}"
+        ratio = "" if r.get("ratio_vs_relu") is None else f"{r['ratio_vs_relu']:.2f}"
+        check = r.get("check")
+        note = ""
+        if isinstance(check, dict):
+            used = ", ".join(f"{k} x{v}" for k, v in check.get("resolved", {}).items())
+            note = f"{check['layers_checked']} layers ({used}): {check['mismatches']} mismatches"
+        goal = r.get("goal", "") if r.get("impl") == "fast" else ""
+        lines.append(f"| {r['workload']} | {r['impl']} | {ms} | {ratio} | {goal} | {note} |")
+    return "\n".join(lines)
+
+
 def run_bench(workloads: list[str], *, device: torch.device, impls: list[str], gamma: float,
               warmup: int, repeats: int, amp: torch.dtype | None,
               progress: Callable[[str], None] | None = None) -> list[dict[str, object]]:
@@ -460,8 +477,8 @@ def run_bench(workloads: list[str], *, device: torch.device, impls: list[str], g
             its.append("fast+graphs")
         if progress:
             progress(f"{name}: {', '.join(its)}")
-        # A click is 120 forward-backward passes: a third of the repeats says enough.
-        reps = max(2, repeats // 3) if workload.kind == "click" else repeats
+        # A click is 120 forward-backward passes: fewer repeats say enough.
+        reps = max(3, repeats // 3) if workload.kind == "click" else repeats
         rows += bench_workload(workload, its, gamma=gamma, device=device, warmup=warmup,
                                repeats=reps, amp=amp)
     return rows
@@ -517,13 +534,14 @@ def main(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.time()
+    env = environment(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = run_bench(workloads, device=device, impls=impls, gamma=args.gamma, warmup=warmup,
                          repeats=repeats, amp=amp, progress=progress)
     result = {
         "command": _command_line(),
-        "environment": environment(device),
+        "environment": env,
         "settings": {"warmup": warmup, "repeats": repeats, "gamma": args.gamma,
                      "amp": args.amp, "statistic": "median of repeats, impls interleaved"},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

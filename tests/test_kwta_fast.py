@@ -293,3 +293,41 @@ def test_triton_kernel_in_interpreter():
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"bad": [], "checked": [True], "same": True}
+
+
+def test_bench_rows_and_json(tmp_path):
+    """The bench command writes one row per workload x impl with the agreed fields."""
+    import argparse
+
+    from kwta_demo import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    out = tmp_path / "bench-test.json"
+    args = parser.parse_args(
+        ["--device", "cpu", "--workloads", "resnet18-32-forward-b16", "--warmup", "0",
+         "--repeats", "1", "--output", str(out)]
+    )
+    assert bench.main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["environment"]["device"] == "cpu" and data["command"].startswith("python -m kwta_demo bench")
+    rows = data["rows"]
+    assert [r["impl"] for r in rows] == ["relu", "reference", "fast"]
+    for r in rows:
+        assert r["workload"] == "resnet18-32-forward-b16"
+        assert r["ms"] > 0 and r["ratio_vs_relu"] > 0
+    assert rows[0]["ratio_vs_relu"] == 1.0
+    assert rows[2]["check"]["layers_checked"] == 16 and rows[2]["check"]["mismatches"] == 0
+    assert "| resnet18-32-forward-b16 | fast |" in bench.markdown_table(rows)
+
+
+def test_bench_pgd_click_stays_in_the_ball():
+    from kwta_demo import bench
+
+    torch.manual_seed(0)
+    models = [build_model("resnet18", "kwta", 0.1).eval().requires_grad_(False)]
+    image, label = torch.rand(1, 3, 32, 32), torch.tensor([3])
+    (adv,) = bench.pgd_click(models, image, label, steps=2, eps=8 / 255)
+    assert adv.shape == image.shape
+    assert float((adv - image).abs().max()) <= 8 / 255 + 1e-6
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
