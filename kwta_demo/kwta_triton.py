@@ -151,6 +151,7 @@ def usable(flat: torch.Tensor, k: int) -> bool:
         HAVE_TRITON
         and flat.is_cuda
         and flat.dtype in _DTYPES
+        and flat.shape[0] <= 65535  # the grid's second dimension holds the rows
         and _checked.get(_key(flat, k), True)
     )
 
