@@ -13,7 +13,7 @@
 #
 # `run` evaluates each model separately (a job that runs out of time loses only itself):
 # first the main attacks on KWTA_EVAL_N images, then each slow attack on KWTA_EVAL_N_SLOW
-# images, every job capped by a weighted share of the time left (main 3, slow 1; at least
+# images, every job capped by a weighted share of the time left (main 4, slow 1; at least
 # 30 s). Jobs that do not fit are skipped and listed in jobs.tsv. Returns to $OUT:
 #   reproduction-TAG.json   the rows of every finished job, merged (scripts/reproduction_report.py)
 #   eval-TAG.tar.gz         each job's evaluate JSON/markdown and log, jobs.tsv, nvidia-smi.txt
@@ -86,7 +86,7 @@ run_jobs() {
   local jobs=() m a
   IFS=, read -ra model_list <<< "$models"
   if [ -n "$main" ]; then
-    for m in "${model_list[@]}"; do jobs+=("3|$m|main|$main|$n"); done
+    for m in "${model_list[@]}"; do jobs+=("4|$m|main|$main|$n"); done
   fi
   IFS=, read -ra slow_list <<< "$slow"
   for a in "${slow_list[@]}"; do
