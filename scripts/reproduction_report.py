@@ -95,7 +95,7 @@ def _order(row: dict[str, Any]) -> tuple[Any, ...]:
             row["seed"])
 
 
-def merge(results: Iterable[tuple[list[dict[str, Any]], dict[str, Any], str]]) -> dict[str, Any]:
+def merge(results: Iterable[Result]) -> dict[str, Any]:
     """One ``{"meta", "rows"}`` from (rows, meta, name) triples; later rows win on equal keys.
 
     meta lists the inputs and the distinct runs (``sources``); its ``device``,
@@ -119,7 +119,10 @@ def merge(results: Iterable[tuple[list[dict[str, Any]], dict[str, Any], str]]) -
     return {"meta": meta_out, "rows": sorted(by_key.values(), key=_order)}
 
 
-def read_inputs(paths: Iterable[str | Path]) -> list[tuple[list[dict[str, Any]], dict[str, Any], str]]:
+Result = tuple[list[dict[str, Any]], dict[str, Any], str]  # rows, meta, name
+
+
+def read_inputs(paths: Iterable[str | Path]) -> list[Result]:
     """load_result for every file, and for every ``*.json`` in every folder (sorted)."""
     out = []
     for p in map(Path, paths):
@@ -176,6 +179,7 @@ def render(merged: dict[str, Any] | None) -> str:
     rows = merged["rows"] if merged else []
     best = best_rows(rows, P.REPORT_EPS)
     empty = NOT_MEASURED if rows else PENDING
+    short = empty.split(":")[0]  # "pending" in the wide tables
     cite_b = f"`{P.REPORT_REPO}@{P.NB_B[:8]}`"
     cite_a = f"`{P.REPORT_REPO}@{P.NB_A[:8]}`"
     out = [
@@ -196,8 +200,7 @@ def render(merged: dict[str, Any] | None) -> str:
             "| model | " + " | ".join(f"{a}:{p}" for a, p in ATTACK_COLUMNS) + " |",
             "|---|" + "---|" * len(ATTACK_COLUMNS)]
     for m in MODEL_NAMES:
-        cells = [_ours(best.get((m, a, p)), "robust_acc", empty.split(":")[0])
-                 for a, p in ATTACK_COLUMNS]
+        cells = [_ours(best.get((m, a, p)), "robust_acc", short) for a, p in ATTACK_COLUMNS]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     out += ["", "Robust accuracy = images classified correctly and not successfully attacked; "
             "for `vga`, the share of (image, wrong target) pairs whose target was not reached. "
@@ -213,13 +216,14 @@ def render(merged: dict[str, Any] | None) -> str:
             ("DeepFool (`deepfool:paper`)", ("deepfool", "paper"), "robust_acc", "deepfool"),
         )
         for label, (a, p), quantity, attack in pairs:
-            out.append(f"| {m} | {label} | {_ours(best.get((m, a, p)), 'robust_acc', empty.split(':')[0])} "
-                       f"| {_fig(m, quantity, attack, 'B')} | {_fig(m, quantity, attack, 'A')} |")
+            ours = _ours(best.get((m, a, p)), "robust_acc", short)
+            out.append(f"| {m} | {label} | {ours} | {_fig(m, quantity, attack, 'B')} "
+                       f"| {_fig(m, quantity, attack, 'A')} |")
         kept_b = _fig(m, "vga_true_label_kept", "vga", "B")
         kept_a = _fig(m, "vga_true_label_kept", "vga", "A")
         reached_a = _fig(m, "vga_target_reached", "vga", "A")
-        out.append(f"| {m} | VGA (`vga:paper`; report: label kept) | "
-                   f"{_ours(best.get((m, 'vga', 'paper')), 'robust_acc', empty.split(':')[0])} | "
+        ours = _ours(best.get((m, "vga", "paper")), "robust_acc", short)
+        out.append(f"| {m} | VGA (`vga:paper`; report: label kept) | {ours} | "
                    f"{kept_b} | {kept_a} (target reached: {reached_a}) |")
     out += ["", "The report's PGD and DeepFool figures average the first 320 test images "
             "(224x224, eps 0.031); its VGA is unbounded (no eps-ball) and counts pairs still "
