@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from tqdm.auto import tqdm
@@ -91,25 +91,36 @@ def evaluate(
     device: str | None = None,
     limit_clean: int | None = None,
     progress: bool = True,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Clean accuracy (whole test split) and robust accuracy (seeded subset) of each model.
 
     Returns ``{"meta": ..., "rows": [...]}`` with one row per model x attack x preset
-    (``attack`` is ``"none"`` for the clean row).
+    (``attack`` is ``"none"`` for the clean row). ``on_update`` receives the partial
+    result after every row, so a long run that is killed keeps what it finished.
     """
     dev = resolve_device(device)
     test = load_cifar10("test", data)
     clean_split = seeded_subset(test, limit_clean, seed) if limit_clean else test
     attacks = list(attacks)
     robust_split = seeded_subset(test, min(n_robust, len(test.labels)), seed) if attacks else None
+    meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
+            "n_clean": len(clean_split.labels), "n_robust": len(robust_split.labels) if robust_split else 0,
+            "seed": seed}
     rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if on_update is not None:
+            on_update({"meta": meta, "rows": rows})
+
     for name in models:
         model = load_model(name, dev)
         clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
                                progress=progress, desc=f"{name} clean")
         base = {"model": name, "device": str(dev), "seed": seed, "clean_acc": clean}
-        rows.append({**base, "attack": "none", "preset": "", "eps": 0.0,
-                     "n": len(clean_split.labels), "robust_acc": clean})
+        add({**base, "attack": "none", "preset": "", "eps": 0.0,
+             "n": len(clean_split.labels), "robust_acc": clean})
         for spec in attacks:
             from .attacks.evaluate import robust_accuracy  # heavy: only when attacking
 
@@ -118,11 +129,8 @@ def evaluate(
                 preset=spec.preset, seed=seed, batch_size=batch_size, device=dev,
                 progress=progress,
             )
-            rows.append({**base, **res, "model": name, "attack": spec.attack,
-                         "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels)})
-    meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
-            "n_clean": len(clean_split.labels), "n_robust": len(robust_split.labels) if robust_split else 0,
-            "seed": seed}
+            add({**base, **res, "model": name, "attack": spec.attack,
+                 "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels)})
     return {"meta": meta, "rows": rows}
 
 
@@ -167,19 +175,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="CIFAR-10 source (see README)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     parser.add_argument("--out", default="results/evaluation",
-                        help="output stem: writes STEM.json and STEM.md")
+                        help="output stem: writes STEM.json (after every row) and STEM.md")
 
 
 def main(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
     attacks = [AttackSpec.parse(a, args.eps) for a in args.attacks.split(",") if a]
-    result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
-                      batch_size=args.batch_size, device=args.device,
-                      limit_clean=args.limit_clean)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    # Appended, not with_suffix: a stem such as "eval-alexnet-kwta-0.1" keeps its dots.
+    json_path, md_path = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
+
+    def save(result: dict[str, Any]) -> None:
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+
+    result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device,
+                      limit_clean=args.limit_clean, on_update=save)
+    save(result)
     table = to_markdown(result)
-    atomic_write_text(out.with_suffix(".md"), table)
+    atomic_write_text(md_path, table)
     print(table)
     return 0

@@ -43,11 +43,11 @@ def test_evaluate_command_writes_json_and_markdown(folder_data, tmp_path, monkey
     torch.manual_seed(0)
     model = build_model("alexnet", "kwta", 0.1).eval()
     save_checkpoint(model, tmp_path / "ckpts" / "alexnet-kwta-0.1", half=True)
-    out = tmp_path / "results" / "eval"
+    out = tmp_path / "results" / "eval-v0.1"  # dots stay in the stem
     code = cli(["evaluate", "--models", "alexnet-kwta-0.1", "--data", str(folder_data),
                 "--device", "cpu", "--out", str(out)])
     assert code == 0
-    result = json.loads(out.with_suffix(".json").read_text())
+    result = json.loads(out.with_name("eval-v0.1.json").read_text())
     (row,) = result["rows"]
     assert row["model"] == "alexnet-kwta-0.1" and row["attack"] == "none" and row["n"] == 20
     # the same number as computing it by hand on the reloaded model
@@ -57,7 +57,7 @@ def test_evaluate_command_writes_json_and_markdown(folder_data, tmp_path, monkey
     with torch.no_grad():
         expected = (reloaded.eval()(split.images.float() / 255).argmax(1) == split.labels).float().mean()
     assert row["clean_acc"] == pytest.approx(expected.item())
-    table = out.with_suffix(".md").read_text()
+    table = out.with_name("eval-v0.1.md").read_text()
     assert f"| alexnet-kwta-0.1 | {100 * row['clean_acc']:.2f} |" in table
     assert "Clean: 20 test images" in table and str(folder_data) in table
     assert table in capsys.readouterr().out
@@ -90,3 +90,20 @@ def test_markdown_lays_out_models_by_attack():
     table = to_markdown({"meta": meta, "rows": rows})
     assert "| model | clean | pgd:paper@0.031 |" in table
     assert "| m | 90.00 | 12.50 |" in table
+
+
+def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_data, tmp_path, monkeypatch):
+    from kwta_demo.evaluate import evaluate
+
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "ckpts"))
+    torch.manual_seed(0)
+    save_checkpoint(build_model("alexnet").eval(), tmp_path / "ckpts" / "alexnet-relu", half=True)
+    updates = []
+    result = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+                      n_robust=12, seed=3, device="cpu", progress=False,
+                      on_update=lambda r: updates.append(len(r["rows"])))
+    clean, robust = result["rows"]
+    assert updates == [1, 2]
+    assert robust["attack"] == "fgsm" and robust["n"] == 12 and robust["seed"] == 3
+    assert 0.0 <= robust["robust_acc"] <= robust["clean_acc"]
+    assert result["meta"]["n_robust"] == 12
