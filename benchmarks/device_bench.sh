@@ -11,8 +11,10 @@
 set -euo pipefail
 OUT=${OUT:?set OUT to a folder for the results}
 mkdir -p "$OUT"
-PY=${PYTHON:-python}
+# The H200 image's python3 holds torch, torchvision and triton; a local .venv wins.
+PY=${PYTHON:-python3}
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+export PYTHONUNBUFFERED=1
 TAG=${TAG:-h200}
 
 "$PY" - <<'PY' 2>&1 | tee "$OUT/gpu-check.txt"
