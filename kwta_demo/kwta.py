@@ -162,7 +162,7 @@ def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     last, as topk ranks it; 16-bit floats are widened to float32 (exactly) first."""
     if numpy is None or flat.device.type != "cpu":
         raise ValueError("the numpy k-WTA path needs numpy and a CPU tensor")
-    rows, n = flat.shape
+    n = flat.shape[1]
     data = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
     array = data.detach().resolve_neg().resolve_conj().contiguous().numpy()
     position = n - k  # the k-th largest is the (n - k + 1)-th smallest
@@ -175,9 +175,9 @@ def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
 # The bracket select. A sample of _BRACKET_SAMPLE values per row gives a first bracket
 # _BRACKET_Z sample standard deviations wide on each side; exact counts then place two
 # pivots around the interpolated threshold, _BRACKET_Z standard deviations (plus a share
-# for the curvature of the distribution) apart. A row whose bracket misses (about one in
-# a few hundred on real activations) is selected in full, so misses cost time, never
-# exactness.
+# for the curvature of the distribution) apart. A row whose bracket misses (a bimodal
+# residual sum can fool the interpolation) falls back to a wider bracket its counts still
+# prove, so misses cost time, never exactness.
 _BRACKET_Z = 3.0
 _BRACKET_SAMPLE = 1024
 _BRACKET_MIN_N = 4096
