@@ -2,26 +2,84 @@
 
 Ours come from ``results/reproduction.json`` (rows of model, attack, preset, eps, n, seed,
 device, clean_acc, robust_acc), ``results/bench-*.json`` (rows of workload, impl, ms,
-ratio_vs_relu) and each checkpoint's ``metrics.json``. The report's figures are quoted
-only where we know them for certain; every other cell says "not available here". Where
-a measurement of ours does not exist yet, the table says so instead of showing a number.
+ratio_vs_relu) and each checkpoint's ``metrics.json``. The report's figures come only from
+``kwta_demo.published`` (read from its notebook, each with its source, cited under its
+table); what the report did not measure says so. Where a measurement of ours does not exist
+yet, the table says so instead of showing a number.
+
+``format_published``, ``report_figure``, ``published_cell`` and ``table3_figures`` are shared
+with ``scripts/reproduction_report.py``, which renders the same figures for the docs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from . import published as P
 from .checkpoints import MODEL_NAMES
 from .settings import PROJECT_ROOT
 
-__all__ = ["REPORT", "read_rows", "reproduction_markdown"]
+__all__ = [
+    "REPORT", "REPORT_ATTACKS", "SNAPSHOT", "format_published", "published_cell", "read_rows",
+    "report_figure", "reproduction_markdown", "table3_figures",
+]
 
 REPORT = "Golod & Usluel (2020), a reproduction of Xiao, Zhong & Zheng (ICLR 2020)"
-NOT_HERE = "not available here"
-# The report's Table 3, as published (measured on its Colab GPU).
-REPORT_TABLE3 = {"epoch_relu_s": 381, "epoch_kwta_s": 735, "inference_ratio": "about 4x"}
+SNAPSHOT = "B"
+"""The notebook snapshot whose figures fill the report's columns (B looks later than A)."""
+_COMMITS = {"A": P.NB_A, "B": P.NB_B}
+_OTHER = "A" if SNAPSHOT == "B" else "B"  # its clean accuracies are shown in a note
+NOT_RUN = "not run by the report"
+NOT_FOUND = "not found in the report's notebook"
+NOT_MEASURED = "not measured yet"
+REPORT_ATTACKS: dict[tuple[str, str], tuple[str, str]] = {
+    ("pgd", "corrected"): ("pgd", "robust_acc"),
+    ("deepfool", "paper"): ("deepfool", "robust_acc"),
+    ("vga", "paper"): ("vga", "vga_true_label_kept"),
+}
+"""Our (attack, preset) -> the (attack, quantity) of the report's figure it stands beside.
+VGA's is the share of pairs still classified as the true label (the notebook's "Robustness
+Accuracy"), not our 1 - (target reached): the nearest the report has, with a caveat."""
+
+
+# -- the published figures (shared with scripts/reproduction_report.py) -------------------
+
+def format_published(value: float) -> str:
+    """A published percentage as printed, trimmed to 4 decimals: 87.7%, 0.9375%, 0.0%."""
+    text = f"{value:.4f}".rstrip("0")
+    return f"{text}0%" if text.endswith(".") else f"{text}%"
+
+
+def report_figure(
+    model: str, quantity: str, attack: str | None = None, snapshot: str = SNAPSHOT
+) -> P.Figure | None:
+    """The report's figure for ``model`` in the notebook ``snapshot``, or None if it has none."""
+    found = P.find_figures(model=model, quantity=quantity, attack=attack, snapshot=snapshot)
+    return found[0] if found else None
+
+
+def published_cell(model: str, quantity: str, attack: str | None, snapshot: str) -> str:
+    """``report_figure`` as a table cell: the percentage, or "-" when there is none."""
+    fig = report_figure(model, quantity, attack, snapshot)
+    return format_published(fig.value) if fig else "-"
+
+
+def table3_figures() -> dict[str, P.Figure]:
+    """The report's Table 3 (seconds per training epoch) by activation: "relu", "kwta"."""
+    return {f.key.rsplit(".", 1)[1]: f for f in P.find_figures(table=3)}
+
+
+def _cites(figures: list[P.Figure]) -> str:
+    """The distinct sources of ``figures``, cited and linked."""
+    cited = {f.source.cite(): f.source.url for f in figures}
+    return "; ".join(f"[{cite}]({url})" if url else cite for cite, url in cited.items())
+
+
+def _is_old(fig: P.Figure) -> bool:
+    return "#OLD" in fig.source.quote
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -68,45 +126,130 @@ def _checkpoint_metrics(checkpoint_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _table1(rows: list[dict[str, Any]] | None, metrics: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["### Table 1: clean accuracy", "",
-             "| model | report | ours (results/reproduction.json) | ours (checkpoint metrics) |",
+             f"| model | report (notebook {SNAPSHOT}) | ours (results/reproduction.json) "
+             "| ours (checkpoint metrics) |",
              "|---|---|---|---|"]
     clean = {r["model"]: r for r in rows or [] if r.get("attack") == "none" and "model" in r}
+    shown, other = [], []
     for name in MODEL_NAMES:
+        fig = report_figure(name, "clean_acc")
+        shown += [fig] if fig else []
+        other += P.find_figures(model=name, quantity="clean_acc", snapshot=_OTHER)
+        report = format_published(fig.value) if fig else NOT_FOUND
         r = clean.get(name)
-        ours = f"{_pct(r.get('clean_acc'))} (n={r.get('n', '?')}, {r.get('device', '?')})" if r else "not measured yet"
+        ours = f"{_pct(r.get('clean_acc'))} (n={r.get('n', '?')}, {r.get('device', '?')})" if r else NOT_MEASURED
         m = metrics.get(name)
         card = (f"{_pct(m['clean_accuracy'])} (n={m.get('test_images', '?')})"
                 if m and m.get("clean_accuracy") is not None else "no checkpoint metrics yet")
-        lines.append(f"| {name} | {NOT_HERE} | {ours} | {card} |")
+        lines.append(f"| {name} | {report} | {ours} | {card} |")
+    if shown:
+        lines += ["", f"Report: {_cites(shown)}: {shown[0].setting}; ImageNet-pretrained "
+                  "torchvision models fine-tuned for a few epochs (ours: trained on 32x32 "
+                  "inputs), so the two compare only loosely."]
+    if other:
+        lines += ["", f"The notebook's snapshot {_OTHER} ({_cites(other)}), with shorter training "
+                  "(so probably earlier; neither is dated), records other figures: " + ", ".join(
+                      f"{f.model} {format_published(f.value)}" for f in other) + "."]
     return lines
+
+
+def _report_attack_text(fig: P.Figure) -> str:
+    """One robust-accuracy figure of the report with its sample and caveat."""
+    old = " #OLD" if _is_old(fig) else ""
+    if fig.quantity == "vga_true_label_kept":
+        return (f"{format_published(fig.value)} true label kept (n={fig.n} pairs, "
+                f"no eps-ball, 224x224){old}")
+    return f"{format_published(fig.value)} (n={fig.n} first test images, 224x224){old}"
+
+
+def _report_cell(row: dict[str, Any]) -> str:
+    """The report's figure beside one of our attack rows, or why there is none."""
+    attack, preset = row.get("attack"), row.get("preset")
+    match = REPORT_ATTACKS.get((attack, preset))
+    if match is None:
+        return NOT_RUN + (" (see the PGD note)" if (attack, preset) == ("pgd", "report") else "")
+    eps = row.get("eps")
+    if attack != "vga" and not (isinstance(eps, (int, float))
+                                and math.isclose(float(eps), P.REPORT_EPS, abs_tol=1e-9)):
+        return f"{NOT_RUN} at this eps (only {P.REPORT_EPS:g})"
+    fig = report_figure(str(row.get("model")), match[1], match[0])
+    return _report_attack_text(fig) if fig else NOT_FOUND
+
+
+def _report_table2() -> list[str]:
+    """The report's robust accuracies (one snapshot), with the caveats they need."""
+    nb = P.NOTEBOOK_PGD
+    head = {"pgd": f"PGD, {nb['steps']} x {nb['abs_stepsize']:g} absolute", "deepfool": "DeepFool",
+            "vga": "VGA, true label kept"}
+    lines = [f"The report's robust accuracies (notebook {SNAPSHOT}, eps = {P.REPORT_EPS:g}):", "",
+             "| model | " + " | ".join(f"{head[attack]} (our `{ours}:{preset}`)"
+                                      for (ours, preset), (attack, _) in REPORT_ATTACKS.items())
+             + " |",
+             "|---|" + "---|" * len(REPORT_ATTACKS)]
+    shown = []
+    for name in MODEL_NAMES:
+        cells = []
+        for attack, quantity in REPORT_ATTACKS.values():
+            fig = report_figure(name, quantity, attack)
+            shown += [fig] if fig else []
+            cells.append(_report_attack_text(fig) if fig else NOT_FOUND)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not shown:
+        return lines
+    foolbox = next((f for f in shown if f.attack != "vga"), None)
+    vga = next((f for f in shown if f.attack == "vga"), None)
+    old = next((f for f in shown if _is_old(f)), None)
+    notes = [f"Report: {_cites(shown)}."]
+    if foolbox is not None:
+        notes.append(f"PGD and DeepFool ran in foolbox on the first {foolbox.n} test images, "
+                     "resized from 32x32 to 224x224, so eps bounds far more pixel values than "
+                     "ours on 32x32: a different threat model.")
+    if vga is not None:
+        notes.append(f"VGA: {vga.setting}; the report counts pairs still classified as the "
+                     "true label, our `vga` counts pairs whose target was not reached, within "
+                     "the eps-ball.")
+    if old is not None:
+        notes.append(f"#OLD: {old.note}.")
+    return lines + ["", " ".join(notes), "",
+                    "The report ran no C&W, BPDA or gradient estimation, and no PGD preset "
+                    f"other than `corrected`: those rows of ours are \"{NOT_RUN}\"."]
 
 
 def _table2(rows: list[dict[str, Any]] | None) -> list[str]:
     lines = ["### Table 2: robust accuracy", ""]
     attacked = [r for r in rows or [] if r.get("attack") not in (None, "none")]
     if not attacked:
-        return lines + ["Our robust accuracies are not measured yet (no attack rows in "
-                        "`results/reproduction.json`). The report's figures are "
-                        f"{NOT_HERE}."]
-    lines += ["| model | attack | preset | eps | n | seed | device | ours | report |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in attacked:
-        eps = r.get("eps")
-        eps_text = f"{float(eps):.4g} ({float(eps) * 255:.1f}/255)" if isinstance(eps, (int, float)) else "?"
-        lines.append(
-            f"| {r.get('model', '?')} | {r.get('attack')} | {r.get('preset', '')} | {eps_text} | "
-            f"{r.get('n', '?')} | {r.get('seed', '?')} | {r.get('device', '?')} | "
-            f"{_pct(r.get('robust_acc'))} | {NOT_HERE} |"
-        )
-    return lines
+        lines += ["Our robust accuracies are not measured yet (no attack rows in "
+                  "`results/reproduction.json`)."]
+    else:
+        lines += ["| model | attack | preset | eps | n | seed | device | ours | report |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in attacked:
+            eps = r.get("eps")
+            eps_text = f"{float(eps):.4g} ({float(eps) * 255:.1f}/255)" if isinstance(eps, (int, float)) else "?"
+            lines.append(
+                f"| {r.get('model', '?')} | {r.get('attack')} | {r.get('preset', '')} | {eps_text} | "
+                f"{r.get('n', '?')} | {r.get('seed', '?')} | {r.get('device', '?')} | "
+                f"{_pct(r.get('robust_acc'))} | {_report_cell(r)} |"
+            )
+    return lines + [""] + _report_table2()
+
+
+def _cost_claim() -> str:
+    """The report README's words on the cost of k-WTA (it gives no numbers)."""
+    fact = next(f for f in P.CODE_FACTS if f.key == "report-cost-claim")
+    return f"\"{fact.source.quote}\" ({fact.source.cite()})"
 
 
 def _table3(bench: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    t3 = table3_figures()
+    relu, kwta = t3["relu"], t3["kwta"]
     lines = ["### Table 3: cost of k-WTA", "",
-             "The report's figures (its Colab GPU): one training epoch took "
-             f"{REPORT_TABLE3['epoch_relu_s']} s with ReLU and {REPORT_TABLE3['epoch_kwta_s']} s "
-             f"with k-WTA ({REPORT_TABLE3['epoch_kwta_s'] / REPORT_TABLE3['epoch_relu_s']:.2f}x); "
-             f"inference was {REPORT_TABLE3['inference_ratio']} slower.", ""]
+             f"The report's figures, {relu.status} ({relu.source.cite()}; {relu.note}): "
+             f"one training epoch took {relu.value:g} {relu.unit} with ReLU and "
+             f"{kwta.value:g} {kwta.unit} with k-WTA ({kwta.value / relu.value:.2f}x), on Colab. "
+             "No inference-time figure of the report was found; its README says only "
+             f"{_cost_claim()}.", ""]
     if not bench:
         return lines + ["Our timings are not measured yet (no `results/bench-*.json`)."]
     lines += ["| file | workload | implementation | ms | vs ReLU |", "|---|---|---|---|---|"]
@@ -122,27 +265,34 @@ def _table3(bench: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
 
 
 def _pgd_note() -> str:
-    """The PGD step-size note, with the numbers read from the attack presets."""
+    """The PGD step-size note: what the report's notebook ran, with reaches from pgd_reach."""
     from .attacks import ATTACKS
 
     pgd = ATTACKS["pgd"]
-    eps = pgd.preset_eps.get("report", 0.031)
+    fact = next(f for f in P.CODE_FACTS if f.key == "pgd-absolute-step")
+    nb, var = P.NOTEBOOK_PGD, P.UNATTRIBUTED_PGD
+    ran, variant = P.pgd_reach("corrected"), P.pgd_reach("report")
     lines = []
-    for name in ("report", "corrected", "paper", "interactive"):
-        p = pgd.presets.get(name)
-        if p is None:
+    for name in ("corrected", "report", "paper", "interactive"):
+        if name not in pgd.presets:
             continue
-        step = p["step_size"] if p.get("step_size") is not None else p["rel_step_size"] * eps
-        how = (f"step {p['step_size']:g}" if p.get("step_size") is not None
-               else f"relative step {p['rel_step_size']:g} x eps = {step:.2g}")
-        lines.append(f"- `{name}`: {p['steps']} steps, {how}: at most "
-                     f"{p['steps'] * step / eps:.2f} x eps of travel at eps = {eps:g}")
+        r = P.pgd_reach(name)
+        rel = pgd.presets[name].get("rel_step_size")
+        how = f"step {r.step:g}" if rel is None else f"relative step {rel:g} x eps = {r.step:.2g}"
+        lines.append(f"- `{name}`: {r.steps} steps, {how}: at most {r.reach:.2g} "
+                     f"({r.ratio:.2f} x eps) of travel at eps = {r.eps:g}")
     return (
-        "**PGD step size.** The report attacked with foolbox's LinfPGD at a *relative* step size "
-        "of 0.003 for 40 steps (our `report` preset). foolbox multiplies a relative step by eps, "
-        "so each step moves 0.003 x eps and all 40 together at most 0.12 x eps from the "
-        "starting point: the attack can barely move inside the eps-ball, and accuracy under it "
-        "says little about robustness. Our PGD presets, for comparison:\n" + "\n".join(lines)
+        f"**PGD step size.** The report's notebook ({fact.source.cite()}) ran foolbox's "
+        f"`LinfPGD(steps={nb['steps']}, random_start={nb['random_start']}, "
+        f"abs_stepsize={nb['abs_stepsize']:g})` at eps = {nb['eps']:g}: an *absolute* step, "
+        f"our `corrected` preset; {ran.steps} steps reach {ran.reach:.2g} = "
+        f"{ran.ratio:.2f} x eps, enough to cross the eps-ball. This project's issue described "
+        f"the report's setting as a *relative* step (`rel_stepsize={var['rel_stepsize']:g}`, "
+        "our `report` preset); that variant appears only in a script whose repository is "
+        "unknown, so it is not attributed to the report. foolbox multiplies a relative step by "
+        f"eps: {variant.step:.2g} per step, {variant.reach:.2g} = {variant.ratio:.2f} x eps for "
+        f"all {variant.steps}, so such an attack barely moves inside the eps-ball and accuracy "
+        "under it says little about robustness. Our PGD presets:\n" + "\n".join(lines)
     )
 
 
@@ -177,8 +327,12 @@ def reproduction_markdown(
             continue
         if got:
             bench.append((path.name, got[0]))
-    parts = [f"Report: {REPORT}. Cells marked \"{NOT_HERE}\" are figures of the report that "
-             "this app does not reproduce from memory; see the report itself.", ""]
+    parts = [f"Report: {REPORT}. Its figures here are read from its notebook "
+             f"(`{P.REPORT_REPO}`, `{P.NOTEBOOK}`, snapshot {SNAPSHOT} = "
+             f"`{_COMMITS[SNAPSHOT][:8]}` unless said otherwise; the "
+             "report's PDF could not be read), each cited under its table; "
+             f"\"{NOT_RUN}\" marks what it did not measure. Sources: "
+             "`kwta_demo/published.py`.", ""]
     if rows is None:
         parts.append(f"Our reproduction results are not there yet: `{_shown(results / 'reproduction.json')}` "
                      "does not exist (run `python -m kwta_demo evaluate`).")

@@ -13,7 +13,8 @@ torch, date, command, data), so merging results of several GPU calls loses nothi
     # the tables with no results of ours (every "ours" cell pending)
     python scripts/reproduction_report.py --no-out --markdown -
 
-The published figures beside ours come from ``kwta_demo.published``.
+The published figures beside ours come from ``kwta_demo.published``, looked up and formatted
+by ``kwta_demo.report_tables`` (the app's Reproduction tab shows the same figures).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kwta_demo import published as P  # noqa: E402
 from kwta_demo.checkpoints import MODEL_NAMES  # noqa: E402
+from kwta_demo.report_tables import published_cell, table3_figures  # noqa: E402
 
 REQUIRED = ("model", "attack", "preset", "eps", "n", "seed", "device", "clean_acc", "robust_acc")
 PROVENANCE = ("device_name", "torch", "date", "command", "data")
@@ -161,17 +163,6 @@ def _ours(row: dict[str, Any] | None, field: str, empty: str) -> str:
     return f"{100 * float(value):.2f}% (n={row['n']})"
 
 
-def _pub(value: float) -> str:
-    """A published percentage as printed, trimmed to 4 decimals."""
-    text = f"{value:.4f}".rstrip("0")
-    return f"{text}0%" if text.endswith(".") else f"{text}%"
-
-
-def _fig(model: str, quantity: str, attack: str | None, snapshot: str) -> str:
-    found = P.find_figures(model=model, quantity=quantity, attack=attack, snapshot=snapshot)
-    return _pub(found[0].value) if found else "-"
-
-
 def render(merged: dict[str, Any] | None) -> str:
     """The markdown of Tables 1-3: the published figures beside ours (or "pending")."""
     rows = merged["rows"] if merged else []
@@ -187,7 +178,8 @@ def render(merged: dict[str, Any] | None) -> str:
     ]
     for m in MODEL_NAMES:
         ours = best.get((m, "none", ""))
-        out.append(f"| {m} | {_fig(m, 'clean_acc', None, 'B')} | {_fig(m, 'clean_acc', None, 'A')} "
+        out.append(f"| {m} | {published_cell(m, 'clean_acc', None, 'B')} "
+                   f"| {published_cell(m, 'clean_acc', None, 'A')} "
                    f"| not found | {_ours(ours, 'clean_acc', empty)} |")
     out += ["", f"Report: `{P.NOTEBOOK}` cell 19 comments at {cite_b} (B) and {cite_a} (A), "
             "10,000 test images resized to 224x224, ImageNet-pretrained torchvision models "
@@ -215,11 +207,11 @@ def render(merged: dict[str, Any] | None) -> str:
         )
         for label, (a, p), quantity, attack in pairs:
             ours = _ours(best.get((m, a, p)), "robust_acc", short)
-            out.append(f"| {m} | {label} | {ours} | {_fig(m, quantity, attack, 'B')} "
-                       f"| {_fig(m, quantity, attack, 'A')} |")
-        kept_b = _fig(m, "vga_true_label_kept", "vga", "B")
-        kept_a = _fig(m, "vga_true_label_kept", "vga", "A")
-        reached_a = _fig(m, "vga_target_reached", "vga", "A")
+            out.append(f"| {m} | {label} | {ours} | {published_cell(m, quantity, attack, 'B')} "
+                       f"| {published_cell(m, quantity, attack, 'A')} |")
+        kept_b = published_cell(m, "vga_true_label_kept", "vga", "B")
+        kept_a = published_cell(m, "vga_true_label_kept", "vga", "A")
+        reached_a = published_cell(m, "vga_target_reached", "vga", "A")
         ours = _ours(best.get((m, "vga", "paper")), "robust_acc", short)
         out.append(f"| {m} | VGA (`vga:paper`; report: label kept) | {ours} | "
                    f"{kept_b} | {kept_a} (target reached: {reached_a}) |")
@@ -229,7 +221,7 @@ def render(merged: dict[str, Any] | None) -> str:
             "(they equal A's), A's VGA ran on training images. See \"What the report's code "
             "did\" below: the numbers are not directly comparable.", ""]
 
-    t3 = {f.key.rsplit(".", 1)[1]: f for f in P.find_figures(table=3)}
+    t3 = table3_figures()
     out += ["### Table 3: cost of k-WTA", "",
             "| | report | ours |", "|---|---|---|",
             f"| training epoch, ReLU | {t3['relu'].value:g} s (second-hand) | see docs/training.md |",

@@ -417,9 +417,10 @@ def test_sweep_without_data_says_so(assets, tmp_path):
 def test_reproduction_tables_say_plainly_what_is_missing(tmp_path):
     text = reproduction_markdown(tmp_path / "results", tmp_path / "ckpt")
     assert "does not exist" in text and "not measured yet" in text
-    assert "381 s" in text and "735 s" in text  # the report's Table 3
-    assert "not available here" in text
-    assert "%" not in text.split("### Table 1")[1].split("### Table 2")[0]  # no invented numbers
+    assert "381 s" in text and "735 s" in text  # the report's Table 3 (second-hand)
+    for line in text.split("### Table 1")[1].split("### Table 2")[0].splitlines():
+        if line.startswith(("| resnet18", "| alexnet")):  # no invented numbers of ours
+            assert "%" not in "".join(line.strip("|").split("|")[2:])
 
 
 def test_reproduction_tables_show_our_results(tmp_path):
