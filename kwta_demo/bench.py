@@ -372,6 +372,7 @@ def bench_workload(workload: Workload, impls: list[str], *, gamma: float, device
             row.update(
                 ms=round(ms, 3),
                 ratio_vs_relu=round(ms / relu_ms, 3),
+                ms_min=round(min(times[impl]), 3),
                 ms_repeats=[round(t, 3) for t in times[impl]],
             )
         if impl in checks:
@@ -483,7 +484,7 @@ def run_bench(workloads: list[str], *, device: torch.device, impls: list[str], g
         if progress:
             progress(f"{name}: {', '.join(its)}")
         # A click is 120 forward-backward passes: fewer repeats say enough.
-        reps = max(3, repeats // 3) if workload.kind == "click" else repeats
+        reps = max(min(repeats, 5), repeats // 3) if workload.kind == "click" else repeats
         rows += bench_workload(workload, its, gamma=gamma, device=device, warmup=warmup,
                                repeats=reps, amp=amp)
     return rows
