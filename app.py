@@ -3,7 +3,9 @@
 Builds the demo from ``kwta_demo.ui`` and launches it; nothing else. Every flag maps to
 the environment variable that ``kwta_demo.settings`` reads (the one place settings are
 read), so a flag and its variable mean exactly the same thing. ``GRADIO_SERVER_NAME`` and
-``GRADIO_SERVER_PORT`` are honoured when ``--host`` and ``--port`` are not given.
+``GRADIO_SERVER_PORT`` are honoured when ``--host`` and ``--port`` are not given. A bad
+flag, variable or device, or a port in use, ends the program with one line saying so
+(exit status 2), not a traceback.
 """
 
 from __future__ import annotations
@@ -19,34 +21,97 @@ FLAG_TO_ENV = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must lie in 1..65535, got {port}")
+    return port
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="k-Winners-Take-All adversarial-defence explorer")
     parser.add_argument("--checkpoints", help="checkpoint folder (KWTA_CHECKPOINTS; default: checkpoints/)")
     parser.add_argument("--hub-repo", help="Hugging Face Hub repo with the six models (KWTA_HUB_REPO)")
     parser.add_argument("--data", help="CIFAR-10 source: batches folder, image folder or .tar.gz (KWTA_CIFAR10)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (KWTA_DEVICE; default: GPU when present)")
     parser.add_argument("--host", help="address to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (GRADIO_SERVER_PORT; default 7860)")
-    parser.add_argument("--concurrency", type=int, default=1,
+    parser.add_argument("--port", type=_port, help="port (GRADIO_SERVER_PORT; default 7860)")
+    parser.add_argument("--concurrency", type=_positive(int), default=1,
                         help="attacks and sweeps run at once (default 1; more only on a GPU)")
-    return parser.parse_args(argv)
+    parser.add_argument("--queue-size", type=_positive(int), default=None,
+                        help="requests that may wait; more are refused as busy (default 64)")
+    parser.add_argument("--time-limit", type=_positive(float), default=None,
+                        help="seconds any one request may run (default 300)")
+    parser.add_argument("--threads", type=_positive(int), default=None,
+                        help="torch CPU threads (default: torch's choice, the physical cores)")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None,
+               parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The flags, with the port taken from ``GRADIO_SERVER_PORT`` when ``--port`` is absent."""
+    parser = parser or _parser()
+    args = parser.parse_args(argv)
+    if args.port is None and os.environ.get("GRADIO_SERVER_PORT"):
+        try:
+            args.port = _port(os.environ["GRADIO_SERVER_PORT"])
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"GRADIO_SERVER_PORT: {e}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    parser = _parser()
+    args = parse_args(argv, parser)
     for flag, env in FLAG_TO_ENV.items():
         value = getattr(args, flag)
         if value:
             os.environ[env] = value
-    from kwta_demo.ui import LAUNCH_KWARGS, create_demo  # after the environment is set
+    import torch
 
-    demo = create_demo(concurrency=args.concurrency)
-    demo.launch(
-        server_name=args.host or os.environ.get("GRADIO_SERVER_NAME") or None,
-        server_port=args.port or (int(os.environ["GRADIO_SERVER_PORT"])
-                                  if os.environ.get("GRADIO_SERVER_PORT") else None),
-        **LAUNCH_KWARGS,
-    )
+    from kwta_demo.settings import get_settings, resolve_device  # after the environment is set
+
+    try:  # a bad setting (KWTA_HUB_TIMEOUT, a missing GPU...) fails before Gradio loads
+        get_settings()
+        resolve_device()
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from kwta_demo.explorer import Explorer, Limits
+    from kwta_demo.ui import LAUNCH_KWARGS, QUEUE_SIZE, create_demo
+
+    limits = Limits() if args.time_limit is None else Limits(time_limit_s=args.time_limit)
+    try:
+        demo = create_demo(Explorer(limits=limits), concurrency=args.concurrency,
+                           queue_size=args.queue_size or QUEUE_SIZE)
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    try:
+        demo.launch(
+            server_name=args.host or os.environ.get("GRADIO_SERVER_NAME") or None,
+            server_port=args.port,
+            **LAUNCH_KWARGS,
+        )
+    except OSError as e:  # the port is taken, the address cannot be bound
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ UI): a bad input raises ``ValueError`` with a message meant for the user.
 
 Units at this boundary: epsilon and step size in 1/255 of the pixel range (8 means 8/255,
 the usual L-inf budget on CIFAR-10); probabilities and accuracies in 0..1.
+
+Values may arrive as any JSON type (the app passes them on unprocessed), so every check
+here also refuses the wrong type with a message, never a ``TypeError``. Each request runs
+under ``Limits.time_limit_s``: the model cache stops it at the next forward pass after
+that (``model_cache.deadline``), also in the middle of an attack.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .activations import (
     flipped_share,
 )
 from .checkpoints import CheckpointError
-from .model_cache import ModelCache
+from .model_cache import ModelCache, deadline
 from .models import ARCHS, CIFAR10_CLASSES
 from .uploads import PreparedImage, prepare_image
 
@@ -66,20 +71,27 @@ def _no_progress(_fraction: float, _desc: str) -> None:
 class Limits:
     """Caps that bound one request's work (the queue bounds how many run at once)."""
 
-    max_steps: int = 200
+    max_steps: int = 200  # an attack's step override
     max_sweep_images: int = 500
-    max_sweep_points: int = 10
-    time_limit_s: float = 300.0
+    max_sweep_points: int = 10  # epsilon values in one sweep
+    time_limit_s: float = 300.0  # any one request, checked at every forward pass
     sweep_batch: int = 50
 
 
 # ---------------------------------------------------------------- validation
 
 
+def _text(value: Any, what: str) -> str:
+    """``value`` as a string, or a ValueError naming ``what`` (API values can be any JSON)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {value!r}")
+    return value
+
+
 def _arch(arch: str) -> str:
-    value = ARCH_LABELS.get(arch, arch)
+    value = ARCH_LABELS.get(_text(arch, "architecture"), arch)
     if value not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose {' or '.join(ARCH_LABELS)}")
+        raise ValueError(f"unknown architecture {arch!r}; choose {' or '.join(ARCH_LABELS.values())}")
     return value
 
 
@@ -88,13 +100,16 @@ def model_names(arch: str, variants: Sequence[str]) -> list[str]:
     arch = _arch(arch)
     if isinstance(variants, str):
         variants = [variants]
+    if variants is not None and not isinstance(variants, (list, tuple)):
+        raise ValueError(f"variants must be a list of model variants, got {variants!r}")
     if not variants:
         raise ValueError("no model selected: tick at least one of " + ", ".join(VARIANTS))
     suffixes = []
     for v in variants:
-        suffix = VARIANTS.get(v, v)
+        suffix = VARIANTS.get(v, v) if isinstance(v, str) else v
         if suffix not in VARIANTS.values():
-            raise ValueError(f"unknown model variant {v!r}; choose from {', '.join(VARIANTS)}")
+            raise ValueError(f"unknown model variant {v!r}; choose from "
+                             f"{', '.join(VARIANTS.values())} ({', '.join(VARIANTS)})")
         suffixes.append(suffix)
     return [f"{arch}-{s}" for s in VARIANTS.values() if s in suffixes]
 
@@ -116,6 +131,8 @@ def _class_index(value: str | int | float | None, what: str) -> int | None:
 
 
 def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -143,8 +160,12 @@ def parse_eps_list(text: str | Sequence[float], max_points: int = 10) -> list[fl
     """Epsilons in 1/255 units from '0, 2, 4, 8' (or a list): sorted, unique, each in [0, 64]."""
     if isinstance(text, str):
         parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
-    else:
+    elif isinstance(text, (list, tuple)):
         parts = list(text)
+    elif isinstance(text, (int, float)) and not isinstance(text, bool):
+        parts = [text]
+    else:
+        raise ValueError(f"epsilon values must be a text like '0, 2, 4, 8' or a list, got {text!r}")
     if not parts:
         raise ValueError("give at least one epsilon, e.g. '0, 2, 4, 8' (in 1/255 units)")
     values = sorted({_finite(p, "epsilon") for p in parts})
@@ -165,14 +186,14 @@ def _attacks():
 def _spec(attack: str):
     """The registry entry of ``attack`` (ValueError naming the choices when unknown)."""
     attacks = _attacks()
-    if attack not in attacks.ATTACKS:
+    if not isinstance(attack, str) or attack not in attacks.ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(attacks.ATTACKS)}")
     return attacks.ATTACKS[attack]
 
 
 def _check_attack(attack: str, preset: str) -> Any:
     spec = _spec(attack)
-    if preset not in spec.presets:
+    if not isinstance(preset, str) or preset not in spec.presets:
         raise ValueError(f"unknown preset {preset!r} for {attack}; choose from {', '.join(spec.presets)}")
     return spec
 
@@ -198,7 +219,7 @@ def attack_controls(attack: str, preset: str | None = None) -> AttackControls:
     """Presets, adjustable parameters, target use and the preset's note for ``attack``."""
     spec = _spec(attack)
     presets = list(spec.presets)
-    preset = preset if preset in spec.presets else presets[0]
+    preset = preset if isinstance(preset, str) and preset in spec.presets else presets[0]
     eps = spec.preset_eps.get(preset)
     note = f"**{spec.title}**: {spec.description}\n\nPreset `{preset}`: {spec.preset_notes.get(preset, '')}"
     return AttackControls(presets, "steps" in spec.params, "step_size" in spec.params,
@@ -255,6 +276,7 @@ class ModelAttack:
             "linf_255": round(float(r.linf[0]) * 255, 3),
             "l2": round(float(r.l2[0]), 4),
             "steps_recorded": int(r.true_prob.shape[0]),
+            "steps": r.params.get("steps"),
         }
 
 
@@ -446,13 +468,14 @@ class Explorer:
         overrides = self._overrides(spec.params, steps, step_size_255)
         prepared = self.prepare(image)
         outcome = AttackOutcome(prepared, _arch(arch), attack, preset,
-                                {"eps": eps, **overrides, "target": target}, label, target)
+                                {"eps": eps, **overrides, "target": target, "seed": seed}, label, target)
         start = time.monotonic()
-        for i, name in enumerate(names):
-            self._check_time(start, f"attacking {name}")
-            progress(i / len(names), f"{attack} on {name}")
-            outcome.models.append(self._attack_one(name, prepared.tensor, label, attack, preset,
-                                                   eps, target, seed, overrides))
+        with deadline(self.limits.time_limit_s):
+            for i, name in enumerate(names):
+                self._check_time(start, f"attacking {name}")
+                progress(i / len(names), f"{attack} on {name}")
+                outcome.models.append(self._attack_one(name, prepared.tensor, label, attack, preset,
+                                                       eps, target, seed, overrides))
         progress(1.0, "done")
         outcome.seconds = time.monotonic() - start
         return outcome
@@ -509,6 +532,8 @@ class Explorer:
         inputs: heat maps, channel grid, active shares and flipped winners."""
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the maps compare its clean and adversarial inputs")
+        if layer is not None and not isinstance(layer, str):
+            raise ValueError(f"layer must be a layer name, got {layer!r}")
         layers = comparable_layers(state["arch"])
         info = layers[0] if not layer else next((l for l in layers if layer in (l.name, l.label)), None)
         if info is None:
@@ -522,7 +547,8 @@ class Explorer:
                 model = self.cache.get(name)
             except CheckpointError:
                 continue
-            out = capture_activations(model, torch.cat([clean, adv.unsqueeze(0)]), [info.name])
+            with deadline(self.limits.time_limit_s):
+                out = capture_activations(model, torch.cat([clean, adv.unsqueeze(0)]), [info.name])
             a_clean, a_adv = out[info.name][0], out[info.name][1]
             maps[name] = (a_clean, a_adv)
             stats.append({
@@ -572,31 +598,32 @@ class Explorer:
         batch = self.limits.sweep_batch
         units = len(names) * len(eps_list) * math.ceil(n / batch)
         done = 0
-        for name in names:
-            try:
-                model = self.cache.get(name)
-            except CheckpointError as e:
-                errors[name] = str(e)
-                done += len(eps_list) * math.ceil(n / batch)
-                continue
-            accuracy[name] = []
-            for eps in eps_list:
-                correct = 0
-                for images, labels in batches(subset, batch, device=device):
-                    self._check_time(start, f"{name} at epsilon {eps:g}/255")
-                    progress(done / units, f"{name}, epsilon {eps:g}/255")
-                    if eps == 0:
-                        with torch.no_grad():
-                            pred = model(images).argmax(1)
-                    else:
-                        kwargs = {}
-                        if spec.targeted == "required":
-                            kwargs["target"] = _random_targets(labels, seed)
-                        pred = _attacks().run_attack(attack, model, images, labels, eps=eps / 255,
-                                                     preset=preset, seed=seed, **kwargs).adv_pred
-                    correct += int((pred.to(labels.device) == labels).sum())
-                    done += 1
-                accuracy[name].append(correct / n)
+        with deadline(self.limits.time_limit_s):
+            for name in names:
+                try:
+                    model = self.cache.get(name)
+                except CheckpointError as e:
+                    errors[name] = str(e)
+                    done += len(eps_list) * math.ceil(n / batch)
+                    continue
+                accuracy[name] = []
+                for eps in eps_list:
+                    correct = 0
+                    for images, labels in batches(subset, batch, device=device):
+                        self._check_time(start, f"{name} at epsilon {eps:g}/255")
+                        progress(done / units, f"{name}, epsilon {eps:g}/255")
+                        if eps == 0:
+                            with torch.no_grad():
+                                pred = model(images).argmax(1)
+                        else:
+                            kwargs = {}
+                            if spec.targeted == "required":
+                                kwargs["target"] = _random_targets(labels, seed)
+                            pred = _attacks().run_attack(attack, model, images, labels, eps=eps / 255,
+                                                         preset=preset, seed=seed, **kwargs).adv_pred
+                        correct += int((pred.to(labels.device) == labels).sum())
+                        done += 1
+                    accuracy[name].append(correct / n)
         progress(1.0, "done")
         seconds = time.monotonic() - start
         fig = viz.robustness_curves(eps_list, accuracy, n=n,

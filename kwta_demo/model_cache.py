@@ -3,23 +3,57 @@
 Models are cached per (name, device). A checkpoint that cannot be loaded is remembered
 with its error (so the Hub is not asked again on every click) and reported, while the
 other models keep serving.
+
+Every model the cache hands out checks the calling thread's ``deadline`` before each
+forward pass, so a request that runs past its time limit stops within one forward pass,
+even in the middle of an attack (whose loop the app does not control).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
+from torch import nn
 
 from .checkpoints import MODEL_NAMES, CheckpointError, load_model
 from .models import Classifier
 from .settings import get_settings, resolve_device
 
-__all__ = ["ModelStatus", "ModelCache"]
+__all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline"]
 
 Loader = Callable[[str, torch.device], Classifier]
+
+_request = threading.local()  # this thread's (deadline, limit in seconds), if any
+
+
+class RequestTimeout(TimeoutError):
+    """A request ran past its time limit; the message is meant for the user."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Within the block, a forward pass of a cached model in this thread raises
+    ``RequestTimeout`` once ``seconds`` have passed. Blocks nest (the inner one counts)."""
+    outer = getattr(_request, "deadline", None)
+    _request.deadline = (time.monotonic() + seconds, seconds)
+    try:
+        yield
+    finally:
+        _request.deadline = outer
+
+
+def _check_deadline(_module: nn.Module, _args: Any) -> None:
+    current = getattr(_request, "deadline", None)
+    if current is not None and time.monotonic() > current[0]:
+        raise RequestTimeout(
+            f"stopped: this request passed its {current[1]:g} s time limit. "
+            "Use fewer steps, images or models, or a faster preset."
+        )
 
 
 @dataclass(frozen=True)
@@ -68,10 +102,14 @@ class ModelCache:
             try:
                 model = self._loader(name, self.device)
             except CheckpointError as e:
-                self._errors[key] = str(e)
+                self._errors[key] = str(e)  # a damaged or missing file stays so: remember
                 raise
+            except (OSError, RuntimeError, ValueError) as e:
+                # Possibly passing (network, memory): report, but try again next time.
+                raise CheckpointError(f"{name}: could not be loaded ({type(e).__name__}: {e})") from e
             # Attacks need gradients for the input only; frozen weights save the work.
             model.eval().requires_grad_(False)
+            model.register_forward_pre_hook(_check_deadline)
             with self._guard:
                 self._models[key] = model
             return model
@@ -91,8 +129,8 @@ class ModelCache:
             else:
                 out.append(ModelStatus(
                     name, "remote",
-                    f"not in {settings.checkpoint_dir}; the Hub repo {settings.hub_repo} "
-                    "is tried on first use",
+                    f"not in {settings.checkpoint_dir}; the Hub repo "
+                    f"{settings.hub_repo}@{settings.hub_revision} is tried on first use",
                 ))
         return out
 

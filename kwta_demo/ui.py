@@ -5,6 +5,11 @@ the validating and the work, and is tested without Gradio). Images go out as PNG
 default WebP would destroy an adversarial perturbation. The real tensors stay on the
 server (``gr.State``); the browser only ever gets pictures of them.
 
+The API endpoints take their inputs unprocessed (``preprocess=False``): the HTTP API can
+be called without the UI, so every value is checked once, in ``explorer``, with a message
+that names the input, and an upload is opened only by ``uploads`` (which caps its pixel
+count before decoding) rather than first by Gradio's image component.
+
 API endpoints (stable names, documented in docs/api.md): ``/prepare_image``, ``/attack``,
 ``/activations``, ``/sweep``, ``/attack_controls``, ``/model_status``, ``/reproduction``.
 """
@@ -41,6 +46,7 @@ CSS = """
 """
 # Passed to launch() by app.py and the tests (Gradio 6 takes css there, not in Blocks).
 LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_error": True}
+QUEUE_SIZE = 64  # requests that may wait; beyond it Gradio answers at once that it is busy
 
 UNKNOWN = "unknown"  # the true-class value for "not known"; shown as UNKNOWN_LABEL
 NO_TARGET = "none"
@@ -92,6 +98,17 @@ def _user_error(e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
 
 
+def _upload_path(payload: Any) -> str | None:
+    """The server-side file of an unprocessed image input (Gradio has already checked that
+    it lies in its upload cache), or None for no image."""
+    if payload is None:
+        return None
+    if isinstance(payload, dict) and isinstance(payload.get("path"), str) and payload["path"]:
+        return payload["path"]
+    raise ValueError("image: expected an uploaded image file (with gradio_client, pass "
+                     f"handle_file(path)), got {str(payload)[:100]!r}")
+
+
 def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:
     """Adversarial image, perturbation image, bar chart and caption for one variant slot."""
     name = f"{outcome.arch}-{suffix}"
@@ -130,6 +147,7 @@ def _summary(outcome: AttackOutcome) -> tuple[str, dict[str, Any]]:
         "true_class": None if outcome.label is None else CIFAR10_CLASSES[outcome.label],
         "target_class": None if outcome.target is None else CIFAR10_CLASSES[outcome.target],
         "input": outcome.image.description, "seconds": round(outcome.seconds, 3),
+        "seed": outcome.params["seed"], "steps": outcome.params.get("steps"),
         "models": [m.summary() for m in outcome.models],
     }
     return text, data
@@ -177,10 +195,11 @@ class _Handlers:
         return image, cls
 
     def prepare_image(self, image):
-        if image is None:
-            return None, ""
         try:
-            prepared = self.explorer.prepare(image)
+            path = _upload_path(image)
+            if path is None:
+                return None, ""
+            prepared = self.explorer.prepare(path)
         except USER_ERRORS as e:
             raise _user_error(e) from None
         return prepared.to_uint8(), prepared.description
@@ -213,7 +232,7 @@ class _Handlers:
                target_class: str, seed: int, progress=gr.Progress()):
         try:
             outcome = self.explorer.attack(
-                image, arch=arch, variants=variants, attack=attack, preset=preset,
+                _upload_path(image), arch=arch, variants=variants, attack=attack, preset=preset,
                 eps_255=eps_255, steps=steps or None, step_size_255=step_size_255 or None,
                 true_class=None if true_class == UNKNOWN else true_class,
                 target_class=None if target_class == NO_TARGET else target_class,
@@ -231,8 +250,9 @@ class _Handlers:
     def activations(self, state: dict | None, layer: str):
         if not state:
             return "Run an attack to compare activations.", None, None
-        if layer not in [info.name for info in self.explorer.layers(state["arch"])]:
-            layer = None  # the architecture changed since the attack: use its first layer
+        other_archs = [a for a in ARCH_LABELS.values() if a != state["arch"]]
+        if any(layer == info.name for a in other_archs for info in self.explorer.layers(a)):
+            layer = None  # the picker follows the architecture radio, changed since the attack
         try:
             view = self.explorer.activations(state, layer)
         except USER_ERRORS as e:
@@ -261,13 +281,20 @@ class _Handlers:
         return reproduction_markdown()
 
 
-def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue_size: int = 16) -> gr.Blocks:
+def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
+                queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """Build the app over ``explorer`` (default: settings from the environment).
 
     ``concurrency`` bounds the attacks and sweeps that run at once, ``queue_size`` the
-    requests that may wait (beyond it, a request is refused with a message). Each request
-    is bounded by ``explorer.limits`` (steps, images, seconds).
+    requests that may wait (beyond it, a request is refused at once: the page says "This
+    application is currently busy", ``gradio_client`` raises ``QueueError("Queue is
+    full! Please try again.")``). Each request is bounded by ``explorer.limits`` (steps,
+    images, seconds).
     """
+    if not (isinstance(concurrency, int) and concurrency >= 1):
+        raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    if not (isinstance(queue_size, int) and queue_size >= 1):
+        raise ValueError(f"queue size must be a whole number >= 1, got {queue_size!r}")
     explorer = explorer or Explorer()
     h = _Handlers(explorer)
     explorer.start_loading_gallery()  # serve at once; the page fills the gallery when it is ready
@@ -280,6 +307,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
     all_variants = list(VARIANTS.values())
     heavy = dict(concurrency_id="compute", concurrency_limit="default")
     light = dict(concurrency_id="light", concurrency_limit=4)
+    raw = dict(preprocess=False)  # the explorer checks every value (see the module docstring)
     statuses = explorer.cache.status()
 
     with gr.Blocks(title="k-WTA explorer") as demo:
@@ -407,12 +435,12 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
                   **light)
         gallery.select(h.select_gallery, None, [image_in, true_class], api_visibility="private", **light)
         image_in.change(h.prepare_image, image_in, [preview, preview_note],
-                        api_name="prepare_image", **light)
+                        api_name="prepare_image", **light, **raw)
         image_in.upload(lambda: UNKNOWN, None, true_class, api_visibility="private", **light)
         attack.change(h.attack_controls, [attack, preset], controls_out,
-                      api_name="attack_controls", **light)
+                      api_name="attack_controls", **light, **raw)
         preset.input(h.attack_controls, [attack, preset], controls_out,
-                     api_visibility="private", **light)
+                     api_visibility="private", **light, **raw)
         arch.change(lambda a: gr.Dropdown(choices=h.layer_choices(a), value=h.layer_choices(a)[0][1]),
                     arch, layer, api_visibility="private", **light)
         variants.change(h.show_slots, variants, slot_columns, api_visibility="private", **light)
@@ -421,14 +449,15 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1, queue
         run.click(
             h.attack,
             [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed],
-            [*slots, trace, summary, numbers, state], api_name="attack", **heavy,
+            [*slots, trace, summary, numbers, state], api_name="attack", **heavy, **raw,
         ).then(
-            h.activations, [state, layer], [act_stats, heatmaps, grid], api_name="activations", **heavy,
+            h.activations, [state, layer], [act_stats, heatmaps, grid], api_name="activations",
+            **heavy, **raw,
         ).then(h.model_status, None, status_md, api_name="model_status", **light)
         layer.input(h.activations, [state, layer], [act_stats, heatmaps, grid],
-                    api_visibility="private", **heavy)
+                    api_visibility="private", **heavy, **raw)
         s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
-                    [s_plot, s_table, s_note], api_name="sweep", **heavy)
+                    [s_plot, s_table, s_note], api_name="sweep", **heavy, **raw)
         repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
 
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)

@@ -5,12 +5,17 @@ orientation is applied, and the picture is center-cropped to a square, then resi
 32x32: an area average (box filter) when shrinking, which is what a camera's sensor would
 have seen at that size, bicubic when enlarging. Transparent pixels are laid over white.
 High-bit-depth images are scaled to 8 bits from their full range, never clipped.
-The pixel count is capped before anything is decoded (a decompression-bomb guard).
+The pixel count is capped before anything is decoded (a decompression-bomb guard), and
+the resize to 32x32 runs in the picture's own mode (L, LA, RGB, RGBA, I or F) before the
+conversions to 8-bit RGB: those are per-pixel affine maps, which commute with an area
+average, so they give the same picture on 1,024 pixels instead of up to 40 million (a
+16-bit bomb at the cap costs one decoded copy, not a gigabyte of float arrays).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -84,46 +89,60 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(values / scale, 0, 1) * 255).round().astype(np.uint8))
 
 
-def _high_depth_to_l(img: Image.Image) -> tuple[Image.Image, str]:
-    """An 8-bit grayscale copy of an I/I;16/F image, scaled from its full range."""
-    values = np.asarray(img, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ImageInputError("image holds NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
-    if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
-        scaled, how = values, "float values in [0, 1] used as is"
-    elif lo >= 0 and hi <= 255 and img.mode != "F":
-        scaled, how = values / 255.0, "8-bit range"
-    elif lo >= 0 and hi <= 65535:
-        scaled, how = values / 65535.0, "16-bit range scaled to 8 bits"
-    else:
-        span = hi - lo if hi > lo else 1.0
-        scaled, how = (values - lo) / span, f"values {lo:g}..{hi:g} stretched to 0..255"
-    out = Image.fromarray((np.clip(scaled, 0, 1) * 255).round().astype(np.uint8), mode="L")
-    return out, how
-
-
-def _to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
-    notes: list[str] = []
+def _canonical(img: Image.Image) -> tuple[Image.Image, list[str]]:
+    """The image in one of L, LA, RGB, RGBA, I, F, still full size (cheap per-pixel
+    conversions only: palette, bilevel, 16-bit and colour-space modes)."""
     mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        notes.append("palette expanded")
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        img, how = _high_depth_to_l(img)
+    if mode in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        return img, []
+    if mode in ("P", "PA"):
+        rgba = mode == "PA" or "transparency" in img.info
+        return img.convert("RGBA" if rgba else "RGB"), ["palette expanded"]
+    if mode.startswith("I;16"):
+        return img.convert("I"), []  # the range note comes with the scaling
+    if mode == "1":
+        return img.convert("L"), []
+    if mode in ("La", "RGBa"):
+        return img.convert(mode[:-1] + "A"), []
+    return img.convert("RGB"), [f"{mode} converted to RGB"]
+
+
+def _depth_scaling(img: Image.Image, mode: str) -> tuple[float, float, str]:
+    """(offset, divisor, note) mapping an I or F image to [0, 1] from its full range.
+
+    Decided on the whole image's extremes (``getextrema`` reads them without a copy)."""
+    lo, hi = (float(v) for v in img.getextrema())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ImageInputError("image holds NaN or infinite values")
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0, "float values in [0, 1] used as is"
+    if lo >= 0 and hi <= 255 and mode != "F":
+        return 0.0, 255.0, "8-bit range"
+    if lo >= 0 and hi <= 65535:
+        return 0.0, 65535.0, "16-bit range scaled to 8 bits"
+    return lo, (hi - lo if hi > lo else 1.0), f"values {lo:g}..{hi:g} stretched to 0..255"
+
+
+def _finish_rgb(img: Image.Image, scaling: tuple[float, float, str] | None) -> tuple[Image.Image, list[str]]:
+    """An L, LA, RGB, RGBA, I or F image as 8-bit RGB, transparency laid over white."""
+    notes: list[str] = []
+    if scaling is not None:
+        offset, divisor, how = scaling
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():  # NaN survives the resize, so this sees it
+            raise ImageInputError("image holds NaN or infinite values")
+        scaled = np.clip((values - offset) / divisor, 0, 1)
+        img = Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")
         notes.append(how)
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+    if img.mode in ("RGBA", "LA"):
         rgba = img.convert("RGBA")
         if rgba.getextrema()[3][0] < 255:
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             rgba = Image.alpha_composite(white, rgba)
             notes.append("transparency laid over white")
         img = rgba.convert("RGB")
-    elif img.mode != "RGB":
-        if img.mode not in ("L", "1"):
-            notes.append(f"{img.mode} converted to RGB")
-        else:
-            notes.append("grayscale copied to all three channels")
+    elif img.mode == "L":
+        notes.append("grayscale copied to all three channels")
         img = img.convert("RGB")
     return img, notes
 
@@ -149,18 +168,20 @@ def prepare_image(
         )
     mode = img.mode
     try:
-        if getattr(img, "n_frames", 1) > 1:
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
             img.seek(0)
         img.load()
         img = ImageOps.exif_transpose(img)
+        img, notes = _canonical(img)
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageInputError(f"the image file is damaged or truncated ({e})") from None
-    notes: list[str] = []
+    if frames > 1:
+        notes.insert(0, f"first of {frames} frames")
     if img.size != (width, height):
         notes.append("rotated per its EXIF orientation")
     width, height = img.size
-    img, mode_notes = _to_rgb(img)
-    notes = mode_notes + notes
+    scaling = _depth_scaling(img, img.mode) if img.mode in ("I", "F") else None
 
     side = min(width, height)
     if (width, height) == (MODEL_SIZE, MODEL_SIZE):
@@ -177,6 +198,8 @@ def prepare_image(
         else:
             img = img.resize((MODEL_SIZE, MODEL_SIZE), Image.Resampling.BICUBIC)
             steps.append("enlarged to 32x32 (bicubic)")
+    img, finish_notes = _finish_rgb(img, scaling)
+    notes += finish_notes
     array = np.asarray(img, dtype=np.uint8)
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
     description = f"{width}x{height} {mode} image: " + ", ".join(notes + steps) + "."
