@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,58 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- images
+
+
+def _png_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **kw)
+    return buf.getvalue()
+
+
+def _exif_rotated(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.new("RGB", (64, 32), (0, 200, 0)).save(path, format="JPEG", exif=exif.tobytes())
+
+
+def _gif(path: Path) -> None:
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
+
+
+IMAGES: dict[str, Callable[[Path], None]] = {
+    "good.png": lambda p: Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(p),
+    "not-an-image.png": lambda p: p.write_bytes(b"GIF89a? no: just text that claims to be a picture"),
+    "empty.png": lambda p: p.write_bytes(b""),
+    "truncated.png": lambda p: p.write_bytes(_png_bytes(Image.fromarray(
+        np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)))[:2000]),
+    "rgba.png": lambda p: Image.new("RGBA", (40, 40), (255, 0, 0, 100)).save(p),
+    "palette.png": lambda p: Image.new("RGB", (40, 40), (0, 0, 255)).convert("P").save(p, transparency=0),
+    "gray.png": lambda p: Image.new("L", (40, 40), 90).save(p),
+    "cmyk.jpg": lambda p: Image.new("CMYK", (40, 40), (0, 120, 0, 0)).save(p),
+    "16bit.png": lambda p: Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(p),
+    "float.tiff": lambda p: Image.fromarray(np.full((40, 40), 0.25, dtype=np.float32)).save(p),
+    "1x1.png": lambda p: Image.new("RGB", (1, 1), (10, 20, 30)).save(p),
+    "exif.jpg": _exif_rotated,
+    "animated.gif": _gif,
+    # 10,000 x 10,000 = 100 megapixels in a few kB: must be refused before decoding.
+    "bomb.png": lambda p: Image.new("1", (10_000, 10_000)).save(p),
+    "over-25mb.png": lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 2**20)),
+}
+
+
+def _write_images(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    for name, make in IMAGES.items():
+        make(folder / name)
+    return {name: folder / name for name in IMAGES}
+
+
+# ---------------------------------------------------------------- the server
 
 
 @dataclass
@@ -131,55 +184,6 @@ def images(server) -> dict[str, Path]:
     return server.images
 
 
-# ---------------------------------------------------------------- images
-
-
-def _png_bytes(img: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", **kw)
-    return buf.getvalue()
-
-
-def _exif_rotated(path: Path) -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90° clockwise to display"
-    Image.new("RGB", (64, 32), (0, 200, 0)).save(path, format="JPEG", exif=exif.tobytes())
-
-
-def _gif(path: Path) -> None:
-    frames = [Image.new("RGB", (40, 40), colour) for colour in ((255, 0, 0), (0, 0, 255))]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
-
-
-IMAGES: dict[str, Callable[[Path], None]] = {
-    "good.png": lambda p: Image.fromarray(
-        np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(p),
-    "not-an-image.png": lambda p: p.write_bytes(b"GIF89a? no: just text that claims to be a picture"),
-    "empty.png": lambda p: p.write_bytes(b""),
-    "truncated.png": lambda p: p.write_bytes(_png_bytes(Image.fromarray(
-        np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)))[:2000]),
-    "rgba.png": lambda p: Image.new("RGBA", (40, 40), (255, 0, 0, 100)).save(p),
-    "palette.png": lambda p: Image.new("RGB", (40, 40), (0, 0, 255)).convert("P").save(p, transparency=0),
-    "gray.png": lambda p: Image.new("L", (40, 40), 90).save(p),
-    "cmyk.jpg": lambda p: Image.new("CMYK", (40, 40), (0, 120, 0, 0)).save(p),
-    "16bit.png": lambda p: Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(p),
-    "float.tiff": lambda p: Image.fromarray(np.full((40, 40), 0.25, dtype=np.float32)).save(p),
-    "1x1.png": lambda p: Image.new("RGB", (1, 1), (10, 20, 30)).save(p),
-    "exif.jpg": _exif_rotated,
-    "animated.gif": _gif,
-    # 10,000 x 10,000 = 100 megapixels in a few kB: must be refused before decoding.
-    "bomb.png": lambda p: Image.new("1", (10_000, 10_000)).save(p),
-    "over-25mb.png": lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 2**20)),
-}
-
-
-def _write_images(folder: Path) -> dict[str, Path]:
-    folder.mkdir()
-    for name, make in IMAGES.items():
-        make(folder / name)
-    return {name: folder / name for name in IMAGES}
-
-
 # ---------------------------------------------------------------- calling the API
 
 
@@ -193,15 +197,17 @@ def _attack_kwargs(image: Any, **overrides) -> dict[str, Any]:
 
 def _raw_call(server: Server, api: str, data: list[Any]) -> tuple[str, Any]:
     """POST ``data`` to /gradio_api/call/<api> as lax JSON (NaN, Infinity allowed); return
-    ("complete", outputs) or ("error", message)."""
+    ("complete", outputs) or ("error", message) from the event stream."""
     base = server.url + "gradio_api"
     r = httpx.post(f"{base}/call/{api}", content=json.dumps({"data": data}),
                    headers={"content-type": "application/json"}, timeout=30)
     r.raise_for_status()
     with httpx.stream("GET", f"{base}/call/{api}/{r.json()['event_id']}", timeout=30) as stream:
-        text = "".join(stream.iter_text())
-    event = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("event:"))
-    payload = json.loads(next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("data:")))
+        lines = "".join(stream.iter_text()).splitlines()
+    events = [(a.split(":", 1)[1].strip(), b.split(":", 1)[1]) for a, b in zip(lines, lines[1:])
+              if a.startswith("event:") and b.startswith("data:")]
+    event, data_text = next((e, d) for e, d in reversed(events) if e in ("complete", "error"))
+    payload = json.loads(data_text)
     return event, (payload.get("error") if event == "error" else payload)
 
 
@@ -230,12 +236,16 @@ def _normal_attack(client: Client, images: dict[str, Path], seed: int) -> None:
 
 # ---------------------------------------------------------------- the matrix
 
-# (id, how to send it, the message expected). "ok:" marks odd-but-valid input: the attack
-# must run and its "input" note must say how the picture was made.
+# (id, how to send it, the answer expected). Every call returns "error: <message>" or
+# "ok: <summary>"; "ok" cases are odd-but-valid input: the attack must run and its "input"
+# note must say how the picture was made.
 Call = Callable[[Client, Server, dict[str, Path]], str]
 
 
 def _api(api: str, **kwargs) -> Call:
+    """Through gradio_client; "@name" stands for the picture ``name`` of IMAGES, uploaded.
+    For /attack, unnamed inputs take the values of a normal request."""
+
     def call(client, server, images):
         resolved = {k: (handle_file(str(images[v[1:]])) if isinstance(v, str) and v.startswith("@") else v)
                     for k, v in kwargs.items()}
@@ -256,6 +266,8 @@ def _api(api: str, **kwargs) -> Call:
 
 
 def _raw(api: str, **overrides) -> Call:
+    """Over plain HTTP (lax JSON); for other endpoints than /attack, give every input, in order."""
+
     def call(client, server, images):
         if api == "/attack":
             event, value = _raw_attack(server, images, **overrides)
@@ -373,8 +385,6 @@ CASES = [
 
 @pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i) for i, c, e in CASES])
 def test_bad_input_gets_a_clear_answer_and_the_server_stays_well(server, client, images, call, expected, request):
-    import re
-
     start = time.monotonic()
     answer = call(client, server, images)
     seconds = time.monotonic() - start
