@@ -11,6 +11,7 @@ even in the middle of an attack (whose loop the app does not control).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ __all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline"]
 
 Loader = Callable[[str, torch.device], Classifier]
 
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")  # a Hub revision that cannot move
 _request = threading.local()  # this thread's (deadline, limit in seconds), if any
 
 
@@ -127,10 +129,11 @@ class ModelCache:
             elif (settings.checkpoint_dir / name / "config.json").is_file():
                 out.append(ModelStatus(name, "local", f"in {settings.checkpoint_dir / name}"))
             else:
+                pinned = "" if _COMMIT.match(settings.hub_revision) else " (a branch or tag, not a pinned commit)"
                 out.append(ModelStatus(
                     name, "remote",
                     f"not in {settings.checkpoint_dir}; the Hub repo "
-                    f"{settings.hub_repo}@{settings.hub_revision} is tried on first use",
+                    f"{settings.hub_repo}@{settings.hub_revision}{pinned} is tried on first use",
                 ))
         return out
 
