@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from typing import Callable, Iterator
 
 import torch
@@ -154,6 +155,20 @@ def _topk_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
 
 
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# Per-thread scratch memory for values that do not outlive a call (the copy numpy
+# partitions, a mask applied in place without autograd): a fresh multi-megabyte tensor
+# costs the CPU more in page faults than comparing into it does.
+_scratch = threading.local()
+
+
+def _scratch_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor of ``shape``, reused by later calls from this thread."""
+    numel = math.prod(shape)
+    held = getattr(_scratch, name, None)
+    if held is None or held.dtype != dtype or held.numel() < numel:
+        held = torch.empty(numel, dtype=dtype)
+        setattr(_scratch, name, held)
+    return held[:numel].view(shape)
 
 
 def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
@@ -163,13 +178,15 @@ def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     if numpy is None or flat.device.type != "cpu":
         raise ValueError("the numpy k-WTA path needs numpy and a CPU tensor")
     n = flat.shape[1]
-    data = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-    array = data.detach().resolve_neg().resolve_conj().contiguous().numpy()
+    dtype = flat.dtype if flat.dtype in (torch.float32, torch.float64) else torch.float32
+    work = _scratch_tensor("partition", tuple(flat.shape), dtype)
+    work.copy_(flat.detach())
+    array = work.numpy()
     position = n - k  # the k-th largest is the (n - k + 1)-th smallest
     # One thread: splitting rows over a thread pool measured slower, as torch's OpenMP
     # workers still spin on the cores after each parallel op.
-    out = numpy.partition(array, position, axis=1)[:, position : position + 1].copy()
-    return torch.from_numpy(out).to(flat.dtype)
+    array.partition(position, axis=1)
+    return torch.from_numpy(array[:, position : position + 1].copy()).to(flat.dtype)
 
 
 # The bracket select. A sample of _BRACKET_SAMPLE values per row gives a first bracket
@@ -406,20 +423,25 @@ def kwta(x: torch.Tensor, gamma: float, impl: str = "auto", inplace: bool = Fals
         return x.mul_(mask) if inplace else x * mask
     flat, unflatten = _flatten(x.detach())
     k = num_winners(gamma, flat.shape[1])
+    recorded = torch.is_grad_enabled() and x.requires_grad  # autograd will keep the mask
     with torch.no_grad():
         thr = threshold(flat, k, impl)
         if flat.device.type == "cpu":
             # A mask in x's dtype: the CPU compares into float and multiplies by float
             # several times faster than it does with bool. x * 1.0 and x * 0.0 are what
             # the reference's x * bool_mask computes, so the result has the same bits.
-            mask = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
+            # Applied in place with no graph to keep it, the mask is scratch memory.
+            if inplace and not recorded:
+                mask = _scratch_tensor("mask", tuple(flat.shape), x.dtype)
+            else:
+                mask = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
             torch.ge(flat, thr, out=mask)
         else:
             mask = flat >= thr  # CUDA casts inside the multiply kernel
         mask = unflatten(mask)
     if inplace:
         return x.mul_(mask)
-    if mask.dtype == x.dtype and not (torch.is_grad_enabled() and x.requires_grad):
+    if mask.dtype == x.dtype and not recorded:
         return mask.mul_(x)  # reuse the mask's memory; x * m == m * x exactly
     return x * mask
 

@@ -177,7 +177,22 @@ def test_inplace_matches_reference_inplace(impl):
     assert_same_bits(g, g_ref)
     with torch.no_grad():
         y = base.clone()
-        assert KWTA(0.2, inplace=True, impl=impl)(y).data_ptr() == y.data_ptr()
+        out = KWTA(0.2, inplace=True, impl=impl)(y)
+        assert out.data_ptr() == y.data_ptr()
+        assert_same_bits(out, kwta_reference(base, 0.2))
+
+
+def test_scratch_memory_is_not_shared_between_results():
+    # Inference reuses scratch memory for the partition copy and an in-place mask; results
+    # of earlier calls must not change, whatever the shapes in between.
+    shapes = [(4, 64, 16, 16), (2, 512), (4, 64, 16, 16), (8, 128, 8, 8)]
+    inputs = [make(s, "ties", seed=i) for i, s in enumerate(shapes)]
+    with torch.no_grad():
+        outs = [kwta(x, 0.2) for x in inputs]
+        outs_inplace = [kwta(x.clone(), 0.1, inplace=True) for x in inputs]
+    for x, out, out_inplace in zip(inputs, outs, outs_inplace):
+        assert_same_bits(out, kwta_reference(x, 0.2))
+        assert_same_bits(out_inplace, kwta_reference(x, 0.1))
 
 
 def test_inference_output_equals_training_output():
