@@ -81,6 +81,7 @@ class Report:
     throughput_per_s: float
     server_peak_rss_mb: float | None
     server_rss_before_mb: float | None
+    p50_by_attack_s: dict[str, float] = field(default_factory=dict)  # one client: service times
     errors: list[str] = field(default_factory=list)
 
 
@@ -285,6 +286,8 @@ def run_load(url: str, clients: int, per_client: int, max_seconds: float, folder
         throughput_per_s=round(len(lat) / wall, 3) if wall else 0.0,
         server_peak_rss_mb=round(peak / 1024, 1) if peak else None,
         server_rss_before_mb=round(before / 1024, 1) if before else None,
+        p50_by_attack_s={a: round(statistics.median(x), 3) for a in ATTACKS
+                         if (x := [o.seconds for o in done if o.ok and o.attack == a])},
         errors=[f"client {o.client} request {o.index} ({o.attack}): {o.error}" for o in failures[:20]]
         + ([f"{missing} requests never answered (threads still waiting at the cap)"] if missing else []),
     )

@@ -47,6 +47,11 @@ CSS = """
 # Passed to launch() by app.py and the tests (Gradio 6 takes css there, not in Blocks).
 LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_error": True}
 QUEUE_SIZE = 64  # requests that may wait; beyond it Gradio answers at once that it is busy
+# Uploads (up to 25 MB each) and result PNGs pile up in Gradio's cache, and every API
+# session keeps its last attack's tensors: both expire, so a public app's disk and memory
+# stay bounded. Cache: checked every 10 minutes, files older than an hour deleted.
+DELETE_CACHE = (600, 3600)
+STATE_TTL_S = 3600
 
 UNKNOWN = "unknown"  # the true-class value for "not known"; shown as UNKNOWN_LABEL
 NO_TARGET = "none"
@@ -310,7 +315,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
     raw = dict(preprocess=False)  # the explorer checks every value (see the module docstring)
     statuses = explorer.cache.status()
 
-    with gr.Blocks(title="k-WTA explorer") as demo:
+    with gr.Blocks(title="k-WTA explorer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# k-Winners-Take-All: an adversarial-defence explorer\n"
             "Attack ReLU and k-WTA networks on CIFAR-10 side by side and watch gradient masking "
@@ -321,7 +326,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                     elem_id="model-status")
             data_status = gr.Markdown("Loading the CIFAR-10 test images...", label="Data status",
                                       elem_id="data-status")
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=STATE_TTL_S)
 
         with gr.Tabs():
             with gr.Tab("Attack", id="attack"):
