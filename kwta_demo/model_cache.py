@@ -2,7 +2,9 @@
 
 Models are cached per (name, device). A checkpoint that cannot be loaded is remembered
 with its error (so the Hub is not asked again on every click) and reported, while the
-other models keep serving.
+other models keep serving. A damaged or mismatched file is remembered until a restart; a
+model that was not found is looked for again after ``RETRY_NOT_FOUND_S`` (the Hub may
+have been down for a moment).
 
 Every model the cache hands out checks the calling thread's ``deadline`` before each
 forward pass, so a request that runs past its time limit stops within one forward pass,
@@ -21,11 +23,13 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .checkpoints import MODEL_NAMES, CheckpointError, load_model
+from .checkpoints import MODEL_NAMES, CheckpointError, CheckpointNotFoundError, load_model
 from .models import Classifier
 from .settings import get_settings, resolve_device
 
-__all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline"]
+__all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline", "RETRY_NOT_FOUND_S"]
+
+RETRY_NOT_FOUND_S = 300.0
 
 Loader = Callable[[str, torch.device], Classifier]
 
@@ -80,7 +84,7 @@ class ModelCache:
         self.device = resolve_device(device)
         self._loader = loader or _default_loader
         self._models: dict[tuple[str, str], Classifier] = {}
-        self._errors: dict[tuple[str, str], str] = {}
+        self._errors: dict[tuple[str, str], tuple[str, float]] = {}  # message, retry after
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -99,12 +103,16 @@ class ModelCache:
         with lock:  # one loader per model; other models load in parallel
             if key in self._models:
                 return self._models[key]
-            if key in self._errors:
-                raise CheckpointError(self._errors[key])
+            message, retry_after = self._errors.get(key, (None, 0.0))
+            if message is not None and time.monotonic() < retry_after:
+                raise CheckpointError(message)
             try:
                 model = self._loader(name, self.device)
+            except CheckpointNotFoundError as e:
+                self._errors[key] = (str(e), time.monotonic() + RETRY_NOT_FOUND_S)
+                raise
             except CheckpointError as e:
-                self._errors[key] = str(e)  # a damaged or missing file stays so: remember
+                self._errors[key] = (str(e), float("inf"))  # a damaged file stays damaged
                 raise
             except (OSError, RuntimeError, ValueError) as e:
                 # Possibly passing (network, memory): report, but try again next time.
@@ -114,6 +122,7 @@ class ModelCache:
             model.register_forward_pre_hook(_check_deadline)
             with self._guard:
                 self._models[key] = model
+                self._errors.pop(key, None)
             return model
 
     def status(self) -> list[ModelStatus]:
@@ -125,7 +134,7 @@ class ModelCache:
             if key in self._models:
                 out.append(ModelStatus(name, "loaded", f"loaded on {self.device}"))
             elif key in self._errors:
-                out.append(ModelStatus(name, "failed", self._errors[key]))
+                out.append(ModelStatus(name, "failed", self._errors[key][0]))
             elif (settings.checkpoint_dir / name / "config.json").is_file():
                 out.append(ModelStatus(name, "local", f"in {settings.checkpoint_dir / name}"))
             else:

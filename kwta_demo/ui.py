@@ -111,7 +111,7 @@ def _upload_path(payload: Any) -> str | None:
     if isinstance(payload, dict) and isinstance(payload.get("path"), str) and payload["path"]:
         return payload["path"]
     raise ValueError("image: expected an uploaded image file (with gradio_client, pass "
-                     f"handle_file(path)), got {str(payload)[:100]!r}")
+                     f"handle_file(path)), got a {type(payload).__name__} without a file path")
 
 
 def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from kwta_demo.checkpoints import write_manifest
@@ -428,6 +429,60 @@ def test_damaged_checkpoints_are_named_and_the_others_serve(server, client, imag
     assert "`resnet18-kwta-0.1`: FAILED" in status and "checksum" in status
     assert "`alexnet-relu`: loaded" in status
     _normal_attack(client, images, seed=11)
+
+
+def test_the_cache_remembers_damage_but_looks_again_for_a_missing_model(monkeypatch):
+    from kwta_demo import model_cache
+    from kwta_demo.checkpoints import CheckpointError, CheckpointNotFoundError
+    from kwta_demo.models import ModelConfig, build_model
+
+    calls = []
+    hub_up = False
+
+    def loader(name, device):
+        calls.append(name)
+        if name == "alexnet-kwta-0.2":
+            raise CheckpointError("alexnet-kwta-0.2/model.safetensors: not a readable safetensors file")
+        if not hub_up:
+            raise CheckpointNotFoundError("the Hub did not answer")
+        return build_model(ModelConfig("alexnet", "relu"))
+
+    cache = model_cache.ModelCache("cpu", loader)
+    for _ in range(2):  # the second attempt is answered from memory: the Hub is not asked
+        with pytest.raises(CheckpointError, match="did not answer"):
+            cache.get("alexnet-relu")
+    assert calls == ["alexnet-relu"]
+    for _ in range(2):
+        with pytest.raises(CheckpointError, match="safetensors"):
+            cache.get("alexnet-kwta-0.2")
+    assert calls.count("alexnet-kwta-0.2") == 1
+
+    monkeypatch.setattr(model_cache, "RETRY_NOT_FOUND_S", 0.0)
+    cache = model_cache.ModelCache("cpu", loader)
+    with pytest.raises(CheckpointError, match="did not answer"):
+        cache.get("alexnet-relu")
+    hub_up = True
+    assert cache.get("alexnet-relu") is not None  # looked for again: now it is there
+    with pytest.raises(CheckpointError, match="safetensors"):
+        cache.get("alexnet-kwta-0.2")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        cache.get("alexnet-kwta-0.2")
+    assert calls.count("alexnet-kwta-0.2") == 2  # once per cache: damage is remembered for good
+    states = {s.name: s.state for s in cache.status()}
+    assert states["alexnet-relu"] == "loaded" and states["alexnet-kwta-0.2"] == "failed"
+
+
+def test_a_deadline_stops_a_cached_model_at_its_next_forward_pass():
+    from kwta_demo.model_cache import ModelCache, RequestTimeout, deadline
+    from kwta_demo.models import ModelConfig, build_model
+
+    model = ModelCache("cpu", lambda name, device: build_model(ModelConfig("alexnet", "relu"))).get("alexnet-relu")
+    x = torch.rand(1, 3, 32, 32)
+    with deadline(60):
+        model(x)  # in time
+    with deadline(-1), pytest.raises(RequestTimeout, match="passed its -1 s time limit"):
+        model(x)
+    model(x)  # outside any deadline (and in other threads) nothing is checked
 
 
 # ---------------------------------------------------------------- start-up errors
