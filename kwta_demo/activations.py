@@ -11,6 +11,8 @@ zero has probability zero); for ReLU it is the positive units.
 
 from __future__ import annotations
 
+import threading
+
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -68,10 +70,15 @@ def capture_activations(
     """
     captured: dict[str, torch.Tensor] = {}
     handles = []
+    # Hooks are per module, and the model is shared between request threads: record only
+    # this thread's forward pass, never another request's.
+    owner = threading.get_ident()
     for name in layers:
         module = _activation_module(model, name)
 
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+            if threading.get_ident() != owner:
+                return
             # Clone: ReLU runs in place, so a later in-place op could change what we saw.
             captured[name] = output.detach().to("cpu", copy=True)
 

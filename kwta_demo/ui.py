@@ -79,7 +79,8 @@ are active under k-WTA and how many of the winners an attack flips.
 
 **The reproduction.** Golod & Usluel (2020) reproduced the paper's CIFAR-10 results for
 ResNet18 and AlexNet. The *Reproduction* tab sets their tables beside ours, with notes on
-their PGD step size (relative to ε, so small that the attack hardly moves) and on the
+the PGD step size (the report's notebook used an absolute step of 0.003, our `corrected`
+preset; a relative-step variant attributed to it moves only 0.12 ε in all) and on the
 adaptive attacks.
 
 **The data.** Our models were trained and are evaluated on a JPEG re-encoding of CIFAR-10

@@ -548,3 +548,35 @@ def test_attack_specific_rules(relu_model, batch):
         run_attack("bpda", relu_model, x, y, eps=EPS, surrogate="tanh")
     # slider values arrive as floats: integral ones are fine
     assert run_attack("pgd", relu_model, x, y, eps=EPS, steps=3.0).losses.shape == (4, 2)
+
+
+def test_bpda_and_a_plain_pass_interleaved_in_two_threads_keep_their_own_gradients():
+    """Another request's pass between BPDA's two hooks must neither take BPDA's surrogate
+    nor steal the input BPDA stored (the load test's cross-session bug)."""
+    import threading
+
+    kwta = KWTA(0.2)
+    holder = nn.Sequential(kwta)
+    x = torch.randn(3, 50)
+    seen = {}
+
+    def plain():
+        xg = x.clone().requires_grad_(True)
+        (seen["plain"],) = torch.autograd.grad(holder(xg).sum(), xg)
+
+    def interleave(_module, _args):  # runs after BPDA's own pre-hook has stored its input
+        if threading.current_thread() is threading.main_thread():
+            worker = threading.Thread(target=plain)
+            worker.start()
+            worker.join()
+
+    exact = (KWTA(0.2)(x) != 0).float()
+    with bpda_surrogate(holder, "identity"):
+        handle = kwta.register_forward_pre_hook(interleave)
+        try:
+            xb = x.clone().requires_grad_(True)
+            (bpda_grad,) = torch.autograd.grad(holder(xb).sum(), xb)
+        finally:
+            handle.remove()
+    assert torch.equal(seen["plain"], exact)
+    assert torch.equal(bpda_grad, torch.ones_like(x))  # identity surrogate, not the mask

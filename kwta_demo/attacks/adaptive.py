@@ -111,6 +111,8 @@ class _Swap:
         return (x.clone(),) if module.inplace else None
 
     def after(self, module: KWTA, args: tuple[torch.Tensor, ...], output: torch.Tensor):
+        if not self.mine():  # another thread's pass through the same model: leave it exact
+            return None
         x = self.inputs.pop(id(module), None)
         if x is None or not x.requires_grad:
             return None
