@@ -33,9 +33,7 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -88,12 +86,6 @@ class Report:
 # ---------------------------------------------------------------- the server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _check_loopback(url: str) -> None:
     host = urlparse(url).hostname or ""
     try:
@@ -124,51 +116,21 @@ class Server:
 def start_server(folder: Path, *, concurrency: int, threads: int | None,
                  queue_size: int | None) -> Iterator[Server]:
     """``python app.py`` on a free loopback port over stand-in checkpoints; stopped on exit."""
-    from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+    from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
 
     write_random_checkpoints(folder / "ckpt", MODELS)
     write_image_folder(folder / "data", per_class=1)
-    port = _free_port()
-    argv = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-            "--checkpoints", str(folder / "ckpt"), "--data", str(folder / "data"),
+    args = ["--device", "cpu", "--checkpoints", str(folder / "ckpt"), "--data", str(folder / "data"),
             "--concurrency", str(concurrency)]
     if threads:
-        argv += ["--threads", str(threads)]
+        args += ["--threads", str(threads)]
     if queue_size:
-        argv += ["--queue-size", str(queue_size)]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "KWTA_HUB_TIMEOUT": "0.2",
-           "GRADIO_TEMP_DIR": str(folder / "gradio")}
-    env.pop("GRADIO_SERVER_PORT", None)
-    log = open(folder / "server.log", "wb")
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+        args += ["--queue-size", str(queue_size)]
     try:
-        _wait_until_up(url, process, folder / "server.log")
-        yield Server(url, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, limit_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"app.py exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"app.py did not answer within {limit_s:g} s")
+        with serve_app(args, folder, env={"GRADIO_TEMP_DIR": str(folder / "gradio")}) as app:
+            yield Server(app.url, app.process.pid)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
 
 
 # ---------------------------------------------------------------- the clients

@@ -4,13 +4,22 @@
 (they load like trained ones, but their predictions mean nothing: say so wherever they
 are shown). ``write_image_folder`` writes a small CIFAR-10-shaped image folder of
 synthetic pictures (no dataset images), which ``kwta_demo.data`` reads like the real one.
+``serve_app`` runs ``python app.py`` on a free loopback port until the block ends (tests,
+the load benchmark and the screenshot script all drive the real server this way).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +28,16 @@ from PIL import Image
 from .checkpoints import MODEL_NAMES, save_checkpoint
 from .models import CIFAR10_CLASSES, ModelConfig, build_model
 
-__all__ = ["config_for_name", "write_random_checkpoints", "write_image_folder"]
+__all__ = [
+    "config_for_name",
+    "write_random_checkpoints",
+    "write_image_folder",
+    "free_port",
+    "AppProcess",
+    "serve_app",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def config_for_name(name: str) -> ModelConfig:
@@ -74,3 +92,66 @@ def write_image_folder(
             for i in range(per_class):
                 Image.fromarray(_synthetic(label, rng)).save(d / f"{i:04d}.png")
     return root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AppProcess:
+    """A running ``python app.py``: its URL, process and log file."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+@contextmanager
+def serve_app(
+    args: Sequence[str], folder: Path, *, env: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[AppProcess]:
+    """Run ``python app.py ARGS`` on 127.0.0.1 and a free port; yield once it answers HTTP.
+
+    The log goes to ``folder/server.log``; a server that exits or stays silent for
+    ``timeout`` seconds raises RuntimeError with the log's tail. Stopped on exit.
+    """
+    port = free_port()
+    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "KWTA_HUB_TIMEOUT": "0.2",
+                   **(env or {})}
+    environment.pop("GRADIO_SERVER_PORT", None)
+    argv = [sys.executable, str(PROJECT_ROOT / "app.py"), "--host", "127.0.0.1",
+            "--port", str(port), *args]
+    log = folder / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    app = AppProcess(f"http://127.0.0.1:{port}/", process, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app.py exited with {process.returncode}:\n{app.tail()}")
+            try:
+                with urllib.request.urlopen(app.url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"app.py did not answer within {timeout:g} s:\n{app.tail()}")
+            time.sleep(0.3)
+        yield app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

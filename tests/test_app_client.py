@@ -3,14 +3,13 @@ the attack -> activations chain in one session, the sweep, and server-side valid
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from kwta_demo import viz
-from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+from kwta_demo.demo_assets import free_port, write_image_folder, write_random_checkpoints
 from kwta_demo.explorer import Explorer
 from kwta_demo.model_cache import ModelCache
 
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 
 ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
              "/model_status", "/reproduction"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def app(tmp_path_factory):
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     explorer = Explorer(ModelCache("cpu"), gallery_per_class=1)
     demo = create_demo(explorer)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **LAUNCH_KWARGS)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
@@ -174,7 +167,7 @@ def test_app_starts_without_data_and_uploads_work(app, tmp_path):
     _, _, root = app
     explorer = Explorer(ModelCache("cpu"), data_source=str(tmp_path / "no-cifar-here"))
     demo = create_demo(explorer)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **LAUNCH_KWARGS)
     try:

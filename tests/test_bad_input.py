@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ import torch
 from PIL import Image
 
 from kwta_demo.checkpoints import write_manifest
-from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -42,12 +41,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 ROOT = Path(__file__).resolve().parent.parent
 TIME_LIMIT_S = 4  # the server's per-request limit (--time-limit); normal requests take < 1 s
 ANSWER_WITHIN_S = 6.0  # every bad request must be answered within this
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- images
@@ -139,39 +132,14 @@ def server(tmp_path_factory) -> Server:
     root = tmp_path_factory.mktemp("bad-input")
     _damage_checkpoints(root / "ckpt")
     write_image_folder(root / "data", per_class=1)
-    port = _free_port()
-    env = {**os.environ, "KWTA_HUB_TIMEOUT": "0.2", "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(root / "gradio")}
-    env.pop("GRADIO_SERVER_PORT", None)
-    log = root / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-             "--checkpoints", str(root / "ckpt"), "--data", str(root / "data"),
-             "--time-limit", str(TIME_LIMIT_S), "--threads", "1"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    srv = Server(f"http://127.0.0.1:{port}/", root, process, log, _write_images(root / "images"))
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited with {process.returncode}:\n{srv.tail()}")
-        try:
-            if httpx.get(srv.url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"app.py did not answer within 90 s:\n{srv.tail()}")
-        time.sleep(0.3)
-    yield srv
-    process.terminate()
+    args = ["--device", "cpu", "--checkpoints", str(root / "ckpt"), "--data", str(root / "data"),
+            "--time-limit", str(TIME_LIMIT_S), "--threads", "1"]
+    env = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(root / "gradio")}
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        with serve_app(args, root, env=env, timeout=90) as app:
+            yield Server(app.url, root, app.process, app.log, _write_images(root / "images"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")

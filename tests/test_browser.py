@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("KWTA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,47 +29,17 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     write_random_checkpoints(root / "ckpt", ["alexnet-relu", "alexnet-kwta-0.1"])
     write_image_folder(root / "data", per_class=1)
-    port = _free_port()
-    env = {**os.environ, "KWTA_HUB_TIMEOUT": "0.2", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--checkpoints", str(root / "ckpt"),
-         "--data", str(root / "data"), "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"the app did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url, root
-    proc.terminate()
+    args = ["--checkpoints", str(root / "ckpt"), "--data", str(root / "data"), "--device", "cpu"]
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        with serve_app(args, root, env={"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}) as app:
+            yield app.url, root
+    except RuntimeError as e:
+        pytest.fail(f"the app did not start: {e}")
 
 
 @pytest.fixture(scope="module")

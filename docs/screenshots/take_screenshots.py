@@ -10,14 +10,10 @@ folder, and the captions must say so (their predictions mean nothing).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,12 +23,6 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LONG_MS = 600_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _checkpoints() -> tuple[str, bool]:
@@ -57,27 +47,18 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from kwta_demo.demo_assets import serve_app
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, trained = _checkpoints()
     print(f"models: {'trained checkpoints' if trained else 'RANDOMLY INITIALISED stand-ins'} in {ckpt}")
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoints", ckpt,
-                               "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    app_args = ["--checkpoints", ckpt, "--device", "cpu"]
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the app did not start")
-                time.sleep(1)
-        with sync_playwright() as p:
+        with tempfile.TemporaryDirectory() as logs, serve_app(
+            app_args, Path(logs), env={"HF_HUB_OFFLINE": "1"}, timeout=180
+        ) as app, sync_playwright() as p:
+            url = app.url
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
             page.set_default_timeout(LONG_MS)
@@ -118,8 +99,6 @@ def main() -> None:
             page.locator("#tab-reproduction").screenshot(path=str(out / "reproduction.png"))
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         if not trained:
             shutil.rmtree(ckpt, ignore_errors=True)
     print(f"screenshots in {out}")
