@@ -541,26 +541,40 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.time()
     env = environment(device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rows = run_bench(workloads, device=device, impls=impls, gamma=args.gamma, warmup=warmup,
-                         repeats=repeats, amp=amp, progress=progress)
-    result = {
-        "command": _command_line(),
-        "environment": env,
-        "settings": {"warmup": warmup, "repeats": repeats, "gamma": args.gamma,
-                     "amp": args.amp, "statistic": "median of repeats, impls interleaved"},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "load_average_at_end": _load_average(),
-        "warnings": sorted({str(w.message) for w in caught}),
-        "rows": rows,
-    }
-    print(format_table(rows))
+    path = None
     if args.output != "-":
         path = Path(args.output) if args.output else PROJECT_ROOT / "results" / f"bench-{device_tag(device)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
+    rows: list[dict[str, object]] = []
+    messages: set[str] = set()
+
+    def write(complete: bool) -> None:
+        # Written after every workload, so that a run cut short keeps what it measured.
+        result = {
+            "command": _command_line(),
+            "environment": env,
+            "settings": {"warmup": warmup, "repeats": repeats, "gamma": args.gamma,
+                         "amp": args.amp, "statistic": "median of repeats, impls interleaved"},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "seconds": round(time.time() - started, 1),
+            "complete": complete,
+            "load_average_at_end": _load_average(),
+            "warnings": sorted(messages),
+            "rows": rows,
+        }
+        if path is not None:
+            path.write_text(json.dumps(result, indent=1) + "\n")
+
+    for name in workloads:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows += run_bench([name], device=device, impls=impls, gamma=args.gamma, warmup=warmup,
+                              repeats=repeats, amp=amp, progress=progress)
+        messages.update(str(w.message) for w in caught)
+        write(complete=False)
+    write(complete=True)
+    print(format_table(rows))
+    if path is not None:
         print(f"wrote {path}", file=sys.stderr)
     bad = sum(r.get("check", {}).get("mismatches", 0) for r in rows if isinstance(r.get("check"), dict))
     return 1 if bad else 0
