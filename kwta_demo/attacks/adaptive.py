@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..kwta import KWTA, kwta_threshold, num_winners
+from ..kwta import KWTA, get_kwta_impl, num_winners, threshold
 from .base import (
     LOSSES,
     MAX_SAMPLES,
@@ -118,7 +118,9 @@ class _Swap:
             return None
         flat = x.detach().flatten(1)
         shape = (-1,) + (1,) * (x.dim() - 1)
-        theta = kwta_threshold(flat, num_winners(module.gamma, flat.shape[1])).view(shape)
+        # the module's own (exact, fast) selection: the same value as the reference topk
+        k = num_winners(module.gamma, flat.shape[1])
+        theta = threshold(flat, k, module.impl or get_kwta_impl()).view(shape)
         tau = (self.temperature * flat.std(dim=1)).clamp_min(1e-12).view(shape)
         return _SurrogateBackward.apply(x, output.detach(), theta, tau, self.kind)
 
