@@ -51,6 +51,7 @@ __all__ = [
     "clear_cache",
     "augment",
     "batches",
+    "shuffled_order",
     "seeded_subset",
     "balanced_sample",
 ]
@@ -283,6 +284,12 @@ def augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
 _augment = augment  # `batches` shadows the name with its flag
 
 
+def shuffled_order(n: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random permutation of ``n`` image indices, drawn from ``generator``."""
+    rng_device = generator.device if generator is not None else "cpu"
+    return torch.randperm(n, generator=generator, device=rng_device)
+
+
 def batches(
     split: CifarSplit,
     batch_size: int,
@@ -292,22 +299,31 @@ def batches(
     device: str | torch.device = "cpu",
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    order: Tensor | None = None,
+    first_batch: int = 0,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Float images in [0, 1] and labels on ``device``, optionally shuffled and augmented."""
+    """Float images in [0, 1] and labels on ``device``, optionally shuffled and augmented.
+
+    ``order`` (a permutation of the split, e.g. from ``shuffled_order``) replaces the
+    shuffle; with ``first_batch`` it lets an interrupted epoch go on where it stopped:
+    the augmentation draws continue from ``generator``'s state, one batch at a time.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     n = len(split.labels)
-    if shuffle:
-        rng_device = generator.device if generator is not None else "cpu"
-        order = torch.randperm(n, generator=generator, device=rng_device)
+    if order is not None:
+        if order.shape != (n,):
+            raise ValueError(f"order must hold one index per image ({n}), got shape {tuple(order.shape)}")
+    elif shuffle:
+        order = shuffled_order(n, generator)
     else:
         order = torch.arange(n)
     order = order.to(split.images.device)
     # pinned host memory lets the copy overlap with work already queued on the GPU
     pin = device.type == "cuda" and split.images.device.type == "cpu"
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
+    for start in range(first_batch * batch_size, stop, batch_size):
         idx = order[start:start + batch_size]
         x, y = split.images[idx], split.labels[idx]
         if pin:

@@ -30,7 +30,7 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -50,7 +50,7 @@ from .checkpoints import (
     save_checkpoint,
     write_manifest,
 )
-from .data import CifarSplit, batches, load_cifar10, seeded_subset
+from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, shuffled_order
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
 from .settings import get_settings, resolve_device
@@ -60,7 +60,15 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "TrainStateError",
+    "TrainingStopped",
+    "EpochProgress",
     "parse_stage",
+    "parse_image_sizes",
+    "format_image_sizes",
+    "default_epochs",
+    "default_batch_size",
+    "set_threads",
+    "cpu_has_native_bf16",
     "stage_config",
     "lr_at",
     "train_model",
@@ -97,6 +105,22 @@ class TrainStateError(ValueError):
     """A saved training state cannot be resumed (different config or data, or damaged)."""
 
 
+class TrainingStopped(RuntimeError):
+    """A run stopped on request (``should_stop``) after saving its state; rerun to resume."""
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch has got: saved inside a training state to resume mid-epoch."""
+
+    order: torch.Tensor  # the epoch's permutation of the training images
+    step: int = 0  # optimiser steps done in this epoch
+    loss_sum: torch.Tensor | None = None  # float32 sum of loss * batch over those steps
+    correct: torch.Tensor | None = None
+    seen: int = 0
+    seconds: float = 0.0  # training time spent on the epoch before this process
+
+
 # ------------------------------------------------------------------ configuration
 
 
@@ -121,11 +145,18 @@ class TrainConfig:
     amp: str = "auto"
     init_from: str | None = None
     eval_every: int = 1
+    # Progressive resizing: ((size, epochs), ...) in order, e.g. ((16, 10), (24, 8), (32, 14));
+    # empty means every epoch at 32 px. Evaluation is always at 32 px.
+    image_sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         self.model_config()  # validates arch, activation and gamma
         if self.activation == "kwta":
             object.__setattr__(self, "gamma", float(self.gamma))
+        object.__setattr__(self, "image_sizes", _check_image_sizes(self.image_sizes, self.epochs))
+        if self.image_sizes and self.arch != "resnet18":
+            raise ValueError(f"image_sizes: only resnet18 takes inputs other than 32x32 "
+                             f"({self.arch} has a fixed-size classifier)")
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
         if not self.lr > 0:
@@ -179,7 +210,54 @@ class TrainConfig:
         d.pop("eval_every")
         init = d.pop("init_from")
         d["init_name"] = Path(init).name if init else None
-        return d
+        return json.loads(json.dumps(d))  # as it reads back from a state file (lists, not tuples)
+
+    def image_size(self, epoch: int) -> int:
+        """The training image size of ``epoch`` (1-based)."""
+        done = 0
+        for size, n in self.image_sizes:
+            done += n
+            if epoch <= done:
+                return size
+        return IMAGE_SIZE
+
+
+def _check_image_sizes(value: Any, epochs: int) -> tuple[tuple[int, int], ...]:
+    """``value`` as ((size, epochs), ...), or ValueError: sizes in [8, 32], epochs summing up."""
+    try:
+        phases = tuple((int(size), int(n)) for size, n in value or ())
+    except (TypeError, ValueError):
+        raise ValueError(f"image_sizes must be (size, epochs) pairs, got {value!r}") from None
+    for size, n in phases:
+        if not 8 <= size <= IMAGE_SIZE or n < 1:
+            raise ValueError(f"image_sizes: each size must lie in [8, {IMAGE_SIZE}] and last "
+                             f">= 1 epoch, got ({size}, {n})")
+    if phases and sum(n for _, n in phases) != epochs:
+        raise ValueError(f"image_sizes cover {sum(n for _, n in phases)} epochs, but the run "
+                         f"has {epochs}")
+    return phases
+
+
+def format_image_sizes(phases: Sequence[tuple[int, int]]) -> str:
+    """The inverse of ``parse_image_sizes``."""
+    return "+".join(f"{size}x{n}" for size, n in phases) or str(IMAGE_SIZE)
+
+
+def parse_image_sizes(text: str, epochs: int) -> tuple[tuple[int, int], ...]:
+    """``"16x10+24x8+32x14"`` -> ((16, 10), (24, 8), (32, 14)); ``"32"`` -> () (all at 32)."""
+    text = text.strip()
+    if text in ("", str(IMAGE_SIZE)):
+        return ()
+    phases = []
+    for part in text.split("+"):
+        size, sep, n = part.strip().partition("x")
+        if not sep:
+            raise ValueError(f"bad image sizes {text!r}: write SIZExEPOCHS+..., e.g. 16x10+32x20")
+        try:
+            phases.append((int(size), int(n)))
+        except ValueError:
+            raise ValueError(f"bad image sizes {text!r}: sizes and epochs are whole numbers") from None
+    return _check_image_sizes(phases, epochs)
 
 
 def parse_stage(stage: str) -> tuple[str, float | None, bool]:
@@ -212,6 +290,12 @@ def _stage_name(arch: str, stage: str) -> str:
     return f"{name}-scratch" if scratch and activation == "kwta" else name
 
 
+def default_epochs(arch: str, stage: str) -> int:
+    """The recipe's epochs for ``stage`` of ``arch`` when none are given."""
+    kind = "scratch" if parse_stage(stage)[2] else "finetune"
+    return DEFAULT_EPOCHS[arch][kind] if arch in DEFAULT_EPOCHS else 10
+
+
 def stage_config(
     arch: str,
     stage: str,
@@ -231,9 +315,8 @@ def stage_config(
     at most one warm-up epoch, peak LR 0.01 per 128 images.
     """
     activation, gamma, scratch = parse_stage(stage)
-    kind = "scratch" if scratch else "finetune"
     if epochs is None:
-        epochs = DEFAULT_EPOCHS[arch][kind] if arch in DEFAULT_EPOCHS else 10
+        epochs = default_epochs(arch, stage)
     per_128 = SCRATCH_LR_PER_128 if scratch else FINETUNE_LR_PER_128
     if lr is None:
         lr = round(per_128 * batch_size / 128, 6)
@@ -267,9 +350,23 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 # ------------------------------------------------------------------ measuring
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX512-BF16 or AMX), not emulated."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    # bf16 needs no loss scaling; on CPUs autocast is mostly slower, so "auto" means CUDA only.
-    if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
+    # bf16 needs no loss scaling. "auto": on CUDA, and on CPUs that compute bf16 natively
+    # (twice the float32 speed for ResNet18 there, docs/training.md); on other CPUs bf16
+    # autocast is emulated and slower, so float32.
+    if cfg.amp == "bf16":
+        return torch.bfloat16
+    if cfg.amp == "auto" and (device.type == "cuda"
+                              or (device.type == "cpu" and cpu_has_native_bf16())):
         return torch.bfloat16
     return None
 
@@ -280,8 +377,9 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # cuDNN's fastest convolutions on recent GPUs take NHWC; on the CPU NCHW is fine.
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    # NHWC: cuDNN's fastest convolutions take it, and oneDNN's on the CPU too (ResNet18
+    # trains 1.5x faster than in NCHW there, docs/training.md).
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -390,9 +488,17 @@ def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: di
 
 def _save_state(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-    device: torch.device, info: dict[str, Any],
+    device: torch.device, info: dict[str, Any], partial: EpochProgress | None = None,
 ) -> None:
+    """The whole training state; ``partial`` when saved inside an epoch (``info["epoch"]``
+    counts the complete epochs only)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if partial is not None:
+        tensors["partial.order"] = partial.order.detach().cpu().contiguous()
+        tensors["partial.loss_sum"] = partial.loss_sum.detach().cpu().reshape(1)
+        tensors["partial.correct"] = partial.correct.detach().cpu().reshape(1)
+        info = {**info, "partial": {"step": partial.step, "seen": partial.seen,
+                                    "seconds": partial.seconds}}
     opt = optimizer.state_dict()
     scalars: dict[str, Any] = {}
     for pid, entries in opt["state"].items():
@@ -428,9 +534,13 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def _check_state_matches(path: Path, meta: dict[str, Any], expected: dict[str, Any]) -> None:
     problems = []
     saved_cfg, want_cfg = meta.get("config", {}), expected["config"]
+    # A field added to TrainConfig after the state was saved matches at its default.
+    defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig)
+                                      if not isinstance(f.default, type(MISSING))}))
     for key in sorted(set(saved_cfg) | set(want_cfg)):
-        if saved_cfg.get(key) != want_cfg.get(key):
-            problems.append(f"{key}: saved {saved_cfg.get(key)!r}, now {want_cfg.get(key)!r}")
+        saved = saved_cfg[key] if key in saved_cfg else defaults.get(key)
+        if saved != want_cfg.get(key):
+            problems.append(f"{key}: saved {saved!r}, now {want_cfg.get(key)!r}")
     for key, what in (("data", "training data"), ("test_data", "test data"),
                       ("init_sha256", "initial weights")):
         if meta.get(key) != expected.get(key):
@@ -464,6 +574,18 @@ def _restore_state(
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
 
 
+def _restore_partial(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                     device: torch.device) -> EpochProgress | None:
+    """The unfinished epoch a state was saved in, or None (saved at an epoch's end)."""
+    info = meta.get("partial")
+    if not info:
+        return None
+    return EpochProgress(order=tensors["partial.order"], step=int(info["step"]),
+                         loss_sum=tensors["partial.loss_sum"].reshape(()).to(device),
+                         correct=tensors["partial.correct"].reshape(()).to(device),
+                         seen=int(info["seen"]), seconds=float(info["seconds"]))
+
+
 # ------------------------------------------------------------------ training
 
 
@@ -493,22 +615,39 @@ def _train_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, split: CifarSplit,
     generator: torch.Generator, device: torch.device, epoch: int, *, amp_dtype: torch.dtype | None,
     progress: bool, on_step: Callable[[int, int], None] | None, desc: str,
+    partial: EpochProgress | None = None,
+    checkpoint: Callable[[EpochProgress], None] | None = None,
+    save_every: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
+    """One epoch (or the rest of one: ``partial``). Every ``save_every`` seconds (0: after
+    every step), and when ``should_stop()`` says so, ``checkpoint(progress)`` saves the
+    epoch so far; a stop then raises ``TrainingStopped``."""
     model.train()
-    steps, drop_last = _steps_per_epoch(len(split.labels), cfg.batch_size)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+    n = len(split.labels)
+    steps, drop_last = _steps_per_epoch(n, cfg.batch_size)
+    if partial is None:
+        partial = EpochProgress(order=shuffled_order(n, generator))
+    if partial.loss_sum is None:
+        partial.loss_sum = torch.zeros((), device=device)
+        partial.correct = torch.zeros((), dtype=torch.long, device=device)
+    size = cfg.image_size(epoch)
     lr = cfg.lr
-    it = batches(split, cfg.batch_size, shuffle=True, augment=True, device=device,
-                 generator=generator, drop_last=drop_last)
-    bar = tqdm(it, total=steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-    for step, (x, y) in enumerate(bar):
+    started = last_save = time.perf_counter()
+    prior_seconds = partial.seconds
+    it = batches(split, cfg.batch_size, augment=True, device=device, generator=generator,
+                 drop_last=drop_last, order=partial.order, first_batch=partial.step)
+    bar = tqdm(it, total=steps, initial=partial.step, desc=desc, disable=not progress,
+               leave=False, dynamic_ncols=True)
+    for step, (x, y) in enumerate(bar, start=partial.step):
         if on_step is not None:
             on_step(epoch, step)
         lr = lr_at(cfg, (epoch - 1) * steps + step, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if size != IMAGE_SIZE:  # progressive resizing: the augmented crop, downsampled
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
         with _autocast(device, amp_dtype):
             logits = model(_prepare(x, device))
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -517,14 +656,30 @@ def _train_epoch(
         if cfg.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         optimizer.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
+        partial.loss_sum += loss.detach() * len(y)
+        partial.correct += (logits.detach().argmax(1) == y).sum()
+        partial.seen += len(y)
+        partial.step = step + 1
         if progress and step % 20 == 0:  # .item() waits for the GPU: not on every step
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+        if partial.step < steps and checkpoint is not None:
+            stop = should_stop is not None and should_stop()
+            now = time.perf_counter()
+            if stop or (save_every is not None and now - last_save >= save_every):
+                _sync(device)
+                partial.seconds = prior_seconds + time.perf_counter() - started
+                checkpoint(partial)
+                last_save = time.perf_counter()
+                if stop:
+                    bar.close()
+                    raise TrainingStopped(f"stopped in epoch {epoch} after step {partial.step} "
+                                          f"of {steps}; the state is saved")
     bar.close()
-    return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
-            "lr": lr}
+    _sync(device)
+    seen = max(partial.seen, 1)
+    return {"train_loss": partial.loss_sum.item() / seen, "train_acc": partial.correct.item() / seen,
+            "lr": lr, "train_seconds": prior_seconds + time.perf_counter() - started,
+            "image_size": size}
 
 
 def _sync(device: torch.device) -> None:
@@ -545,10 +700,7 @@ def _build(cfg: TrainConfig, device: torch.device, init_folder: Path | None) -> 
         # Same parameter names whatever the activation, so ReLU weights load strictly
         # into the k-WTA model: the report's "unaltered weights".
         load_state_dict_strict(model, init_folder)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 def train_model(
@@ -565,6 +717,8 @@ def train_model(
     command: str | None = None,
     sparsity_images: int = 1000,
     on_step: Callable[[int, int], None] | None = None,
+    save_every: float | None = 300.0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one model, resuming from ``state_dir`` when possible; write the checkpoint ``out``.
 
@@ -574,7 +728,10 @@ def train_model(
     epoch-0 entry, the accuracy of the unaltered initial weights. ``metrics`` is what was
     measured on the saved-and-reloaded weights (also in ``out/metrics.json``).
     ``on_step(epoch, step)`` is called before every optimiser step; an exception from it
-    stops the run, leaving the state of the last complete epoch. ``fresh`` discards a
+    stops the run, leaving the last saved state. The state is saved after every epoch and,
+    inside one, every ``save_every`` seconds (0: after every step; None: never), so a
+    killed run loses at most that much work. ``should_stop()`` is asked after every step:
+    when true, the state is saved and ``TrainingStopped`` raised. ``fresh`` discards a
     saved state instead of resuming it. ``half`` stores the weights as float16.
     """
     device = resolve_device(device)
@@ -602,12 +759,20 @@ def train_model(
     train_split, test_split = _on_device(train_split, device), _on_device(test_split, device)
     history: list[dict[str, Any]] = []
     start = 0
+    partial: EpochProgress | None = None
     if path.is_file():
         tensors, meta = _read_state(path)
         _check_state_matches(path, meta, expected)
         _restore_state(tensors, meta, model, optimizer, generator, device)
         start, history = int(meta["epoch"]), list(meta["history"])
-        log.info("%s: resuming after epoch %d of %d from %s", out.name, start, cfg.epochs, path)
+        partial = _restore_partial(tensors, meta, device)
+        where = f", step {partial.step}" if partial else ""
+        log.info("%s: resuming after epoch %d%s of %d from %s", out.name, start, where,
+                 cfg.epochs, path)
+        if meta.get("amp") not in (None, str(amp_dtype)):
+            log.warning("%s: the state was saved with autocast %s, this machine runs %s: the "
+                        "run goes on, but not bit for bit as it would have", out.name,
+                        meta.get("amp"), amp_dtype)
 
     if start == 0 and init_folder is not None and cfg.eval_every:
         t0 = time.perf_counter()
@@ -617,28 +782,33 @@ def train_model(
         log.info("%s: initial weights from %s give test acc %.4f before fine-tuning",
                  out.name, init_folder.name, acc)
 
+    def save(epoch_done: int, progress_now: EpochProgress | None = None) -> None:
+        _save_state(path, model, optimizer, generator, device,
+                    {**expected, "run_id": run_id, "epoch": epoch_done, "history": history,
+                     "config_full": cfg.to_dict(), "amp": str(amp_dtype)}, progress_now)
+
     for epoch in range(start + 1, cfg.epochs + 1):
+        if partial is None and should_stop is not None and should_stop():
+            raise TrainingStopped(f"stopped after epoch {epoch - 1}; the state is saved")
         _sync(device)
-        t0 = time.perf_counter()
         entry: dict[str, Any] = {"epoch": epoch}
         entry.update(_train_epoch(
             model, optimizer, cfg, train_split, generator, device, epoch, amp_dtype=amp_dtype,
-            progress=progress, on_step=on_step, desc=f"{out.name} {epoch}/{cfg.epochs}"))
-        _sync(device)
-        entry["train_seconds"] = time.perf_counter() - t0
+            progress=progress, on_step=on_step, desc=f"{out.name} {epoch}/{cfg.epochs}",
+            partial=partial, checkpoint=lambda p, e=epoch: save(e - 1, p),
+            save_every=save_every, should_stop=should_stop))
+        partial = None
         if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             t1 = time.perf_counter()
             entry["test_acc"] = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
             entry["eval_seconds"] = time.perf_counter() - t1
             entry["test_images"] = len(test_split.labels)
         history.append(entry)
-        _save_state(path, model, optimizer, generator, device,
-                     {**expected, "run_id": run_id, "epoch": epoch, "history": history,
-                      "config_full": cfg.to_dict()})
-        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s, lr %.4g, %.1f s", out.name, epoch,
-                 cfg.epochs, entry["train_loss"], entry["train_acc"],
+        save(epoch)
+        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s, lr %.4g, %d px, %.1f s", out.name,
+                 epoch, cfg.epochs, entry["train_loss"], entry["train_acc"],
                  f", test acc {entry['test_acc']:.4f}" if "test_acc" in entry else "",
-                 entry["lr"], entry["train_seconds"])
+                 entry["lr"], entry["image_size"], entry["train_seconds"])
 
     metrics = _finalize(model, cfg, out, test_split, device, history=history, half=half,
                         run_id=run_id, command=command, sparsity_images=sparsity_images,
@@ -766,11 +936,14 @@ def train_schedule(
     schedule: str | Sequence[str] | None = None,
     warmup_epochs: float | Sequence[float] | None = None,
     batch_size: int = 512,
+    image_sizes: str | Sequence[str] | None = None,
     half: bool = False,
     progress: bool = True,
     fresh: bool = False,
     data_hint: str | None = None,
     limit_train: int | None = None,
+    save_every: float | None = 300.0,
+    should_stop: Callable[[], bool] | None = None,
     **common: Any,
 ) -> list[dict[str, Any]]:
     """The incremental recipe for one architecture: each k-WTA stage starts from the one before.
@@ -778,7 +951,8 @@ def train_schedule(
     ``stages`` like ``["relu", "kwta-0.2", "kwta-0.1"]``; a first stage that fine-tunes
     starts from the existing checkpoint of its predecessor (``kwta-0.1`` from
     ``kwta-0.2``, any other γ from ``relu``) in ``out_root``. ``epochs``, ``lr``,
-    ``schedule`` and ``warmup_epochs`` take one value or one per stage. ``common`` goes
+    ``schedule``, ``warmup_epochs`` and ``image_sizes`` (``"16x10+32x20"``, see
+    ``parse_image_sizes``) take one value or one per stage. ``common`` goes
     to every ``TrainConfig`` (seed, momentum, clip_grad_norm, ...). Returns the results
     of ``train_model`` in stage order.
     """
@@ -789,6 +963,7 @@ def train_schedule(
     out_root, n = Path(out_root), len(stages)
     per = {k: _per_stage(v, n, k) for k, v in
            (("epochs", epochs), ("lr", lr), ("schedule", schedule), ("warmup_epochs", warmup_epochs))}
+    sizes = _per_stage(image_sizes, n, "image_sizes")
     configs, outs = [], []
     first_init = _first_init(arch, stages, out_root)
     previous: str | None = None
@@ -797,8 +972,14 @@ def train_schedule(
         init = None
         if not scratch:
             init = str(out_root / previous) if previous else str(first_init)
-        configs.append(stage_config(arch, stage, batch_size=batch_size, init_from=init,
-                                    **{k: v[i] for k, v in per.items()}, **common))
+        stage_epochs = per["epochs"][i]
+        if stage_epochs is None:
+            stage_epochs = default_epochs(arch, stage)
+        configs.append(stage_config(
+            arch, stage, batch_size=batch_size, init_from=init,
+            **{**{k: v[i] for k, v in per.items()}, "epochs": stage_epochs},
+            image_sizes=parse_image_sizes(sizes[i], stage_epochs) if sizes[i] else (),
+            **common))
         outs.append(out_root / _stage_name(arch, stage))
         previous = outs[-1].name
     command = reproduce_command(arch, stages, configs, half=half, data=data_hint,
@@ -807,7 +988,8 @@ def train_schedule(
     for cfg, out in zip(configs, outs):
         results.append(train_model(cfg, train_split, test_split, device, out=out,
                                    state_dir=state_dir, half=half, progress=progress,
-                                   fresh=fresh, command=command))
+                                   fresh=fresh, command=command, save_every=save_every,
+                                   should_stop=should_stop))
     return results
 
 
@@ -829,6 +1011,8 @@ def reproduce_command(
         "--batch-size", str(first.batch_size), "--seed", str(first.seed),
         "--momentum", f"{first.momentum:g}", "--weight-decay", f"{first.weight_decay:g}",
     ]
+    if any(c.image_sizes for c in configs):
+        args += ["--sizes", ",".join(format_image_sizes(c.image_sizes) for c in configs)]
     if first.label_smoothing:
         args += ["--label-smoothing", f"{first.label_smoothing:g}"]
     if first.clip_grad_norm is not None:
@@ -885,6 +1069,28 @@ def benchmark_epoch_seconds(
 # ------------------------------------------------------------------ command line
 
 
+def default_batch_size(device: torch.device) -> int:
+    """512 images per step on CUDA; 128 on the CPU, where larger batches run slower per
+    image and smaller ones no faster (docs/training.md)."""
+    return 512 if device.type == "cuda" else 128
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None: one per core); returns the count in use."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    else:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))
+                                  if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return torch.get_num_threads()
+
+
+def _split_stages(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",")]
+
+
 def _floats(text: str | None) -> list[float] | None:
     if text is None:
         return None
@@ -920,7 +1126,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", default=None,
                         help="warm-up epochs, one or one per stage (default: a fifth of the "
                              "epochs from scratch, at most 1 for fine-tuning)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step (default: 512 on CUDA, 128 on the CPU, "
+                             "measured in docs/training.md)")
+    parser.add_argument("--sizes", default=None,
+                        help="progressive resizing (resnet18), one per stage: SIZExEPOCHS+..., "
+                             "e.g. 16x10+24x8+32x14; 32 = every epoch at 32 px (default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: one per core)")
+    parser.add_argument("--save-every", type=float, default=5.0,
+                        help="minutes between training-state saves inside an epoch "
+                             "(0: after every step; default: %(default)s)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
@@ -957,6 +1173,11 @@ def main(args: argparse.Namespace) -> int:
     epochs, lr, warmup = _ints(args.epochs), _floats(args.lr), _floats(args.warmup)
     schedule = args.schedule.split(",") if args.schedule else None
     device = resolve_device(args.device)
+    set_threads(args.threads)
+    if args.save_every < 0:
+        raise ValueError(f"--save-every must be >= 0 minutes, got {args.save_every}")
+    batch_size = args.batch_size or default_batch_size(device)
+    sizes = _split_stages(args.sizes)
     if args.kwta_impl:
         set_kwta_impl(args.kwta_impl)
     out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
@@ -979,7 +1200,8 @@ def main(args: argparse.Namespace) -> int:
         results = train_schedule(
             arch, stages, train, test, device, out_root=out_root, state_dir=args.state_dir,
             epochs=epochs, lr=lr, schedule=schedule, warmup_epochs=warmup,
-            batch_size=args.batch_size, half=args.half, progress=not args.no_progress,
+            batch_size=batch_size, image_sizes=sizes, save_every=60 * args.save_every,
+            half=args.half, progress=not args.no_progress,
             fresh=args.fresh, data_hint=args.data, limit_train=args.limit_train,
             seed=args.seed, momentum=args.momentum, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, clip_grad_norm=args.clip, amp=args.amp,

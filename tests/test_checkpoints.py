@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import huggingface_hub
 from huggingface_hub import constants as hub_constants
 import pytest
 import torch
@@ -15,6 +14,7 @@ from safetensors.torch import save_file
 
 from kwta_demo import CheckpointError, CheckpointNotFoundError, build_model, load_model, save_checkpoint
 from kwta_demo.checkpoints import find_checkpoint, verify_manifest, write_manifest
+from kwta_demo import checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def _trained_ish(arch="alexnet", activation="kwta", gamma=0.2, seed=0):
 
 def test_round_trip_identical_outputs(tmp_path):
     model = _trained_ish()
-    folder = save_checkpoint(model, tmp_path / "alexnet-kwta-0.2")  # 18.5 MB: two shards
-    assert {"config.json", "model.safetensors.index.json"} <= {p.name for p in folder.iterdir()}
+    folder = save_checkpoint(model, tmp_path / "alexnet-kwta-0.2")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors"}
     assert json.loads((folder / "config.json").read_text())["gamma"] == 0.2
     loaded = load_model(folder, device="cpu")
     assert not loaded.training and loaded.config == model.config
@@ -57,12 +57,22 @@ def test_half_precision_is_upcast(tmp_path):
             assert torch.equal(b, a.half().float()), k
 
 
-def test_large_weights_are_sharded_and_load(tmp_path):
+def test_weights_are_one_file_whatever_their_size(tmp_path):
     model = _trained_ish("resnet18", "relu", None)  # 44.7 MB in float32
     folder = save_checkpoint(model, tmp_path / "r")
-    shards = sorted(p.name for p in folder.glob("*.safetensors"))
-    assert len(shards) >= 3 and (folder / "model.safetensors.index.json").is_file()
-    assert all((folder / s).stat().st_size <= 16_000_000 for s in shards)
+    assert sorted(p.name for p in folder.glob("*.safetensors*")) == ["model.safetensors"]
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(load_model(folder, device="cpu")(x), model(x))
+
+
+def test_sharded_folders_still_load(tmp_path):
+    from huggingface_hub import save_torch_state_dict
+
+    model = _trained_ish("resnet18", "relu", None)
+    folder = save_checkpoint(model, tmp_path / "r")
+    (folder / "model.safetensors").unlink()
+    save_torch_state_dict(model.state_dict(), folder, max_shard_size="16MB")
+    assert len(list(folder.glob("model-*.safetensors"))) >= 3
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(load_model(folder, device="cpu")(x), model(x))
 
@@ -85,7 +95,7 @@ def test_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(huggingface_hub, "save_torch_state_dict", killed)
+    monkeypatch.setattr(checkpoints, "save_file", killed)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(_trained_ish(seed=1), dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
