@@ -1,4 +1,4 @@
-"""Command line: `python -m kwta_demo train|evaluate|bench|publish ...`."""
+"""Command line: `python -m kwta_demo train|evaluate|bench|publish|verify|pipeline ...`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ COMMANDS = {
     "evaluate": ("kwta_demo.evaluate", "clean and robust accuracy tables"),
     "bench": ("kwta_demo.bench", "ReLU vs k-WTA speed, as ratios measured in one run"),
     "publish": ("kwta_demo.publish", "upload checkpoint folders to the Hugging Face Hub"),
+    "verify": ("kwta_demo.verify", "check checkpoints: manifest, strict load, accuracy, "
+                                   "k-WTA sparsity"),
+    "pipeline": ("kwta_demo.pipeline", "train what is missing, then evaluate, resumably "
+                                       "(run | status | stop)"),
 }
 
 

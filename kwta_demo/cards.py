@@ -74,15 +74,38 @@ def _recipe_table(recipe: dict[str, Any]) -> str:
         ("gradient clipping (L2 norm)", recipe.get("clip_grad_norm") or "none"),
         ("mixed precision", recipe.get("amp_used")),
         ("augmentation", "random 32x32 crop of the 4-pixel zero-padded image, horizontal flip"),
+        ("image size", _sizes(recipe.get("image_sizes"))),
         ("training images", recipe.get("train_images")),
         ("seed", recipe.get("seed")),
         ("device", recipe.get("device_name") or recipe.get("device")),
         ("torch", recipe.get("torch")),
+        ("code", f"kwta-demo commit {recipe['commit']}" if recipe.get("commit") else "n/a"),
         ("training wall time", f"{recipe.get('wall_seconds', 0):.0f} s "
                                f"({recipe.get('seconds_per_epoch', 0):.1f} s per epoch, median)"),
     ]
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _sizes(phases: Any) -> str:
+    if not phases:
+        return "32x32 throughout"
+    parts = [f"{n} epochs at {size}x{size}" for size, n in phases]
+    return ", then ".join(parts) + " (progressive resizing: the augmented crop, downsampled)"
+
+
+def _verification_lines(v: dict[str, Any]) -> str:
+    lines = ["## Verification\n",
+             f"Checked on {v.get('date', 'n/a')} by `{v.get('command', 'python -m kwta_demo verify')}`"
+             f" on {v.get('device', 'n/a')}: weights against {v.get('manifest') or 'no manifest'}, "
+             f"strict load, clean accuracy **{_pct(v.get('clean_accuracy'))}** on "
+             f"{v.get('test_images')} test images"]
+    sp = v.get("sparsity") or {}
+    if sp:
+        lines[-1] += (f", non-zero share of every k-WTA layer {min(sp.values()):.4f} to "
+                      f"{max(sp.values()):.4f} on {v.get('sparsity_images')} seeded test images")
+    lines[-1] += "."
     return "\n".join(lines)
 
 
@@ -155,6 +178,8 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
         result.append(f"\nMeasured on {metrics.get('sparsity_images')} seeded random test images "
                       f"(seed {metrics.get('sparsity_seed')}).")
     parts.append("\n".join(result) + "\n")
+    if metrics.get("verification"):
+        parts.append(_verification_lines(metrics["verification"]) + "\n")
     parts.append(f"## Data caveat\n\n{DATA_CAVEAT}\n")
     if recipe.get("command"):
         parts.append(

@@ -40,6 +40,7 @@ __all__ = [
     "atomic_write_text",
     "write_manifest",
     "verify_manifest",
+    "weights_sha256",
 ]
 
 MODEL_NAMES: tuple[str, ...] = (
@@ -139,6 +140,15 @@ def _sha256(path: Path) -> str:
 
 def _weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(".safetensors"))
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """The SHA-256 of a checkpoint's ``model.safetensors`` (of its sorted shard hashes when
+    sharded): what names the exact weights a result was measured on."""
+    files = _weight_files(Path(folder))
+    if len(files) == 1:
+        return _sha256(files[0])
+    return hashlib.sha256("".join(f"{_sha256(f)} {f.name}\n" for f in files).encode()).hexdigest()
 
 
 def write_manifest(root: str | os.PathLike) -> Path:

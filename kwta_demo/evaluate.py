@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -20,11 +21,16 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import MODEL_NAMES, atomic_write_text, load_model
+from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
 from .data import CifarSplit, batches, load_cifar10, seeded_subset
 from .settings import resolve_device
 
-__all__ = ["AttackSpec", "clean_accuracy", "evaluate", "to_markdown", "add_arguments", "main"]
+__all__ = ["AttackSpec", "EvaluationStopped", "clean_accuracy", "evaluate", "load_result",
+           "save_result", "to_markdown", "add_arguments", "main"]
+
+
+class EvaluationStopped(RuntimeError):
+    """``should_stop`` said stop; every finished row is kept."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,17 @@ def evaluate(
     limit_clean: int | None = None,
     progress: bool = True,
     on_update: Callable[[dict[str, Any]], None] | None = None,
+    done: Iterable[dict[str, Any]] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Clean accuracy (whole test split) and robust accuracy (seeded subset) of each model.
 
     Returns ``{"meta": ..., "rows": [...]}`` with one row per model x attack x preset
     (``attack`` is ``"none"`` for the clean row). ``on_update`` receives the partial
     result after every row, so a long run that is killed keeps what it finished.
+    ``done``: rows of an earlier run; a row with the same model weights (sha256),
+    attack, preset, eps, n and seed is kept, not computed again. ``should_stop()`` is
+    asked between rows; when true, ``EvaluationStopped`` is raised.
     """
     dev = resolve_device(device)
     test = load_cifar10("test", data)
@@ -107,31 +118,84 @@ def evaluate(
     meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
             "n_clean": len(clean_split.labels), "n_robust": len(robust_split.labels) if robust_split else 0,
             "seed": seed}
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = list(done)
+    kept = {_row_key(r): r for r in rows}
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
+        kept[_row_key(row)] = row
         if on_update is not None:
             on_update({"meta": meta, "rows": rows})
 
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped(f"stopped after {len(rows)} rows; they are saved")
+
     for name in models:
-        model = load_model(name, dev)
-        clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
-                               progress=progress, desc=f"{name} clean")
-        base = {"model": name, "device": str(dev), "seed": seed, "clean_acc": clean}
-        add({**base, "attack": "none", "preset": "", "eps": 0.0,
-             "n": len(clean_split.labels), "robust_acc": clean})
+        folder = find_checkpoint(name)
+        sha = weights_sha256(folder)
+        label = folder.name if Path(name).is_dir() else name
+        n_clean = len(clean_split.labels)
+        wanted = [("none", "", 0.0, n_clean)] + [
+            (s.attack, s.preset, s.eps, len(robust_split.labels)) for s in attacks]
+        if all((label, sha, *w, seed) in kept for w in wanted):
+            continue
+        model = load_model(folder, dev)
+        base = {"model": name if label == name else label, "weights_sha256": sha,
+                "device": str(dev), "seed": seed}
+        clean_row = kept.get((label, sha, "none", "", 0.0, n_clean, seed))
+        if clean_row is None:
+            check_stop()
+            t0 = time.perf_counter()
+            clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
+                                   progress=progress, desc=f"{name} clean")
+            clean_row = {**base, "attack": "none", "preset": "", "eps": 0.0, "n": n_clean,
+                         "clean_acc": clean, "robust_acc": clean,
+                         "seconds": time.perf_counter() - t0}
+            add(clean_row)
         for spec in attacks:
+            if (label, sha, spec.attack, spec.preset, spec.eps, len(robust_split.labels), seed) in kept:
+                continue
+            check_stop()
             from .attacks.evaluate import robust_accuracy  # heavy: only when attacking
 
+            t0 = time.perf_counter()
             res = robust_accuracy(
                 model, robust_split.images, robust_split.labels, spec.attack, eps=spec.eps,
                 preset=spec.preset, seed=seed, batch_size=batch_size, device=dev,
                 progress=progress,
             )
-            add({**base, **res, "model": name, "attack": spec.attack,
-                 "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels)})
+            # the attacked subset's clean accuracy is named apart from the whole split's
+            subset_clean = res.pop("clean_acc", None)
+            add({**base, **res, "clean_acc": clean_row["clean_acc"],
+                 "clean_acc_subset": subset_clean, "attack": spec.attack,
+                 "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels),
+                 "seconds": time.perf_counter() - t0})
     return {"meta": meta, "rows": rows}
+
+
+def _row_key(row: dict[str, Any]) -> tuple:
+    return (Path(row["model"]).name, row.get("weights_sha256"), row["attack"], row["preset"],
+            float(row["eps"]), int(row["n"]), int(row["seed"]))
+
+
+def load_result(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A result JSON written by ``save_result`` (or ``evaluate --out``), or None if absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not a readable evaluation result ({e})") from None
+    if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
+        raise ValueError(f"{path}: not an evaluation result (no rows)")
+    return result
+
+
+def save_result(path: str | os.PathLike, result: dict[str, Any]) -> None:
+    """Write ``result`` atomically (a killed run keeps the previous complete file)."""
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -175,7 +239,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="CIFAR-10 source (see README)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     parser.add_argument("--out", default="results/evaluation",
-                        help="output stem: writes STEM.json (after every row) and STEM.md")
+                        help="output stem: writes STEM.json (after every row) and STEM.md; rows "
+                             "already in STEM.json for the same weights and settings are kept")
+    parser.add_argument("--fresh", action="store_true",
+                        help="compute every row again instead of keeping those in STEM.json")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -186,13 +253,12 @@ def main(args: argparse.Namespace) -> int:
     # Appended, not with_suffix: a stem such as "eval-alexnet-kwta-0.1" keeps its dots.
     json_path, md_path = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
 
-    def save(result: dict[str, Any]) -> None:
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-
+    earlier = None if args.fresh else load_result(json_path)
     result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
                       batch_size=args.batch_size, device=args.device,
-                      limit_clean=args.limit_clean, on_update=save)
-    save(result)
+                      limit_clean=args.limit_clean, on_update=lambda r: save_result(json_path, r),
+                      done=earlier["rows"] if earlier else ())
+    save_result(json_path, result)
     table = to_markdown(result)
     atomic_write_text(md_path, table)
     print(table)

@@ -858,6 +858,7 @@ def _finalize(
         "device_name": _device_name(device),
         "torch": torch.__version__,
         "kwta_impl": get_kwta_impl() if cfg.activation == "kwta" else None,
+        "commit": _git_commit(),
         "wall_seconds": sum(times) + sum(h.get("eval_seconds", 0.0) for h in history),
         "train_seconds": sum(times),
         "seconds_per_epoch": statistics.median(times) if times else 0.0,
@@ -889,6 +890,18 @@ def _finalize(
     log.info("%s: saved to %s; clean accuracy %.4f on %d test images after the round trip",
              out.name, out, accuracy, len(test_split.labels))
     return metrics
+
+
+def _git_commit() -> str | None:
+    """The commit of the code that trained (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _per_stage(value: Any, n: int, what: str) -> list[Any]:

@@ -1,0 +1,527 @@
+"""The whole remaining job as one resumable command: ``python -m kwta_demo pipeline``.
+
+``pipeline run`` trains every stage that has no checkpoint yet, in order, then runs the
+evaluation rows that have no result yet. Everything it does resumes: a training stage
+from its state file (saved every few minutes, inside epochs too), the evaluation row by
+row (a row is written as soon as it is done and never computed again). It detaches and
+logs to ``<runs>/pipeline/pipeline.log``; ``--foreground`` runs it in this process.
+``pipeline status`` says what is done, what is running and the time left, estimated
+from the seconds measured so far; ``pipeline stop`` asks the run to stop at its next
+step, after saving.
+
+The plan (which stages with which recipe, which evaluation rows) is ``DEFAULT_PLAN``,
+or a JSON file given with ``--plan`` (the tests use tiny ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "TrainStep",
+    "EvalStep",
+    "Plan",
+    "DEFAULT_PLAN",
+    "PipelineStopped",
+    "load_plan",
+    "run_pipeline",
+    "pipeline_status",
+    "request_stop",
+    "add_arguments",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+
+class PipelineStopped(RuntimeError):
+    """The run stopped on request; its state is saved and the next run resumes it."""
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One training stage: ``stage`` of ``arch`` with its recipe (see ``train.stage_config``)."""
+
+    arch: str
+    stage: str
+    epochs: int
+    sizes: str = "32"  # progressive resizing, "16x14+24x12+32x24" (train.parse_image_sizes)
+    lr: float | None = None  # None: the recipe's default for the batch size
+    batch_size: int = 128
+
+    @property
+    def name(self) -> str:
+        from .train import _stage_name
+
+        return _stage_name(self.arch, self.stage)
+
+
+@dataclass(frozen=True)
+class EvalStep:
+    """Evaluation rows: every model x every attack spec (``name[:preset][@eps]``), on ``n``
+    seeded test images; ``n_clean`` images (None: the whole split) for clean accuracy."""
+
+    models: tuple[str, ...]
+    attacks: tuple[str, ...] = ()
+    n: int = 320
+    n_clean: int | None = None
+    seed: int = 0
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the pipeline does, where it reads and where it writes."""
+
+    train: tuple[TrainStep, ...] = ()
+    evaluate: tuple[EvalStep, ...] = ()
+    data: str | None = None  # CIFAR-10 source (None: KWTA_CIFAR10 or the default search)
+    checkpoints: str | None = None  # None: KWTA_CHECKPOINTS or checkpoints/
+    runs: str = "runs"
+    results: str = "results/pipeline-evaluation.json"
+    half: bool = True
+    eval_every: int = 5
+    save_every_minutes: float = 5.0
+    threads: int | None = None
+    limit_train: int | None = None  # seeded subsets: for tests and smoke runs only
+    limit_test: int | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"plan has unknown fields: {', '.join(sorted(unknown))}")
+        d["train"] = tuple(TrainStep(**t) for t in d.get("train", ()))
+        d["evaluate"] = tuple(
+            EvalStep(**{**e, "models": tuple(e["models"]), "attacks": tuple(e.get("attacks", ()))})
+            for e in d.get("evaluate", ()))
+        return cls(**d)
+
+
+# The ResNet18 recipe for a 2-core CPU (docs/training.md): ReLU from scratch for 50
+# epochs with progressive resizing (14 at 16 px, 12 at 24 px, the last 24 at 32 px),
+# then each k-WTA stage fine-tuned at 32 px from the one before. AlexNet is trained
+# (three stages, shipped in checkpoints/); the evaluation rows follow.
+DEFAULT_PLAN = Plan(
+    train=(
+        TrainStep("resnet18", "relu", 50, sizes="16x14+24x12+32x24"),
+        TrainStep("resnet18", "kwta-0.2", 15),
+        TrainStep("resnet18", "kwta-0.1", 20),
+    ),
+    evaluate=(
+        EvalStep(models=("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
+                         "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"),
+                 attacks=("pgd:report", "pgd:corrected", "pgd:paper", "deepfool:paper"),
+                 n=320),
+    ),
+    data=None,
+)
+
+
+def load_plan(path: str | os.PathLike | None) -> Plan:
+    """The plan in the JSON file ``path``, or ``DEFAULT_PLAN``."""
+    if path is None:
+        return DEFAULT_PLAN
+    try:
+        return Plan.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: not a pipeline plan ({e})") from None
+
+
+# ------------------------------------------------------------------ files
+
+
+@dataclass
+class _Files:
+    root: Path
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "pid"
+
+    @property
+    def stop(self) -> Path:
+        return self.root / "STOP"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "pipeline.log"
+
+
+def _files(plan: Plan) -> _Files:
+    return _Files(Path(plan.runs) / "pipeline")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(files: _Files) -> int | None:
+    try:
+        pid = int(files.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and _alive(pid) else None
+
+
+def _checkpoint_root(plan: Plan) -> Path:
+    from .settings import get_settings
+
+    return Path(plan.checkpoints) if plan.checkpoints else get_settings().checkpoint_dir
+
+
+# ------------------------------------------------------------------ running
+
+
+def _train_groups(plan: Plan) -> list[list[TrainStep]]:
+    """Consecutive steps of one architecture: one ``train_schedule`` call each."""
+    groups: list[list[TrainStep]] = []
+    for step in plan.train:
+        if groups and groups[-1][0].arch == step.arch:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _write_current(files: _Files, what: dict[str, Any]) -> None:
+    from .checkpoints import atomic_write_text
+
+    atomic_write_text(files.current, json.dumps({**what, "pid": os.getpid(),
+                                                  "since": time.time()}) + "\n")
+
+
+def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[str, Any]:
+    """Run whatever of ``plan`` is not done yet, in this process; returns ``pipeline_status``.
+
+    Raises ``PipelineStopped`` after ``request_stop`` (the state is saved), and
+    RuntimeError when another run of the same plan is alive.
+    """
+    from .checkpoints import atomic_write_text
+    from .data import load_cifar10, seeded_subset
+    from .train import TrainingStopped, set_threads, train_schedule
+
+    files = _files(plan)
+    files.root.mkdir(parents=True, exist_ok=True)
+    other = _running_pid(files)
+    if other is not None:
+        raise RuntimeError(f"the pipeline is already running (pid {other}); "
+                           f"`pipeline stop` stops it")
+    atomic_write_text(files.pid, f"{os.getpid()}\n")
+    files.stop.unlink(missing_ok=True)
+
+    def should_stop() -> bool:
+        return files.stop.exists()
+
+    try:
+        threads = set_threads(plan.threads)
+        log.info("pipeline: pid %d, %d threads, plan of %d training stages and %d evaluation "
+                 "steps", os.getpid(), threads, len(plan.train), len(plan.evaluate))
+        out_root = _checkpoint_root(plan)
+        todo = [s for s in plan.train if not _stage_done(plan, s)]
+        if todo:
+            train = load_cifar10("train", plan.data)
+            test = load_cifar10("test", plan.data)
+            if plan.limit_train:
+                train = seeded_subset(train, plan.limit_train, plan.seed)
+            if plan.limit_test:
+                test = seeded_subset(test, plan.limit_test, plan.seed)
+            for group in _train_groups(plan):
+                if all(_stage_done(plan, s) for s in group):
+                    continue
+                _write_current(files, {"step": "train", "stages": [s.name for s in group]})
+                try:
+                    train_schedule(
+                        group[0].arch, [s.stage for s in group], train, test,
+                        out_root=out_root, state_dir=plan.runs,
+                        epochs=[s.epochs for s in group], lr=[s.lr for s in group],
+                        image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
+                        half=plan.half, progress=progress, data_hint=plan.data,
+                        limit_train=plan.limit_train, save_every=60 * plan.save_every_minutes,
+                        should_stop=should_stop, seed=plan.seed, eval_every=plan.eval_every,
+                    )
+                except TrainingStopped as e:
+                    raise PipelineStopped(str(e)) from None
+        for step in plan.evaluate:
+            _write_current(files, {"step": "evaluate", "models": list(step.models)})
+            _run_evaluation(plan, step, should_stop)
+        log.info("pipeline: everything in the plan is done")
+    finally:
+        files.current.unlink(missing_ok=True)
+        if files.pid.is_file() and files.pid.read_text().strip() == str(os.getpid()):
+            files.pid.unlink()
+    return pipeline_status(plan)
+
+
+def _stage_done(plan: Plan, step: TrainStep) -> bool:
+    """A stage is done when its checkpoint exists and its state file reached the last epoch
+    (or, with no state file at all, when the checkpoint's metrics say it was trained)."""
+    folder = _checkpoint_root(plan) / step.name
+    if not (folder / "metrics.json").is_file():
+        return False
+    state = _state_summary(plan, step)
+    if state is None:
+        return True
+    return state["epoch"] >= step.epochs and not state.get("partial")
+
+
+def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool]) -> None:
+    from .evaluate import AttackSpec, EvaluationStopped, evaluate, load_result, save_result
+
+    out = Path(plan.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = load_result(out)
+    attacks = [AttackSpec.parse(a, 0.031) for a in step.attacks]
+    root = _checkpoint_root(plan)
+    models = [str(root / m) if (root / m).is_dir() else m for m in step.models]
+    try:
+        evaluate(models, attacks, data=plan.data, n_robust=step.n, seed=step.seed,
+                 batch_size=step.batch_size, limit_clean=step.n_clean or plan.limit_test,
+                 progress=False, done=done["rows"] if done else (),
+                 on_update=lambda result: save_result(out, result), should_stop=should_stop)
+    except EvaluationStopped as e:
+        raise PipelineStopped(str(e)) from None
+
+
+def request_stop(plan: Plan = DEFAULT_PLAN) -> int | None:
+    """Ask a running pipeline to stop after its current step; returns its pid (None: none runs)."""
+    files = _files(plan)
+    pid = _running_pid(files)
+    if pid is not None:
+        files.root.mkdir(parents=True, exist_ok=True)
+        files.stop.touch()
+    return pid
+
+
+# ------------------------------------------------------------------ status
+
+
+def _state_summary(plan: Plan, step: TrainStep) -> dict[str, Any] | None:
+    """Epochs done, the unfinished epoch's step and the history of a stage's state file."""
+    from safetensors import SafetensorError, safe_open
+
+    from .train import STATE_SUFFIX, _STATE_KEY
+
+    path = Path(plan.runs) / f"{step.name}{STATE_SUFFIX}"
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get(_STATE_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return {"epoch": int(meta.get("epoch", 0)), "partial": meta.get("partial"),
+            "history": meta.get("history", []), "config": meta.get("config_full", {}),
+            "saved": path.stat().st_mtime}
+
+
+# Seconds per epoch grow with the image side to this power: ResNet18 on a 2-core CPU
+# measured 648, 333 and 205 img/s at 16, 24 and 32 px (bf16, batch 128), i.e. 1.66-1.68.
+_SIZE_EXPONENT = 1.7
+
+
+def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
+    """Median seconds of the measured epochs at ``size`` px (or scaled from another size)."""
+    measured: dict[int, list[float]] = {}
+    for h in history:
+        if h.get("epoch", 0) > 0 and "train_seconds" in h:
+            measured.setdefault(int(h.get("image_size", 32)), []).append(h["train_seconds"])
+    if size in measured:
+        values = sorted(measured[size])
+        return values[len(values) // 2]
+    if measured:
+        other = max(measured)
+        values = sorted(measured[other])
+        return values[len(values) // 2] * (size / other) ** _SIZE_EXPONENT
+    return None
+
+
+def _stage_remaining(step: TrainStep, state: dict[str, Any] | None,
+                     reference: float | None) -> float | None:
+    """Seconds left for a stage: its own measured epochs, else ``reference`` s per 32 px epoch."""
+    from .train import parse_image_sizes
+
+    phases = parse_image_sizes(step.sizes, step.epochs) or ((32, step.epochs),)
+    sizes = [s for s, n in phases for _ in range(n)]
+    done = state["epoch"] if state else 0
+    history = state["history"] if state else []
+    total = 0.0
+    for epoch in range(done + 1, step.epochs + 1):
+        size = sizes[epoch - 1]
+        per = _epoch_seconds(history, size)
+        if per is None:
+            if reference is None:
+                return None
+            per = reference * (size / 32) ** _SIZE_EXPONENT
+        if epoch == done + 1 and state and state.get("partial"):
+            per -= state["partial"].get("seconds", 0.0)
+        total += max(per, 0.0)
+    return total
+
+
+def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
+    """What is done, what is running and the time left (estimated from measured epochs)."""
+    from .evaluate import load_result
+
+    files = _files(plan)
+    pid = _running_pid(files)
+    current = None
+    if pid is not None and files.current.is_file():
+        try:
+            current = json.loads(files.current.read_text())
+        except ValueError:
+            current = None
+    stages = []
+    reference = None  # seconds per 32 px epoch of the last measured stage, for the next ones
+    for step in plan.train:
+        state = _state_summary(plan, step)
+        done = _stage_done(plan, step)
+        if state:
+            per32 = _epoch_seconds(state["history"], 32)
+            reference = per32 if per32 is not None else reference
+        remaining = 0.0 if done else _stage_remaining(step, state, reference)
+        stages.append({
+            "name": step.name, "done": done, "epochs": step.epochs,
+            "epochs_done": state["epoch"] if state else (step.epochs if done else 0),
+            "partial_step": (state.get("partial") or {}).get("step") if state else None,
+            "last_test_acc": next((h["test_acc"] for h in reversed(state["history"])
+                                   if "test_acc" in h), None) if state else None,
+            "remaining_seconds": remaining,
+        })
+    result = load_result(Path(plan.results))
+    rows_done = len(result["rows"]) if result else 0
+    rows_total = sum(len(s.models) * (1 + len(s.attacks)) for s in plan.evaluate)
+    row_seconds = [r.get("seconds") for r in (result["rows"] if result else []) if r.get("seconds")]
+    eval_left = None
+    if rows_done >= rows_total:
+        eval_left = 0.0
+    elif row_seconds:
+        eval_left = sum(row_seconds) / len(row_seconds) * (rows_total - rows_done)
+    train_left = [s["remaining_seconds"] for s in stages]
+    return {
+        "running": pid is not None, "pid": pid, "current": current,
+        "stop_requested": files.stop.exists(), "log": str(files.log),
+        "stages": stages,
+        "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
+                       "remaining_seconds": eval_left, "results": plan.results},
+        "remaining_seconds": None if None in train_left or eval_left is None
+        else sum(train_left) + eval_left,
+        "train_remaining_seconds": None if None in train_left else sum(train_left),
+    }
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown yet"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """``pipeline_status`` as the lines ``pipeline status`` prints."""
+    lines = []
+    if status["running"]:
+        cur = status["current"] or {}
+        what = ", ".join(cur.get("stages") or cur.get("models") or [])
+        lines.append(f"running (pid {status['pid']}): {cur.get('step', '?')} {what}".rstrip())
+        if status["stop_requested"]:
+            lines.append("stop requested: it stops at its next step, after saving")
+    else:
+        lines.append("not running")
+    for s in status["stages"]:
+        if s["done"]:
+            state = "done"
+        else:
+            state = f"{s['epochs_done']}/{s['epochs']} epochs"
+            if s["partial_step"]:
+                state += f" (+{s['partial_step']} steps)"
+            state += f", {_hours(s['remaining_seconds'])} left"
+        acc = f", last test acc {100 * s['last_test_acc']:.2f}%" if s["last_test_acc"] else ""
+        lines.append(f"  train {s['name']}: {state}{acc}")
+    ev = status["evaluation"]
+    lines.append(f"  evaluate: {ev['rows_done']}/{ev['rows_total']} rows in {ev['results']}"
+                 + ("" if ev["rows_done"] >= ev["rows_total"]
+                    else f", {_hours(ev['remaining_seconds'])} left"))
+    lines.append(f"time left: {_hours(status['remaining_seconds'])} "
+                 f"(training: {_hours(status['train_remaining_seconds'])}); log: {status['log']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m kwta_demo pipeline``."""
+    parser.add_argument("action", choices=("run", "status", "stop"))
+    parser.add_argument("--plan", default=None, help="a plan as JSON (default: the built-in plan)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="run in this process instead of detaching")
+    parser.add_argument("--wait", action="store_true", help="stop: wait until it has stopped")
+
+
+def _detach(args: argparse.Namespace, files: _Files) -> int:
+    files.root.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "kwta_demo", "pipeline", "run", "--foreground"]
+    if args.plan:
+        cmd += ["--plan", args.plan]
+    with open(files.log, "ab") as logf:
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    print(f"pipeline started (pid {proc.pid}); log: {files.log}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``python -m kwta_demo pipeline run|status|stop``; returns the exit status."""
+    plan = load_plan(args.plan)
+    files = _files(plan)
+    if args.action == "status":
+        print(format_status(pipeline_status(plan)))
+        return 0
+    if args.action == "stop":
+        pid = request_stop(plan)
+        if pid is None:
+            print("the pipeline is not running")
+            return 0
+        print(f"stop requested (pid {pid}); it stops at its next step, after saving")
+        while args.wait and _alive(pid):
+            time.sleep(1)
+        return 0
+    other = _running_pid(files)
+    if other is not None:
+        print(f"the pipeline is already running (pid {other}); `pipeline status` shows it")
+        return 1
+    if not args.foreground:
+        return _detach(args, files)
+    signal.signal(signal.SIGTERM, lambda *_: files.stop.touch())  # SIGTERM: a clean stop
+    try:
+        status = run_pipeline(plan, progress=False)
+    except PipelineStopped as e:
+        log.info("pipeline: %s", e)
+        return 0
+    print(format_status(status))
+    return 0
