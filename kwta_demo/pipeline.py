@@ -16,6 +16,7 @@ or a JSON file given with ``--plan`` (the tests use tiny ones).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -228,10 +229,13 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
 
     files = _files(plan)
     files.root.mkdir(parents=True, exist_ok=True)
-    other = _running_pid(files)
-    if other is not None:
-        raise RuntimeError(f"the pipeline is already running (pid {other}); "
-                           f"`pipeline stop` stops it")
+    lock = open(files.root / "lock", "w")  # held, exclusively, for as long as this run lives
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RuntimeError(f"the pipeline is already running (pid {_running_pid(files)}); "
+                           f"`pipeline stop` stops it") from None
     atomic_write_text(files.pid, f"{os.getpid()}\n")
     files.stop.unlink(missing_ok=True)
 
@@ -275,6 +279,7 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
         files.current.unlink(missing_ok=True)
         if files.pid.is_file() and files.pid.read_text().strip() == str(os.getpid()):
             files.pid.unlink()
+        lock.close()
     return pipeline_status(plan)
 
 
@@ -523,5 +528,10 @@ def main(args: argparse.Namespace) -> int:
     except PipelineStopped as e:
         log.info("pipeline: %s", e)
         return 0
+    except RuntimeError as e:
+        if "already running" not in str(e):
+            raise
+        print(e)
+        return 1
     print(format_status(status))
     return 0

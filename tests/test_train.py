@@ -189,7 +189,11 @@ def _stored_tensors(folder: Path) -> list[torch.Tensor]:
     return [t for p in folder.glob("*.safetensors") for t in load_file(p).values()]
 
 
-def test_killed_process_resumes_bit_identically_from_last_complete_epoch(tmp_path, reference):
+@pytest.mark.parametrize("save_every", [None, 0.0], ids=["epoch-end-saves", "mid-epoch-saves"])
+def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every):
+    """SIGKILL in the middle of epoch 2: with saves at epoch ends only, the run goes on
+    from the end of epoch 1; with saves inside epochs, from the step it was killed at.
+    Either way the finished weights are bit-identical to an uninterrupted run's."""
     ref_result, ref_weights = reference
     out, runs, marker = tmp_path / "ckpt" / "alexnet-relu", tmp_path / "runs", tmp_path / "mid-epoch-2"
     script = textwrap.dedent(f"""
@@ -205,7 +209,8 @@ def test_killed_process_resumes_bit_identically_from_last_complete_epoch(tmp_pat
                 time.sleep(120)
 
         T.train_model(tt.small(), tt.TRAIN, tt.TEST, "cpu", out=Path({str(out)!r}),
-                      state_dir=Path({str(runs)!r}), progress=False, on_step=stall)
+                      state_dir=Path({str(runs)!r}), progress=False, on_step=stall,
+                      save_every={save_every!r})
     """)
     env = {**os.environ, "KWTA_CHECKPOINTS": str(tmp_path / "none")}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
@@ -224,6 +229,8 @@ def test_killed_process_resumes_bit_identically_from_last_complete_epoch(tmp_pat
         proc.stderr.close()
     _, meta = T._read_state(state)
     assert meta["epoch"] == 1
+    assert meta.get("partial") == (None if save_every is None else
+                                   {"step": 1, "seen": 16, "seconds": pytest.approx(meta["partial"]["seconds"])})
     assert not out.exists()  # no checkpoint until the run is complete
     assert [p.name for p in runs.iterdir()] == [state.name]  # and no temporary beside the state
     result = T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False)
@@ -231,6 +238,74 @@ def test_killed_process_resumes_bit_identically_from_last_complete_epoch(tmp_pat
     assert_same_weights(weights(out), ref_weights)
     strip = lambda h: [{k: v for k, v in e.items() if "seconds" not in k} for e in h]  # noqa: E731
     assert strip(result["history"]) == strip(ref_result["history"])
+
+
+def test_a_stop_request_saves_and_the_rerun_matches(tmp_path, reference):
+    ref_result, ref_weights = reference
+    out, runs = tmp_path / "ckpt" / "alexnet-relu", tmp_path / "runs"
+    calls = []
+
+    def stop_in_epoch_2() -> bool:
+        # asked before each epoch and after each step but an epoch's last: before epoch 1,
+        # after its step 0, before epoch 2, after its step 0 (the 4th call)
+        calls.append(1)
+        return len(calls) == 4
+
+    with pytest.raises(T.TrainingStopped, match="epoch 2 after step 1"):
+        T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False,
+                      save_every=None, should_stop=stop_in_epoch_2)
+    _, meta = T._read_state(runs / f"alexnet-relu{T.STATE_SUFFIX}")
+    assert (meta["epoch"], meta["partial"]["step"]) == (1, 1)
+    result = T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False)
+    assert_same_weights(weights(out), ref_weights)
+    assert [h["train_loss"] for h in result["history"]] == [h["train_loss"] for h in ref_result["history"]]
+
+
+def test_progressive_resizing(tmp_path):
+    assert T.parse_image_sizes("16x2+24x1+32x1", 4) == ((16, 2), (24, 1), (32, 1))
+    assert T.parse_image_sizes("32", 7) == ()
+    assert T.format_image_sizes(((16, 2), (32, 1))) == "16x2+32x1"
+    for bad, epochs in (("16x2+32x1", 4), ("16x2", 2.5), ("7x1", 1), ("40x1", 1), ("16-2", 2)):
+        with pytest.raises(ValueError):
+            T.parse_image_sizes(bad, epochs)
+    with pytest.raises(ValueError, match="only resnet18"):
+        small(epochs=2, image_sizes=((16, 1), (32, 1)))
+    cfg = small(arch="resnet18", epochs=3, batch_size=8, image_sizes=((16, 2), (32, 1)),
+                eval_every=0)
+    assert [cfg.image_size(e) for e in (1, 2, 3)] == [16, 16, 32]
+    seen = []
+    model_forward = kwta_demo.models.Classifier.forward
+
+    def spy(self, x):
+        seen.append(x.shape[-1])
+        return model_forward(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kwta_demo.models.Classifier, "forward", spy)
+        result = T.train_model(cfg, part(TRAIN, slice(0, 8)), TEST, "cpu",
+                               out=tmp_path / "ckpt" / "resnet18-relu", state_dir=tmp_path / "runs",
+                               progress=False)
+    assert [h["image_size"] for h in result["history"]] == [16, 16, 32]
+    assert seen[:3] == [16, 16, 32]  # one step per epoch, then evaluation at 32 px
+    assert set(seen[3:]) == {32}
+    assert "2 epochs at 16x16, then 1 epochs at 32x32" in (tmp_path / "ckpt" / "resnet18-relu" / "README.md").read_text()
+    # a state saved before the field existed resumes: a missing field matches its default
+    path = tmp_path / "runs" / f"resnet18-relu{T.STATE_SUFFIX}"
+    tensors, meta = T._read_state(path)
+    meta["config"].pop("image_sizes")
+    T._check_state_matches(path, meta, {**meta, "config": T.TrainConfig(
+        **{**cfg.to_dict(), "image_sizes": ()}).identity()})
+
+
+def test_cpu_defaults():
+    assert T.default_batch_size(torch.device("cpu")) == 128
+    assert T.default_batch_size(torch.device("cuda")) == 512
+    assert T.set_threads(1) == 1
+    T.set_threads(None)
+    assert T.set_threads(None) >= 1
+    auto = T._amp_dtype(small(), torch.device("cpu"))
+    assert auto == (torch.bfloat16 if T.cpu_has_native_bf16() else None)
+    assert T._amp_dtype(small(amp="off"), torch.device("cpu")) is None
 
 
 def test_an_exception_mid_epoch_keeps_the_last_complete_state(tmp_path):

@@ -1,0 +1,160 @@
+"""The pipeline: one resumable command for the remaining training and evaluation.
+
+A tiny plan on tiny data, run through the real command line in a child process: killed
+at a random moment and run again, it ends with the same files as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from kwta_demo import pipeline as P
+from kwta_demo.models import CIFAR10_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_image_folder(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """A CIFAR-10 image folder (train/<class>/*.png, test/...) of noisy class colours."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for c, name in enumerate(CIFAR10_CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = np.array([c * 25 % 256, (c * 97 + 40) % 256, (c * 173 + 90) % 256])
+            for i in range(n):
+                pixels = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+def tiny_plan(tmp: Path, data: Path) -> dict:
+    return {
+        "train": [{"arch": "alexnet", "stage": "relu", "epochs": 2, "batch_size": 10},
+                  {"arch": "alexnet", "stage": "kwta-0.2", "epochs": 1, "batch_size": 10}],
+        "evaluate": [{"models": ["alexnet-relu", "alexnet-kwta-0.2"],
+                      "attacks": ["fgsm:paper@0.03"], "n": 10, "batch_size": 5}],
+        "data": str(data), "checkpoints": str(tmp / "ckpt"), "runs": str(tmp / "runs"),
+        "results": str(tmp / "results" / "eval.json"), "save_every_minutes": 0,
+        "eval_every": 1, "threads": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("data"), {"train": 4, "test": 2})
+
+
+def _cli(plan_file: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KWTA_CHECKPOINTS": str(plan_file.parent / "no-such-default")}
+    return subprocess.run([sys.executable, "-m", "kwta_demo", "pipeline", *args,
+                           "--plan", str(plan_file)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=600, **kw)
+
+
+def _outputs(tmp: Path) -> dict:
+    """What a finished run leaves: the weights bit for bit, metrics and rows without timings."""
+    out = {}
+    for name in ("alexnet-relu", "alexnet-kwta-0.2"):
+        folder = tmp / "ckpt" / name
+        out[name] = {k: v.numpy().tobytes() for k, v in load_file(folder / "model.safetensors").items()}
+        metrics = json.loads((folder / "metrics.json").read_text())
+        out[name + ".acc"] = metrics["clean_accuracy"]
+        out[name + ".history"] = [{k: v for k, v in h.items() if "seconds" not in k}
+                                  for h in metrics["history"]]
+    rows = json.loads((tmp / "results" / "eval.json").read_text())["rows"]
+    out["rows"] = sorted((r["model"], r["attack"], r["robust_acc"], r["clean_acc"]) for r in rows)
+    return out
+
+
+def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tmp_path, data):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for d in (whole, broken):
+        d.mkdir()
+        (d / "plan.json").write_text(json.dumps(tiny_plan(d, data)))
+    t0 = time.monotonic()
+    done = _cli(whole / "plan.json", "run", "--foreground")
+    duration = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr
+    assert "everything in the plan is done" in done.stderr
+    status = _cli(whole / "plan.json", "status").stdout
+    assert "not running" in status and "train alexnet-kwta-0.2: done" in status
+    assert "evaluate: 4/4 rows" in status and "time left: 0 min" in status
+
+    # the same plan, SIGKILLed at a random moment (after start-up, before the end), then rerun
+    moment = random.Random().uniform(0.3, 0.9) * duration
+    env = {**os.environ, "KWTA_CHECKPOINTS": str(broken / "no-such-default")}
+    proc = subprocess.Popen([sys.executable, "-m", "kwta_demo", "pipeline", "run", "--foreground",
+                             "--plan", str(broken / "plan.json")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(moment)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = _cli(broken / "plan.json", "run", "--foreground")
+    assert again.returncode == 0, again.stderr
+    assert _outputs(broken) == _outputs(whole), f"killed after {moment:.1f} s of {duration:.1f} s"
+
+
+def test_stop_then_status_then_resume(tmp_path, data):
+    plan_file = tmp_path / "plan.json"
+    plan = tiny_plan(tmp_path, data)
+    plan["train"][0]["epochs"] = 30  # long enough to be caught running
+    plan_file.write_text(json.dumps(plan))
+    started = _cli(plan_file, "run")  # detaches
+    assert started.returncode == 0 and "pipeline started" in started.stdout
+    files = P._files(P.load_plan(plan_file))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "runs" / "alexnet-relu.state.safetensors").exists():
+        assert time.monotonic() < deadline, files.log.read_text()
+        time.sleep(0.1)
+    assert "running (pid" in _cli(plan_file, "status").stdout
+    assert "already running" in _cli(plan_file, "run").stdout
+    # the lock, not the pid file, keeps a second run out (two starting at once)
+    with pytest.raises(RuntimeError, match="already running"):
+        P.run_pipeline(P.load_plan(plan_file))
+    assert files.pid.exists()
+    stopped = _cli(plan_file, "stop", "--wait")
+    assert "stop requested" in stopped.stdout
+    assert "not running" in _cli(plan_file, "status").stdout
+    log = files.log.read_text()
+    assert "the state is saved" in log or "everything in the plan is done" in log
+    assert not files.pid.exists()
+    finished = _cli(plan_file, "run", "--foreground")
+    assert finished.returncode == 0, finished.stderr
+    assert "evaluate: 4/4 rows" in finished.stdout
+
+
+def test_plans_and_estimates(tmp_path):
+    assert P.load_plan(None) is P.DEFAULT_PLAN
+    assert [s.name for s in P.DEFAULT_PLAN.train] == ["resnet18-relu", "resnet18-kwta-0.2",
+                                                       "resnet18-kwta-0.1"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": [], "colour": "red"}))
+    with pytest.raises(ValueError, match="unknown fields: colour"):
+        P.load_plan(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a pipeline plan"):
+        P.load_plan(bad)
+    history = [{"epoch": 1, "train_seconds": 60.0, "image_size": 16},
+               {"epoch": 2, "train_seconds": 80.0, "image_size": 16}]
+    assert P._epoch_seconds(history, 16) == 80.0  # the median of what was measured
+    assert P._epoch_seconds(history, 32) == pytest.approx(80.0 * 2 ** P._SIZE_EXPONENT)
+    step = P.TrainStep("resnet18", "relu", 4, sizes="16x2+32x2")
+    state = {"epoch": 1, "partial": {"step": 3, "seconds": 20.0}, "history": history[:1]}
+    left = P._stage_remaining(step, state, None)
+    assert left == pytest.approx((60 - 20) + 2 * 60 * 2 ** P._SIZE_EXPONENT)
+    assert P._stage_remaining(step, None, None) is None  # nothing measured yet
+    assert P._stage_remaining(step, None, 100.0) == pytest.approx(
+        2 * 100 * 0.5 ** P._SIZE_EXPONENT + 2 * 100)
