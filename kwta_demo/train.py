@@ -766,15 +766,16 @@ def train_model(
         _restore_state(tensors, meta, model, optimizer, generator, device)
         start, history = int(meta["epoch"]), list(meta["history"])
         partial = _restore_partial(tensors, meta, device)
-        where = f", step {partial.step}" if partial else ""
-        log.info("%s: resuming after epoch %d%s of %d from %s", out.name, start, where,
-                 cfg.epochs, path)
+        where = (f"in epoch {start + 1} at step {partial.step}" if partial
+                 else f"after epoch {start}")
+        log.info("%s: resuming %s (of %d epochs) from %s", out.name, where, cfg.epochs, path)
         if meta.get("amp") not in (None, str(amp_dtype)):
             log.warning("%s: the state was saved with autocast %s, this machine runs %s: the "
                         "run goes on, but not bit for bit as it would have", out.name,
                         meta.get("amp"), amp_dtype)
 
-    if start == 0 and init_folder is not None and cfg.eval_every:
+    measured_initial = any(h.get("epoch") == 0 for h in history)  # a resumed epoch 1 has it
+    if start == 0 and init_folder is not None and cfg.eval_every and not measured_initial:
         t0 = time.perf_counter()
         acc = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
         history.append({"epoch": 0, "test_acc": acc, "eval_seconds": time.perf_counter() - t0,
