@@ -59,6 +59,7 @@ class TrainStep:
     sizes: str = "32"  # progressive resizing, "16x14+24x12+32x24" (train.parse_image_sizes)
     lr: float | None = None  # None: the recipe's default for the batch size
     batch_size: int = 128
+    eval_every: int | None = None  # None: the plan's
 
     @property
     def name(self) -> str:
@@ -86,6 +87,7 @@ class Plan:
 
     train: tuple[TrainStep, ...] = ()
     evaluate: tuple[EvalStep, ...] = ()
+    after: tuple[TrainStep, ...] = ()  # trained once the evaluation is done (findings runs)
     data: str | None = None  # CIFAR-10 source (None: KWTA_CIFAR10 or the default search)
     checkpoints: str | None = None  # None: KWTA_CHECKPOINTS or checkpoints/
     runs: str = "runs"
@@ -108,6 +110,7 @@ class Plan:
         if unknown:
             raise ValueError(f"plan has unknown fields: {', '.join(sorted(unknown))}")
         d["train"] = tuple(TrainStep(**t) for t in d.get("train", ()))
+        d["after"] = tuple(TrainStep(**t) for t in d.get("after", ()))
         d["evaluate"] = tuple(
             EvalStep(**{**e, "models": tuple(e["models"]), "attacks": tuple(e.get("attacks", ()))})
             for e in d.get("evaluate", ()))
@@ -130,6 +133,8 @@ DEFAULT_PLAN = Plan(
                  attacks=("pgd:report", "pgd:corrected", "pgd:paper", "deepfool:paper"),
                  n=320),
     ),
+    # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs
+    after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1),),
     data=None,
 )
 
@@ -199,10 +204,10 @@ def _checkpoint_root(plan: Plan) -> Path:
 # ------------------------------------------------------------------ running
 
 
-def _train_groups(plan: Plan) -> list[list[TrainStep]]:
+def _train_groups(steps: tuple[TrainStep, ...]) -> list[list[TrainStep]]:
     """Consecutive steps of one architecture: one ``train_schedule`` call each."""
     groups: list[list[TrainStep]] = []
-    for step in plan.train:
+    for step in steps:
         if groups and groups[-1][0].arch == step.arch:
             groups[-1].append(step)
         else:
@@ -224,8 +229,7 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
     RuntimeError when another run of the same plan is alive.
     """
     from .checkpoints import atomic_write_text
-    from .data import load_cifar10, seeded_subset
-    from .train import TrainingStopped, set_threads, train_schedule
+    from .train import set_threads
 
     files = _files(plan)
     files.root.mkdir(parents=True, exist_ok=True)
@@ -245,35 +249,13 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
     try:
         threads = set_threads(plan.threads)
         log.info("pipeline: pid %d, %d threads, plan of %d training stages and %d evaluation "
-                 "steps", os.getpid(), threads, len(plan.train), len(plan.evaluate))
-        out_root = _checkpoint_root(plan)
-        todo = [s for s in plan.train if not _stage_done(plan, s)]
-        if todo:
-            train = load_cifar10("train", plan.data)
-            test = load_cifar10("test", plan.data)
-            if plan.limit_train:
-                train = seeded_subset(train, plan.limit_train, plan.seed)
-            if plan.limit_test:
-                test = seeded_subset(test, plan.limit_test, plan.seed)
-            for group in _train_groups(plan):
-                if all(_stage_done(plan, s) for s in group):
-                    continue
-                _write_current(files, {"step": "train", "stages": [s.name for s in group]})
-                try:
-                    train_schedule(
-                        group[0].arch, [s.stage for s in group], train, test,
-                        out_root=out_root, state_dir=plan.runs,
-                        epochs=[s.epochs for s in group], lr=[s.lr for s in group],
-                        image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
-                        half=plan.half, progress=progress, data_hint=plan.data,
-                        limit_train=plan.limit_train, save_every=60 * plan.save_every_minutes,
-                        should_stop=should_stop, seed=plan.seed, eval_every=plan.eval_every,
-                    )
-                except TrainingStopped as e:
-                    raise PipelineStopped(str(e)) from None
+                 "steps", os.getpid(), threads, len(plan.train) + len(plan.after),
+                 len(plan.evaluate))
+        _train_steps(plan, plan.train, files, should_stop, progress)
         for step in plan.evaluate:
             _write_current(files, {"step": "evaluate", "models": list(step.models)})
             _run_evaluation(plan, step, should_stop)
+        _train_steps(plan, plan.after, files, should_stop, progress)
         log.info("pipeline: everything in the plan is done")
     finally:
         files.current.unlink(missing_ok=True)
@@ -281,6 +263,39 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
             files.pid.unlink()
         lock.close()
     return pipeline_status(plan)
+
+
+def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
+                 should_stop: Callable[[], bool], progress: bool) -> None:
+    """Train every stage of ``steps`` that is not done, one architecture's chain at a time."""
+    from .data import load_cifar10, seeded_subset
+    from .train import TrainingStopped, train_schedule
+
+    if all(_stage_done(plan, s) for s in steps):
+        return
+    train = load_cifar10("train", plan.data)
+    test = load_cifar10("test", plan.data)
+    if plan.limit_train:
+        train = seeded_subset(train, plan.limit_train, plan.seed)
+    if plan.limit_test:
+        test = seeded_subset(test, plan.limit_test, plan.seed)
+    for group in _train_groups(steps):
+        if all(_stage_done(plan, s) for s in group):
+            continue
+        _write_current(files, {"step": "train", "stages": [s.name for s in group]})
+        try:
+            train_schedule(
+                group[0].arch, [s.stage for s in group], train, test,
+                out_root=_checkpoint_root(plan), state_dir=plan.runs,
+                epochs=[s.epochs for s in group], lr=[s.lr for s in group],
+                image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
+                half=plan.half, progress=progress, data_hint=plan.data,
+                limit_train=plan.limit_train, save_every=60 * plan.save_every_minutes,
+                should_stop=should_stop, seed=plan.seed,
+                eval_every=group[0].eval_every or plan.eval_every,
+            )
+        except TrainingStopped as e:
+            raise PipelineStopped(str(e)) from None
 
 
 def _stage_done(plan: Plan, step: TrainStep) -> bool:
@@ -402,14 +417,13 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         except ValueError:
             current = None
     stages = []
-    reference = None  # seconds per 32 px epoch of the last measured stage, for the next ones
-    for step in plan.train:
+    reference: dict[str, float] = {}  # per arch: s per 32 px epoch of the last measured stage
+    for step in plan.train + plan.after:
         state = _state_summary(plan, step)
         done = _stage_done(plan, step)
-        if state:
-            per32 = _epoch_seconds(state["history"], 32)
-            reference = per32 if per32 is not None else reference
-        remaining = 0.0 if done else _stage_remaining(step, state, reference)
+        if state and (per32 := _epoch_seconds(state["history"], 32)) is not None:
+            reference[step.arch] = per32
+        remaining = 0.0 if done else _stage_remaining(step, state, reference.get(step.arch))
         stages.append({
             "name": step.name, "done": done, "epochs": step.epochs,
             "epochs_done": state["epoch"] if state else (step.epochs if done else 0),

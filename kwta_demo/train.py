@@ -89,8 +89,8 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 # Peak learning rates per 128 images of batch (scaled linearly with the batch size).
 SCRATCH_LR_PER_128 = 0.1
 FINETUNE_LR_PER_128 = 0.01
-# Epochs per stage when none are given: what the GPU run ships (scripts/device_train.py
-# may scale them to its time budget; the model cards record what was actually run).
+# Epochs per stage when none are given (the model cards record what was actually run;
+# the CPU pipeline's recipe is kwta_demo.pipeline.DEFAULT_PLAN).
 DEFAULT_EPOCHS: dict[str, dict[str, int]] = {
     "resnet18": {"scratch": 30, "finetune": 10},
     "alexnet": {"scratch": 40, "finetune": 10},

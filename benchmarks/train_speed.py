@@ -1,0 +1,160 @@
+"""Training speed of the CIFAR ResNet18 (and AlexNet) per setting, as ratios in one run.
+
+Every variant is one real training step of ``kwta_demo.train`` (SGD with momentum and
+Nesterov, cross-entropy, the model's own normalisation) on random data, built once and
+timed repeat by repeat in turn, so that load from elsewhere hits all of them alike. A
+row reports the median step time after warm-up as images per second, the minutes a
+50,000-image epoch would take, and the ratio of its speed to the baseline row: NCHW,
+float32, batch 128, 32 px, which is how ``train`` ran on a CPU before channels-last and
+bf16 autocast.
+
+    python benchmarks/train_speed.py [--repeats 5] [--device cpu] [--threads 2]
+
+Results: a table on stdout and ``results/bench-train-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kwta_demo.bench import environment  # noqa: E402
+from kwta_demo.models import build_model  # noqa: E402
+from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
+from kwta_demo.train import cpu_has_native_bf16, set_threads  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Variant:
+    arch: str
+    activation: str
+    gamma: float | None
+    batch: int
+    size: int
+    channels_last: bool
+    bf16: bool
+
+    @property
+    def label(self) -> str:
+        act = "relu" if self.activation == "relu" else f"kwta-{self.gamma:g}"
+        return (f"{self.arch}-{act} b{self.batch} {self.size}px "
+                f"{'NHWC' if self.channels_last else 'NCHW'} {'bf16' if self.bf16 else 'fp32'}")
+
+
+BASELINE = Variant("resnet18", "relu", None, 128, 32, False, False)
+
+
+def variants(bf16: bool) -> list[Variant]:
+    """The baseline, each change alone, then the chosen setting at every size and activation."""
+    r = [BASELINE,
+         Variant("resnet18", "relu", None, 128, 32, True, False),
+         Variant("resnet18", "relu", None, 64, 32, True, False),
+         Variant("resnet18", "relu", None, 256, 32, True, False)]
+    if bf16:
+        r += [Variant("resnet18", "relu", None, 128, 32, False, True),
+              Variant("resnet18", "relu", None, 64, 32, True, True),
+              Variant("resnet18", "relu", None, 256, 32, True, True)]
+    chosen = dict(batch=128, channels_last=True, bf16=bf16)
+    r += [Variant("resnet18", "relu", None, size=s, **chosen) for s in (32, 24, 16)]
+    r += [Variant("resnet18", "kwta", g, size=32, **chosen) for g in (0.2, 0.1)]
+    r += [Variant("alexnet", a, g, size=32, **chosen)
+          for a, g in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))]
+    return list(dict.fromkeys(r))
+
+
+class _Job:
+    def __init__(self, v: Variant, device: torch.device, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.v, self.device = v, device
+        fmt = torch.channels_last if v.channels_last else torch.contiguous_format
+        self.model = build_model(v.arch, v.activation, v.gamma).to(device).to(memory_format=fmt)
+        self.model.train()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                                   weight_decay=5e-4)
+        gen = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(v.batch, 3, v.size, v.size, generator=gen).to(device)
+        self.x = self.x.contiguous(memory_format=fmt)
+        self.y = torch.randint(0, 10, (v.batch,), generator=gen).to(device)
+
+    def step(self) -> float:
+        t0 = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.v.bf16):
+            logits = self.model(self.x)
+        loss = F.cross_entropy(logits.float(), self.y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+
+def run(device: torch.device, repeats: int, warmup: int, seed: int = 0) -> list[dict]:
+    """Time every variant, interleaved; returns one row per variant."""
+    bf16 = device.type == "cuda" or cpu_has_native_bf16()
+    todo = [v for v in variants(bf16) if v.arch == "resnet18" or v.size == 32]
+    jobs = [_Job(v, device, seed) for v in todo]
+    times: dict[Variant, list[float]] = {v: [] for v in todo}
+    for r in range(warmup + repeats):
+        for job in jobs:
+            t = job.step()
+            if r >= warmup:
+                times[job.v].append(t)
+    base = statistics.median(times[BASELINE]) / BASELINE.batch
+    rows = []
+    for v in todo:
+        per_image = statistics.median(times[v]) / v.batch
+        rows.append({**asdict(v), "label": v.label, "images_per_s": 1 / per_image,
+                     "epoch_minutes": 50_000 * per_image / 60, "speed_vs_baseline": base / per_image,
+                     "step_seconds": times[v]})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | img/s | 50k-image epoch | speed vs baseline |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['images_per_s']:.1f} | {r['epoch_minutes']:.1f} min "
+                     f"| {r['speed_vs_baseline']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", default=None, help="JSON path (default: results/bench-train-<device>.json)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    threads = set_threads(args.threads)
+    t0 = time.perf_counter()
+    rows = run(device, args.repeats, args.warmup)
+    env = {**environment(device), "threads": threads, "native_bf16": cpu_has_native_bf16(),
+           "repeats": args.repeats, "warmup": args.warmup, "wall_seconds": time.perf_counter() - t0,
+           "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
+           "python": platform.python_version()}
+    out = Path(args.out) if args.out else PROJECT_ROOT / "results" / f"bench-train-{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"environment": env, "baseline": BASELINE.label, "rows": rows},
+                              indent=2) + "\n")
+    print(table(rows))
+    print(f"\nMedian of {args.repeats} steps after {args.warmup} warm-up, variants interleaved; "
+          f"random data; {threads} threads on {env.get('cpu') or env.get('device_name')}. "
+          f"Written to {out}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
