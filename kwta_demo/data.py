@@ -54,6 +54,7 @@ __all__ = [
     "shuffled_order",
     "seeded_subset",
     "balanced_sample",
+    "evaluation_sample",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -347,6 +348,24 @@ def seeded_subset(split: CifarSplit, n: int, seed: int) -> CifarSplit:
     idx = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]
     idx = idx.to(split.labels.device)
     return CifarSplit(split.images[idx], split.labels[idx])
+
+
+def evaluation_sample(split: CifarSplit, n: int, seed: int) -> tuple[CifarSplit, Tensor]:
+    """``n`` seeded test images, class-balanced: classes take turns (airplane, automobile,
+    ..., truck, airplane, ...), each class's images in a seeded random order. The first
+    ``m`` of a larger sample are the ``m``-image sample of the same seed, so 320 images
+    are the first 320 of 1,000. Returns the images and their indices in ``split``."""
+    _check_n(n, len(split.labels), "")
+    per_class = -(-n // len(CIFAR10_CLASSES))
+    counts = torch.bincount(split.labels.cpu(), minlength=len(CIFAR10_CLASSES))
+    per_class = min(per_class, int(counts.min()))
+    _, idx = balanced_sample(split, per_class, seed)
+    order = idx.view(len(CIFAR10_CLASSES), per_class).t().reshape(-1)[:n]  # round robin
+    if len(order) < n:
+        raise ValueError(f"asked for {n} class-balanced images, but the smallest class has "
+                         f"only {int(counts.min())}")
+    on = order.to(split.labels.device)
+    return CifarSplit(split.images[on], split.labels[on]), order
 
 
 def balanced_sample(split: CifarSplit, per_class: int, seed: int) -> tuple[CifarSplit, Tensor]:

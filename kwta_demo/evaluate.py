@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -22,11 +23,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
-from .data import CifarSplit, batches, load_cifar10, seeded_subset
+from .data import CifarSplit, batches, evaluation_sample, load_cifar10, seeded_subset
 from .settings import resolve_device
 
 __all__ = ["AttackSpec", "EvaluationStopped", "clean_accuracy", "evaluate", "load_result",
-           "save_result", "to_markdown", "add_arguments", "main"]
+           "save_result", "to_markdown", "wilson_interval", "add_arguments", "main"]
 
 
 class EvaluationStopped(RuntimeError):
@@ -114,10 +115,12 @@ def evaluate(
     test = load_cifar10("test", data)
     clean_split = seeded_subset(test, limit_clean, seed) if limit_clean else test
     attacks = list(attacks)
-    robust_split = seeded_subset(test, min(n_robust, len(test.labels)), seed) if attacks else None
+    robust_split = (evaluation_sample(test, min(n_robust, len(test.labels)), seed)[0]
+                    if attacks else None)
     meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
             "n_clean": len(clean_split.labels), "n_robust": len(robust_split.labels) if robust_split else 0,
-            "seed": seed}
+            "seed": seed, "clean_sample": CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT,
+            "robust_sample": ROBUST_SAMPLE}
     rows: list[dict[str, Any]] = list(done)
     kept = {_row_key(r): r for r in rows}
 
@@ -136,25 +139,27 @@ def evaluate(
         sha = weights_sha256(folder)
         label = folder.name if Path(name).is_dir() else name
         n_clean = len(clean_split.labels)
-        wanted = [("none", "", 0.0, n_clean)] + [
-            (s.attack, s.preset, s.eps, len(robust_split.labels)) for s in attacks]
-        if all((label, sha, *w, seed) in kept for w in wanted):
+        clean_key = (label, sha, "none", "", 0.0, n_clean, seed, _sample(limit_clean), "")
+        keys = {s: (label, sha, s.attack, s.preset, s.eps, len(robust_split.labels), seed,
+                    ROBUST_SAMPLE, _preset_params(s)) for s in attacks}
+        if clean_key in kept and all(k in kept for k in keys.values()):
             continue
         model = load_model(folder, dev)
         base = {"model": name if label == name else label, "weights_sha256": sha,
                 "device": str(dev), "seed": seed}
-        clean_row = kept.get((label, sha, "none", "", 0.0, n_clean, seed))
+        clean_row = kept.get(clean_key)
         if clean_row is None:
             check_stop()
             t0 = time.perf_counter()
             clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
                                    progress=progress, desc=f"{name} clean")
             clean_row = {**base, "attack": "none", "preset": "", "eps": 0.0, "n": n_clean,
-                         "clean_acc": clean, "robust_acc": clean,
+                         "sample": _sample(limit_clean), "clean_acc": clean, "robust_acc": clean,
+                         "robust_ci95": wilson_interval(round(clean * n_clean), n_clean),
                          "seconds": time.perf_counter() - t0}
             add(clean_row)
         for spec in attacks:
-            if (label, sha, spec.attack, spec.preset, spec.eps, len(robust_split.labels), seed) in kept:
+            if keys[spec] in kept:
                 continue
             check_stop()
             from .attacks.evaluate import robust_accuracy  # heavy: only when attacking
@@ -167,16 +172,51 @@ def evaluate(
             )
             # the attacked subset's clean accuracy is named apart from the whole split's
             subset_clean = res.pop("clean_acc", None)
+            trials = res.get("n_pairs", len(robust_split.labels))  # VGA: (image, target) pairs
             add({**base, **res, "clean_acc": clean_row["clean_acc"],
                  "clean_acc_subset": subset_clean, "attack": spec.attack,
                  "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels),
+                 "sample": ROBUST_SAMPLE, "preset_params": _preset_params(spec),
+                 "robust_ci95": wilson_interval(round(res["robust_acc"] * trials), trials),
                  "seconds": time.perf_counter() - t0})
     return {"meta": meta, "rows": rows}
 
 
 def _row_key(row: dict[str, Any]) -> tuple:
     return (Path(row["model"]).name, row.get("weights_sha256"), row["attack"], row["preset"],
-            float(row["eps"]), int(row["n"]), int(row["seed"]))
+            float(row["eps"]), int(row["n"]), int(row["seed"]), row.get("sample"),
+            row.get("preset_params", ""))
+
+
+WHOLE_SPLIT = "the whole test split"
+CLEAN_SAMPLE = "seeded random subset (data.seeded_subset)"
+ROBUST_SAMPLE = "seeded class-balanced subset (data.evaluation_sample)"
+
+
+def _sample(limit_clean: int | None) -> str:
+    return CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT
+
+
+def _preset_params(spec: AttackSpec) -> str:
+    """The preset's parameters as JSON: a row measured with other settings under the same
+    preset name is not reused."""
+    from .attacks import get_attack
+
+    presets = get_attack(spec.attack).presets
+    if spec.preset not in presets:
+        raise ValueError(f"attack {spec.attack!r} has no preset {spec.preset!r}; "
+                         f"choose one of {', '.join(presets)}")
+    return json.dumps(dict(presets[spec.preset]), sort_keys=True, default=list)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> list[float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (95% by default)."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def load_result(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -301,6 +301,39 @@ def test_vga_statistics_cover_all_wrong_targets(relu_model, batch):
     assert len(stats["per_target"]) == 10
 
 
+def test_report_vga_ascends_the_raw_logit_without_an_eps_ball(relu_model, batch):
+    x, y = batch
+    target = runner_up(relu_model, x, y)
+    r = run_attack("vga", relu_model, x, y, eps=None, preset="report", target=target)
+    assert r.params["eps"] == 1.0 and r.params["loss"] == "logit" and r.params["steps"] == 20
+    # the report's L2 step of 10 on 3x224x224, as an RMS change per pixel
+    assert math.isclose(r.params["step_size"], 10 / math.sqrt(3 * 224 * 224))
+    with torch.no_grad():
+        assert torch.allclose(r.losses[0], relu_model(x).gather(1, target[:, None])[:, 0], atol=1e-5)
+    assert float(r.linf.max()) > 0.031  # no ball: it goes as far as it needs
+    stats = vga_statistics(relu_model, x[:4], y[:4], eps=None, preset="report", batch_size=12)
+    kept = stats["true_label_kept_rate"]
+    assert 0 <= kept <= 1 - stats["success_rate"] + 1e-9  # a reached target is never the label
+
+
+def test_logit_objective():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0]])
+    labels, target = torch.tensor([0, 1]), torch.tensor([2, 0])
+    from kwta_demo.attacks.base import objective
+
+    assert torch.equal(objective(logits, labels, None, "logit"), torch.tensor([-2.0, -3.0]))
+    assert torch.equal(objective(logits, labels, target, "logit"), torch.tensor([0.5, 0.0]))
+
+
+def test_derived_seeds_keep_runs_apart():
+    from kwta_demo.attacks.base import check_seed, derived_seed
+
+    seeds = {derived_seed(s, i) for s in range(20) for i in range(20)}
+    assert len(seeds) == 400  # seed + index would give 39 distinct values
+    assert derived_seed(3, 1) == derived_seed(3, 1) != derived_seed(1, 3)
+    assert all(check_seed(v) == v for v in seeds)  # exact, even above 2**53
+
+
 # --------------------------------------------------------------------------- adaptive attacks
 
 

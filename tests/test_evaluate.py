@@ -105,5 +105,48 @@ def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_
     clean, robust = result["rows"]
     assert updates == [1, 2]
     assert robust["attack"] == "fgsm" and robust["n"] == 12 and robust["seed"] == 3
-    assert 0.0 <= robust["robust_acc"] <= robust["clean_acc"]
+    assert 0.0 <= robust["robust_acc"] <= 1.0 and robust["clean_acc"] == clean["clean_acc"]
+    assert "clean_acc_subset" in robust  # the attacked images' clean accuracy, named apart
     assert result["meta"]["n_robust"] == 12
+    lo, hi = robust["robust_ci95"]
+    assert lo <= robust["robust_acc"] <= hi
+
+    # a second run keeps every finished row; a changed preset is measured again
+    again = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+                     n_robust=12, seed=3, device="cpu", progress=False, done=result["rows"],
+                     on_update=lambda r: updates.append(len(r["rows"])))
+    assert again["rows"] == result["rows"] and updates == [1, 2]
+    from kwta_demo.attacks import get_attack
+
+    monkeypatch.setitem(get_attack("fgsm").presets, "paper", {"loss": "margin"})
+    changed = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+                       n_robust=12, seed=3, device="cpu", progress=False, done=result["rows"])
+    assert len(changed["rows"]) == 3 and changed["rows"][2]["preset_params"] == '{"loss": "margin"}'
+    with pytest.raises(ValueError, match="no preset 'nope'"):
+        evaluate(["alexnet-relu"], [AttackSpec("fgsm", "nope", 8 / 255)], data=str(folder_data),
+                 n_robust=12, seed=3, device="cpu", progress=False)
+
+
+def test_evaluation_sample_is_class_balanced_and_nested(folder_data):
+    from kwta_demo.data import CifarSplit, evaluation_sample
+
+    labels = torch.arange(10).repeat_interleave(50)
+    split = CifarSplit(torch.zeros(500, 3, 32, 32, dtype=torch.uint8), labels)
+    small, idx_small = evaluation_sample(split, 32, seed=5)
+    big, idx_big = evaluation_sample(split, 100, seed=5)
+    assert torch.bincount(big.labels, minlength=10).tolist() == [10] * 10
+    assert small.labels[:10].tolist() == list(range(10))  # classes take turns
+    assert torch.equal(idx_big[:32], idx_small)  # a smaller sample is a prefix of a larger one
+    assert not torch.equal(evaluation_sample(split, 32, seed=6)[1], idx_small)
+    with pytest.raises(ValueError):
+        evaluation_sample(split, 501, seed=0)
+
+
+def test_wilson_interval():
+    from kwta_demo.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(0, 320)
+    assert lo == 0.0 and 0.011 < hi < 0.013  # the rule of three's neighbour: ~3.7/n
+    lo, hi = wilson_interval(161, 320)  # the report's 50.3% on its 320 images
+    assert 0.448 < lo < 0.450 and 0.557 < hi < 0.559
+    assert wilson_interval(5, 0) == [0.0, 1.0]

@@ -198,7 +198,8 @@ BPDA = AttackSpec(
     },
     preset_notes={
         "interactive": "10 steps of eps/4, random start, sigmoid-relaxed k-WTA backward",
-        "paper": "100 steps of 0.003, random start, sigmoid-relaxed k-WTA backward",
+        "paper": "ours (no published BPDA setting for k-WTA to follow): 100 steps of 0.003, "
+                 "random start, sigmoid-relaxed k-WTA backward",
     },
     exclusive=(("step_size", "rel_step_size"),),
 )

@@ -19,6 +19,8 @@ Conventions (the same for every attack in this package):
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 import numbers
 from contextlib import contextmanager
@@ -68,8 +70,9 @@ MAX_SAMPLES = 100_000
 """Cap on the Gaussian samples per step of the gradient-estimation attack."""
 MAX_SEED = 2**63 - 1
 
-LOSSES = ("ce", "margin")
-"""``ce``: cross-entropy; ``margin``: best other logit minus the true logit (the C&W loss)."""
+LOSSES = ("ce", "margin", "logit")
+"""``ce``: cross-entropy; ``margin``: best other logit minus the true logit (the C&W loss);
+``logit``: the raw logit (of the target, or minus the true class's), as the report's VGA."""
 
 
 class AttackParameterError(ValueError):
@@ -191,6 +194,8 @@ class Param:
 def _as_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise AttackParameterError(f"{where} must be an integer, got {value!r}")
+    if isinstance(value, numbers.Integral):  # exact beyond 2**53, where floats are not
+        return int(value)
     if not math.isfinite(float(value)) or float(value) != int(value):
         raise AttackParameterError(f"{where} must be an integer, got {value!r}")
     return int(value)
@@ -386,8 +391,9 @@ def objective(
     """Per-sample value an attack *increases*.
 
     Untargeted: cross-entropy of the label, or the margin (best other logit minus the
-    label's logit, > 0 exactly when misclassified). Targeted: minus the cross-entropy of
-    the target (= log p_target), or the target's logit minus the best other logit.
+    label's logit, > 0 exactly when misclassified), or minus the label's logit. Targeted:
+    minus the cross-entropy of the target (= log p_target), or the target's logit minus
+    the best other logit, or the target's raw logit.
     """
     if loss == "ce":
         if target is None:
@@ -398,6 +404,10 @@ def objective(
         own = logits.gather(1, cls[:, None])[:, 0]
         other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
         return other - own if target is None else own - other
+    if loss == "logit":
+        cls = labels if target is None else target
+        own = logits.gather(1, cls[:, None])[:, 0]
+        return -own if target is None else own
     raise AssertionError(f"unknown loss {loss!r}")
 
 
@@ -419,6 +429,16 @@ def project(x: torch.Tensor, x0: torch.Tensor, eps: float) -> torch.Tensor:
 
 def true_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """The seed of part ``index`` (a batch, an image) of a run seeded with ``seed``.
+
+    Hashing the pair keeps the parts of different runs apart (``seed + index`` would give
+    run 0's batch 1 the seed of run 1's batch 0).
+    """
+    digest = hashlib.sha256(f"kwta-demo:{int(seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # within [0, 2**63 - 1]
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:

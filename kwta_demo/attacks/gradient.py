@@ -239,10 +239,13 @@ PGD = AttackSpec(
     name="pgd",
     title="PGD (L-inf)",
     description=(
-        "Projected gradient descent (Madry et al. 2018), L-inf, signed steps. The reproduction "
-        "report's notebook ran foolbox LinfPGD(steps=40, abs_stepsize=0.003) at eps=0.031: the "
-        "'corrected' preset. The 'report' preset is a relative-step variant (rel_stepsize=0.003: "
-        "~9.3e-5 per step at eps=0.031, ~0.0037 in all), kept to show what such a step does."
+        "Projected gradient descent (Madry et al. 2018), L-inf, signed steps. The 'report' "
+        "preset is what the reproduction report ran (§3.3: '40 steps with random starting and "
+        "a relative step size of 0.003'; its final notebook: foolbox LinfPGD(steps=40, "
+        "random_start=True, rel_stepsize=0.003)): a step of 0.003 x eps = 9.3e-5 at "
+        "eps=0.031, 0.0037 in all, an eighth of the ball's radius. The 'corrected' preset "
+        "takes the absolute step 0.003 (40 steps reach 0.12, four times the radius), as the "
+        "notebook did before its last change; 'paper' is the k-WTA authors' PGD."
     ),
     run=_run_pgd,
     params={
@@ -273,15 +276,12 @@ PGD = AttackSpec(
     preset_notes={
         "interactive": "10 steps of eps/4 (Madry's 2.5*eps/steps), random start",
         "paper": "the k-WTA authors' code: 20 steps of 0.007, random start",
-        # The preset names stay (tests, the app and results files use them); the notes say
-        # which one the report's notebook really ran (kwta_demo.published.NOTEBOOK_PGD).
         "report": (
-            "relative-step variant (foolbox rel_stepsize=0.003 → 9.3e-5 per step at eps=0.031, "
-            "0.0037 in all): described in this project's issue as the report's setting, but the "
-            "report's readable notebook used abs_stepsize=0.003; kept to show what such a step "
-            "size does"
+            "what the report ran: 40 steps, random start, relative step 0.003 (foolbox "
+            "rel_stepsize: 9.3e-5 per step at eps=0.031, 0.0037 in all, 0.12 eps)"
         ),
-        "corrected": "40 × 0.003 absolute, random start: what the report's notebook ran",
+        "corrected": "40 steps of 0.003 absolute, random start: the report's attack with a step "
+                     "that can cross the ball",
     },
     exclusive=(("step_size", "rel_step_size"),),
     preset_eps={"report": 0.031, "corrected": 0.031, "paper": 0.031},
@@ -290,6 +290,9 @@ PGD = AttackSpec(
 
 
 # --------------------------------------------------------------------------- VGA
+
+REPORT_VGA_RMS_STEP = 10 / math.sqrt(3 * 224 * 224)
+"""The report's VGA step (L2 length 10 on 3x224x224 inputs) as an RMS change per pixel."""
 
 
 def _run_vga(model, images, labels, target, *, eps, seed, generator, steps, step_size, loss):
@@ -313,8 +316,12 @@ VGA = AttackSpec(
         "L2 length of a step is step_size*sqrt(3*32*32) = 55.4*step_size on 32x32 inputs. "
         "The default 1/255 moves ~8 steps to cross an 8/255 ball along a dense direction, "
         "which leaves room to count steps up to 20. `steps_to_success` in info: -1 = never. "
-        "The report's VGA stepped on the raw target logit with an L2 step of 10 on 224x224 "
-        "inputs and no eps-ball; ours is eps-bounded on 32x32."
+        "The 'report' preset is the report's VGA (§3.3: 'targeted vanilla gradient ascent "
+        "... 20 maximum steps and a step size of 10', on each of the 9 wrong targets): ascent "
+        "on the raw target logit, L2 steps of 10 on its 3x224x224 inputs, i.e. RMS "
+        "10/sqrt(150528) = 0.0258 per pixel, and no eps-ball (eps = 1: only [0, 1] binds). "
+        "The 'paper' and 'interactive' presets are ours: log p(target), RMS 1/255, inside "
+        "the eps-ball."
     ),
     run=_run_vga,
     params={
@@ -324,17 +331,22 @@ VGA = AttackSpec(
             0.0, MAX_STEP_SIZE, low_open=True,
         ),
         "loss": Param(
-            "loss", "choice", "'ce' = ascend log p(target); 'margin' = target logit margin",
-            choices=LOSSES,
+            "loss", "choice", "'ce' = ascend log p(target); 'margin' = target logit margin; "
+            "'logit' = the raw target logit (the report's)", choices=LOSSES,
         ),
     },
     presets={
         "interactive": {"steps": 20, "step_size": 1 / 255, "loss": "ce"},
         "paper": {"steps": 20, "step_size": 1 / 255, "loss": "ce"},
+        "report": {"steps": 20, "step_size": REPORT_VGA_RMS_STEP, "loss": "logit"},
     },
     preset_notes={
-        "interactive": "at most 20 L2-normalised steps of RMS 1/255 per pixel",
-        "paper": "at most 20 L2-normalised steps of RMS 1/255 per pixel (the report's 20)",
+        "interactive": "ours: at most 20 L2-normalised steps of RMS 1/255 per pixel, eps-bounded",
+        "paper": "ours: at most 20 L2-normalised steps of RMS 1/255 per pixel, eps-bounded "
+                 "(the report's 20 steps)",
+        "report": "the report's VGA: raw target logit, at most 20 L2 steps of 10 on 3x224x224 "
+                  "(RMS 0.0258 per pixel), no eps-ball (eps = 1)",
     },
+    preset_eps={"report": 1.0},
     targeted="required",
 )
