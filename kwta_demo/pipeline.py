@@ -121,17 +121,26 @@ class Plan:
 # epochs with progressive resizing (14 at 16 px, 12 at 24 px, the last 24 at 32 px),
 # then each k-WTA stage fine-tuned at 32 px from the one before. AlexNet is trained
 # (three stages, shipped in checkpoints/); the evaluation rows follow.
+_SIX = ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
+        "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1")
+_MAIN = ("vga:report@1", "pgd:report", "pgd:corrected", "pgd:paper", "deepfool:paper",
+         "bpda:paper")
 DEFAULT_PLAN = Plan(
     train=(
         TrainStep("resnet18", "relu", 50, sizes="16x14+24x12+32x24"),
         TrainStep("resnet18", "kwta-0.2", 15),
         TrainStep("resnet18", "kwta-0.1", 20),
     ),
+    # Budget (docs/reproduction.md): ~4.6 CPU-hours from seconds per image measured by
+    # benchmarks/attack_cost.py. Each step's rows are kept as soon as they are done.
     evaluate=(
-        EvalStep(models=("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
-                         "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"),
-                 attacks=("pgd:report", "pgd:corrected", "pgd:paper", "deepfool:paper"),
-                 n=320),
+        # the report's columns and ours, on the report's 320 images (class-balanced, seeded)
+        EvalStep(models=_SIX, attacks=_MAIN, n=320),
+        # the attacks that need no useful gradient: they cost the most per image
+        EvalStep(models=_SIX, attacks=("gradient-estimation:cpu", "cw:paper"), n=100),
+        # 1,000 images (the first 320 are those above): AlexNet first, it is cheaper
+        EvalStep(models=_SIX[3:], attacks=_MAIN, n=1000),
+        EvalStep(models=_SIX[:3], attacks=_MAIN, n=1000),
     ),
     # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs
     after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1),),
@@ -434,7 +443,8 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         })
     result = load_result(Path(plan.results))
     rows_done = len(result["rows"]) if result else 0
-    rows_total = sum(len(s.models) * (1 + len(s.attacks)) for s in plan.evaluate)
+    rows_total = (len({m for s in plan.evaluate for m in s.models})  # one clean row per model
+                  + sum(len(s.models) * len(s.attacks) for s in plan.evaluate))
     row_seconds = [r.get("seconds") for r in (result["rows"] if result else []) if r.get("seconds")]
     eval_left = None
     if rows_done >= rows_total:
