@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import published as P
 from .settings import PROJECT_ROOT
 
-__all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "best_rows", "read_result",
-           "reproduction_markdown", "format_cell"]
+__all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "best_rows",
+           "claims", "read_result", "reproduction_markdown", "format_cell"]
 
 NOT_RUN = "not run by the report"
 NOT_MEASURED = "not measured yet"
@@ -221,6 +222,63 @@ def _outside() -> list[str]:
             f"AutoAttack and {ext.value:.2f}% under {ext.attack}; RobustBench flags the entry "
             f"as unreliable. Tramèr et al. (2020) report {tramer.value:g}% on {tramer.setting}. "
             f"Source: {claim.source.cite()}."]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One bar of the claims chart: a robust accuracy of a k-WTA model, who measured it, how."""
+
+    group: str  # "the paper's model (DenseNet-121)", "ResNet18 k-WTA-0.1", ...
+    label: str  # who and with what attack
+    value: float  # percent
+    ci95: tuple[float, float] | None  # percent
+    source: str  # the citation, or our results file
+    conditions: str  # n, eps, attack settings
+
+
+_OUR_CLAIMS = (("pgd", "report", "ours, PGD as the report ran it"),
+               ("pgd", "corrected", "ours, PGD with the absolute step"),
+               ("bpda", "paper", "ours, BPDA"),
+               ("gradient-estimation", "cpu", "ours, gradient estimation"))
+
+
+def claims(results_dir: str | Path | None = None) -> list[Claim]:
+    """The paper's claim, RobustBench's and Tramèr et al.'s evaluations, the report's PGD and
+    ours, for k-WTA models at eps 0.031: what the chart on the Reproduction tab shows."""
+    rb = {f.key: f for f in P.find_figures(publication="robustbench")}
+    paper = "the paper's model (DenseNet-121)"
+    out = [Claim(paper, "the paper, as reported", rb["paper.claim.densenet121"].value, None,
+                 rb["paper.claim.densenet121"].source.cite(), "the paper's own attacks"),
+           Claim(paper, "RobustBench, AutoAttack", rb["paper.robustbench.autoattack"].value, None,
+                 rb["paper.robustbench.autoattack"].source.cite(), "standard AutoAttack, eps 0.031"),
+           Claim(paper, "RobustBench, APGD-CE + Square", rb["paper.robustbench.external"].value,
+                 None, rb["paper.robustbench.external"].source.cite(),
+                 rb["paper.robustbench.external"].attack),
+           Claim("Tramèr et al.'s k-WTA ResNet-18", "Tramèr et al. 2020, adaptive attack",
+                 rb["tramer.kwta"].value, None, rb["tramer.kwta"].source.cite(),
+                 rb["tramer.kwta"].setting)]
+    results = Path(results_dir) if results_dir is not None else PROJECT_ROOT / "results"
+    try:
+        result = read_result(results / "reproduction.json")
+    except ValueError:
+        result = None
+    best = best_rows(result["rows"]) if result else {}
+    for arch, title in (("resnet18", "ResNet18"), ("alexnet", "AlexNet")):
+        group = f"{title} k-WTA-0.1"
+        pgd = P.find_figures(publication="report", model=f"{arch}-kwta-0.1", attack="pgd")[0]
+        out.append(Claim(group, "the report, PGD", pgd.value, None, pgd.source.cite(),
+                         f"n={pgd.n}, {pgd.setting}"))
+        for attack, preset, label in _OUR_CLAIMS:
+            row = best.get((f"{arch}-kwta-0.1", attack, preset))
+            if row is None or row.get("robust_acc") is None:
+                continue
+            ci = row.get("robust_ci95")
+            out.append(Claim(group, label, 100 * row["robust_acc"],
+                             (100 * ci[0], 100 * ci[1]) if ci else None,
+                             "results/reproduction.json",
+                             f"n={row.get('n')}, eps {row.get('eps')}, seed {row.get('seed')}, "
+                             f"{row.get('device', '')}"))
+    return out
 
 
 def reproduction_markdown(

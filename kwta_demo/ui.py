@@ -32,7 +32,7 @@ from .explorer import (
     attack_names,
 )
 from .models import CIFAR10_CLASSES
-from .report_tables import reproduction_markdown
+from .report_tables import claims, reproduction_markdown
 
 __all__ = ["create_demo", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 
@@ -287,6 +287,9 @@ class _Handlers:
     def reproduction(self) -> str:
         return reproduction_markdown()
 
+    def reproduction_chart(self) -> Any:
+        return viz.claims_chart(claims())
+
 
 def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 queue_size: int = QUEUE_SIZE) -> gr.Blocks:
@@ -430,6 +433,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 s_note = gr.Markdown(label="Sweep note")
 
             with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
+                repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
+                                      elem_id="reproduction-chart")
                 repro = gr.Markdown(reproduction_markdown(), label="Reproduction tables",
                                     elem_id="reproduction")
                 repro_reload = gr.Button("Reload results", size="sm")
@@ -466,6 +471,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
                     [s_plot, s_table, s_note], api_name="sweep", **heavy, **raw)
         repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
+        repro_reload.click(h.reproduction_chart, None, repro_chart, api_name="reproduction_chart",
+                           **light)
 
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo

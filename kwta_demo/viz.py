@@ -25,6 +25,7 @@ __all__ = [
     "activation_heatmaps",
     "channel_grid",
     "robustness_curves",
+    "claims_chart",
     "message_figure",
 ]
 
@@ -261,4 +262,26 @@ def robustness_curves(
     subtitle = f" ({n} test images)" if n else ""
     fig.update_layout(title=title + subtitle, xaxis=dict(title="epsilon (x/255, L-inf)"),
                       yaxis=dict(title="accuracy", range=[0, 1.02]), height=420, **_LAYOUT)
+    return fig
+
+
+def claims_chart(claims: Sequence) -> go.Figure:
+    """Robust accuracy claimed and measured for k-WTA models, one bar each, grouped by model;
+    hovering a bar shows its source and conditions. ``claims``: ``report_tables.Claim``s."""
+    fig = go.Figure()
+    labels = [f"{c.group}<br>{c.label}" for c in claims]
+    errors = [(c.value - c.ci95[0], c.ci95[1] - c.value) if c.ci95 else (0.0, 0.0) for c in claims]
+    colors = ["#7f7f7f" if not c.label.startswith("ours") else "#d62728" for c in claims]
+    fig.add_trace(go.Bar(
+        x=[c.value for c in claims], y=labels, orientation="h", marker_color=colors,
+        error_x=dict(type="data", symmetric=False, array=[e[1] for e in errors],
+                     arrayminus=[e[0] for e in errors]),
+        text=[f"{c.value:.1f}%" for c in claims], textposition="outside",
+        customdata=[[c.source, c.conditions] for c in claims],
+        hovertemplate="%{x:.2f}%<br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+    ))
+    fig.update_layout(title="Robust accuracy of k-WTA models at eps 0.031: claimed vs measured",
+                      xaxis=dict(title="robust accuracy (%)", range=[0, 100]),
+                      yaxis=dict(autorange="reversed"), height=110 + 34 * len(claims),
+                      showlegend=False, **_LAYOUT)
     return fig

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
                                         "ignore:.*deprecated.*")
 
 ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
-             "/model_status", "/reproduction"}
+             "/model_status", "/reproduction", "/reproduction_chart"}
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +104,14 @@ def test_presets_follow_the_attack(app):
     client, _, root = app
     presets, eps, steps, step_size, target, note = client.predict("vga", "paper",
                                                                   api_name="/attack_controls")
-    assert [c[0] for c in presets["choices"]] == ["interactive", "paper"] and presets["value"] == "paper"
+    assert [c[0] for c in presets["choices"]] == ["interactive", "paper", "report"]
+    assert presets["value"] == "paper"
     assert step_size["visible"] and target["interactive"] and "VGA" in note
     # The session's preset choices now are VGA's; a PGD-only preset must still be accepted.
     out = client.predict(**_attack_args(root / "data" / "test" / "cat" / "0000.png",
-                                        variants=["relu"], preset="report", eps_255=7.9),
+                                        variants=["relu"], preset="corrected", eps_255=7.9),
                          api_name="/attack")
-    assert out[14]["preset"] == "report"
+    assert out[14]["preset"] == "corrected"
 
 
 def test_activations_follow_the_sessions_last_attack(app):

@@ -97,3 +97,24 @@ def test_the_docs_script_rewrites_between_its_markers(tmp_path):
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         rr.update_doc(doc, "x")
+
+
+def test_claims_chart_sets_claims_beside_measurements(tmp_path):
+    from kwta_demo import viz
+    from kwta_demo.report_tables import claims
+
+    bare = claims(tmp_path)
+    assert [(c.label, c.value) for c in bare][:4] == [
+        ("the paper, as reported", 52.4), ("RobustBench, AutoAttack", 18.5),
+        ("RobustBench, APGD-CE + Square", 7.15), ("Tramèr et al. 2020, adaptive attack", 0.16)]
+    assert [c.value for c in bare if c.label == "the report, PGD"] == [50.3, 27.8]
+    assert not any(c.label.startswith("ours") for c in bare)  # nothing of ours invented
+    (tmp_path / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": [
+        _row("resnet18-kwta-0.1", "bpda", "paper", 0.004, ci=(0.001, 0.017), device="cpu")]}))
+    full = claims(tmp_path)
+    ours = [c for c in full if c.label.startswith("ours")]
+    assert len(ours) == 1 and ours[0].value == pytest.approx(0.4) and ours[0].group == "ResNet18 k-WTA-0.1"
+    assert ours[0].ci95 == pytest.approx((0.1, 1.7)) and "n=320" in ours[0].conditions
+    fig = viz.claims_chart(full)
+    (bar,) = fig.data
+    assert len(bar.x) == len(full) and "RobustBench" in bar.customdata[1][0]
