@@ -1,8 +1,8 @@
 """CIFAR-10 as uint8 tensors, from the canonical batches, an image folder or a tar of one.
 
 Sources (``load_cifar10(source=...)``, else ``KWTA_CIFAR10``, else the first that exists of
-``<repo>/data/cifar-10-batches-py``, ``<repo>/data/cifar10-jpeg``,
-``<repo>/data/cifar10-jpeg.tar.gz`` and ``<repo>/../shared/cifar10/cifar10-jpeg.tar.gz``):
+``<repo>/data/cifar-10-batches-py``, ``<repo>/data/cifar10-jpeg`` and
+``<repo>/data/cifar10-jpeg.tar.gz``):
 
 - a ``cifar-10-batches-py`` folder (or a folder holding one): the canonical batch files.
   Their published format is a Python pickle; we read them ourselves with an unpickler that
@@ -87,7 +87,6 @@ def _search_paths() -> list[Path]:
         PROJECT_ROOT / "data" / "cifar-10-batches-py",
         PROJECT_ROOT / "data" / "cifar10-jpeg",
         PROJECT_ROOT / "data" / "cifar10-jpeg.tar.gz",
-        PROJECT_ROOT.parent / "shared" / "cifar10" / "cifar10-jpeg.tar.gz",
     ]
 
 

@@ -15,10 +15,12 @@ that (``model_cache.deadline``), also in the middle of an attack.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -332,6 +334,10 @@ class SweepOutcome:
 # ---------------------------------------------------------------- the explorer
 
 
+GALLERY_SAMPLE = Path(__file__).resolve().parent / "gallery_sample"
+"""100 test images (10 per class) shipped for a fresh clone; scripts/make_gallery_sample.py."""
+
+
 class Explorer:
     """The app's state (model cache, gallery) and its handlers as methods."""
 
@@ -355,9 +361,27 @@ class Explorer:
     # ------------------------------------------------------------ data
 
     def _test_split(self):
-        from .data import load_cifar10
+        """The configured CIFAR-10 test split; with no source configured and none found,
+        the gallery sample shipped in the package (100 test images, see its README)."""
+        return self._test_data()[0]
 
-        return load_cifar10("test", self.data_source)
+    def _test_data(self):
+        """(split, test-split index of each image, where it came from)."""
+        from .data import DataNotFoundError, load_cifar10, resolve_source
+        from .settings import get_settings
+
+        try:
+            split = load_cifar10("test", self.data_source)
+        except DataNotFoundError:
+            if self.data_source is not None or get_settings().cifar10:
+                raise  # a source was asked for: say it is missing, never substitute
+            split = load_cifar10("test", GALLERY_SAMPLE)
+            index = json.loads((GALLERY_SAMPLE / "index.json").read_text())
+            return split, torch.tensor(index), (
+                "the sample shipped with the app (kwta_demo/gallery_sample: 10 test images "
+                "per class of the JPEG CIFAR-10 copy; set KWTA_CIFAR10 for the whole split)")
+        kind, path = resolve_source(self.data_source)
+        return split, torch.arange(len(split.labels)), f"{path} ({kind})"
 
     def gallery(self) -> GalleryData:
         """A seeded, class-balanced sample of test images; empty (with the reason) without data.
@@ -379,7 +403,7 @@ class Explorer:
         from .data import DataNotFoundError, balanced_sample
 
         try:
-            split = self._test_split()
+            split, test_index, where = self._test_data()
             # A small source (a test folder) may hold fewer images per class than asked.
             fewest = int(torch.bincount(split.labels, minlength=len(CIFAR10_CLASSES)).min())
             if fewest == 0:
@@ -390,17 +414,12 @@ class Explorer:
             return GalleryData([], [], [], f"No CIFAR-10 test images to show ({e}). Uploads still work.")
         images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
         labels = [int(v) for v in sample.labels]
-        captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(i)})" for lab, i in zip(labels, indices)]
+        captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(test_index[i])})"
+                    for lab, i in zip(labels, indices)]
         return GalleryData(images, labels, captions, (
             f"{len(images)} CIFAR-10 test images ({len(images) // len(CIFAR10_CLASSES)} per class, "
-            f"seed {self.gallery_seed}) from {self._source_label()}."
+            f"seed {self.gallery_seed}) from {where}."
         ))
-
-    def _source_label(self) -> str:
-        from .data import resolve_source
-
-        kind, path = resolve_source(self.data_source)
-        return f"{path} ({kind})"
 
     def gallery_item(self, index: Any) -> tuple[np.ndarray, str]:
         """The gallery image ``index`` and its class name."""

@@ -1037,7 +1037,7 @@ def reproduce_command(
         args += ["--limit-train", str(limit_train)]
     if half:
         args.append("--half")
-    args += ["--data", data or "../shared/cifar10/cifar10-jpeg.tar.gz"]
+    args += ["--data", data or "data/cifar10-jpeg.tar.gz"]
     return " ".join(shlex.quote(a) for a in args)
 
 

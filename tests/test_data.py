@@ -29,7 +29,7 @@ from kwta_demo.data import (
 from kwta_demo.models import CIFAR10_CLASSES
 
 PER_CLASS = 3
-SHARED_TAR = Path("/work/shared/cifar10/cifar10-jpeg.tar.gz")
+SHARED_TAR = Path(os.environ.get("KWTA_CIFAR10", "data/cifar10-jpeg.tar.gz"))
 
 
 def _expected(split: str) -> CifarSplit:
@@ -196,10 +196,11 @@ def test_env_var_is_honoured_and_the_argument_wins(
 
 def test_search_order(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    shared = tmp_path / "shared" / "cifar10" / "cifar10-jpeg.tar.gz"
-    shared.parent.mkdir(parents=True)
-    shared.write_bytes(b"")
-    assert resolve_source() == ("tar", shared)
+    beside = tmp_path / "shared" / "cifar10" / "cifar10-jpeg.tar.gz"  # outside the repository
+    beside.parent.mkdir(parents=True)
+    beside.write_bytes(b"")
+    with pytest.raises(DataNotFoundError):
+        resolve_source()  # only places inside the repository are searched
     (repo / "data").mkdir(parents=True)
     (repo / "data" / "cifar10-jpeg.tar.gz").write_bytes(b"")
     assert resolve_source() == ("tar", repo / "data" / "cifar10-jpeg.tar.gz")

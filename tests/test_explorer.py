@@ -418,3 +418,24 @@ def test_reproduction_tables_say_plainly_what_is_missing(tmp_path):
     text = reproduction_markdown(tmp_path / "results", tmp_path / "ckpt")
     assert "do not exist yet" in text and "not measured yet" in text
     assert "381 s" in text and "735 s" in text  # the report's Table 3
+
+
+def test_a_fresh_clone_shows_the_shipped_gallery_sample(monkeypatch, tmp_path):
+    """No CIFAR-10 configured and none found: the 100 shipped test images, with their
+    test-split indices; a configured source that is missing is an error, not the sample."""
+    from kwta_demo import data
+    from kwta_demo.explorer import GALLERY_SAMPLE
+
+    monkeypatch.delenv("KWTA_CIFAR10", raising=False)
+    monkeypatch.setattr(data, "_search_paths", lambda: [tmp_path / "nothing-here"])
+    data.clear_cache()
+    ex = Explorer(ModelCache("cpu"), gallery_per_class=10)
+    gallery = ex.gallery()
+    assert len(gallery.images) == 100 and "shipped with the app" in gallery.message
+    index = json.loads((GALLERY_SAMPLE / "index.json").read_text())
+    shipped = sorted(p.stem for p in GALLERY_SAMPLE.glob("test/*/*.png"))
+    assert sorted(f"{i:05d}" for i in index) == shipped
+    assert all(f"(test #{i})" in " ".join(gallery.captions) for i in index[:5])
+    assert sum(p.stat().st_size for p in GALLERY_SAMPLE.rglob("*") if p.is_file()) < 1_000_000
+    missing = Explorer(ModelCache("cpu"), data_source=str(tmp_path / "gone"))
+    assert missing.gallery().images == [] and "gone" in missing.gallery().message
