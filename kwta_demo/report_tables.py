@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import published as P
+from .evaluate import load_result as read_result
 from .settings import PROJECT_ROOT
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "best_rows",
-           "claims", "read_result", "reproduction_markdown", "format_cell"]
+           "claims", "reproduction_markdown", "format_cell"]
 
 NOT_RUN = "not run by the report"
 NOT_MEASURED = "not measured yet"
@@ -48,19 +49,6 @@ ADAPTIVE_NOTE = (
     "through a smooth stand-in for k-WTA, as in Tramèr et al., NeurIPS 2020) find them "
     "again. Robust accuracy under PGD alone overstates the defence."
 )
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """An evaluation result ``{"meta", "rows"}``, None if absent, ValueError if unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path.name}: not JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path.name}: no rows")
-    return data
 
 
 def best_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
