@@ -149,7 +149,8 @@ def call(name: str, model, x, y, **kw):
 
 
 def test_registry_has_the_contracted_attacks_and_presets():
-    assert set(ATTACKS) == {"fgsm", "pgd", "deepfool", "cw", "vga", "gradient-estimation", "bpda"}
+    assert set(ATTACKS) == {"fgsm", "pgd", "deepfool", "cw", "vga", "gradient-estimation", "bpda",
+                            "apgd-ce", "apgd-dlr", "square"}
     for name, presets in PRESETS.items():
         assert {"interactive", "paper"} <= set(presets), name
         for preset in presets:  # every preset resolves to valid parameters
@@ -163,7 +164,8 @@ def test_registry_has_the_contracted_attacks_and_presets():
 
 
 ALL_RUNS = [(name, preset) for name in ATTACKS for preset in ("interactive", "paper")
-            if (name, preset) not in {("cw", "paper"), ("gradient-estimation", "paper")}]
+            if (name, preset) not in {("cw", "paper"), ("gradient-estimation", "paper"),
+                                      ("square", "paper")}]
 
 
 @pytest.mark.parametrize("name,preset", ALL_RUNS)
@@ -613,3 +615,25 @@ def test_bpda_and_a_plain_pass_interleaved_in_two_threads_keep_their_own_gradien
             handle.remove()
     assert torch.equal(seen["plain"], exact)
     assert torch.equal(bpda_grad, torch.ones_like(x))  # identity surrogate, not the mask
+
+
+def test_library_attacks_leave_the_global_generators_alone(relu_model, batch):
+    """ART draws from numpy's and torch's global generators: seeded inside, restored after."""
+    import numpy as np
+
+    x, y = batch
+    np.random.seed(123)
+    torch.manual_seed(456)
+    before_np, before_torch = np.random.get_state()[1].copy(), torch.get_rng_state()
+    a = run_attack("square", relu_model, x[:4], y[:4], eps=0.05, preset="interactive", seed=7)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+    assert torch.equal(torch.get_rng_state(), before_torch)
+    b = run_attack("square", relu_model, x[:4], y[:4], eps=0.05, preset="interactive", seed=7)
+    c = run_attack("square", relu_model, x[:4], y[:4], eps=0.05, preset="interactive", seed=8)
+    assert torch.equal(a.adversarial, b.adversarial) and not torch.equal(a.adversarial, c.adversarial)
+    assert a.params["backend"].startswith("ART ") and a.params["per_step"] is False
+    target = runner_up(relu_model, x[:4], y[:4])
+    t = run_attack("apgd-dlr", relu_model, x[:4], y[:4], eps=0.1, preset="interactive", target=target)
+    assert torch.equal(t.success, t.adv_pred == target)
+    with pytest.raises(AttackParameterError):
+        run_attack("square", relu_model, x[:4], y[:4], eps=0.05, target=target)

@@ -54,6 +54,8 @@ __all__ = [
     "check_target",
     "is_success",
     "make_generator",
+    "endpoint_rows",
+    "derived_seed",
     "objective",
     "project",
     "true_probability",
@@ -439,6 +441,25 @@ def derived_seed(seed: int, index: int) -> int:
     """
     digest = hashlib.sha256(f"kwta-demo:{int(seed)}:{int(index)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1  # within [0, 2**63 - 1]
+
+
+def endpoint_rows(
+    model: nn.Module,
+    images: torch.Tensor,
+    adversarial: torch.Tensor,
+    labels: torch.Tensor,
+    target: torch.Tensor | None,
+    loss: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``losses`` and ``true_prob`` rows of an attack that exposes only its final iterate:
+    row 0 the clean images, row 1 the adversarial ones."""
+    with torch.no_grad():
+        logits = model(torch.cat([images, adversarial]))
+    both = torch.cat([labels, labels])
+    tgt = None if target is None else torch.cat([target, target])
+    losses = objective(logits, both, tgt, loss).view(2, -1)
+    probs = true_probability(logits, both).view(2, -1)
+    return losses, probs
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:

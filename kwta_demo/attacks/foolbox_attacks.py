@@ -22,10 +22,9 @@ from .base import (
     AttackSpec,
     Param,
     RawOutput,
+    endpoint_rows,
     is_success,
-    objective,
     project,
-    true_probability,
 )
 
 __all__ = ["DEEPFOOL", "CW", "foolbox_pgd"]
@@ -60,23 +59,6 @@ def _seeded(device: torch.device, seed: int) -> Iterator[None]:
         yield
 
 
-def _two_rows(
-    model: nn.Module,
-    images: torch.Tensor,
-    adversarial: torch.Tensor,
-    labels: torch.Tensor,
-    target: torch.Tensor | None,
-    loss: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        logits = model(torch.cat([images, adversarial]))
-    both = torch.cat([labels, labels])
-    tgt = None if target is None else torch.cat([target, target])
-    losses = objective(logits, both, tgt, loss).view(2, -1)
-    probs = true_probability(logits, both).view(2, -1)
-    return losses, probs
-
-
 def _clipped(
     model: nn.Module,
     images: torch.Tensor,
@@ -88,7 +70,7 @@ def _clipped(
 ) -> RawOutput:
     """A minimisation attack's raw result clipped into the eps-ball; the raw one in info."""
     adversarial = project(raw, images, eps)
-    losses, probs = _two_rows(model, images, adversarial, labels, target, "margin")
+    losses, probs = endpoint_rows(model, images, adversarial, labels, target, "margin")
     raw_linf, raw_l2 = _sizes(raw - images)
     info = {
         "raw_adversarial": raw, "raw_linf": raw_linf, "raw_l2": raw_l2, "raw_success": raw_success,
@@ -123,7 +105,7 @@ def foolbox_pgd(
         adversarial = attack.run(
             _fmodel(model, images.device), images, _criterion(labels, target), epsilon=eps
         )
-    losses, probs = _two_rows(model, images, adversarial, labels, target, loss)
+    losses, probs = endpoint_rows(model, images, adversarial, labels, target, loss)
     return RawOutput(adversarial, losses, probs, {}, {"per_step": False, "backend": "foolbox"})
 
 

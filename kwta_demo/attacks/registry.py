@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .adaptive import BPDA, GRADIENT_ESTIMATION
+from .art_attacks import APGD_CE, APGD_DLR, SQUARE
 from .base import (
     AttackParameterError,
     AttackResult,
@@ -30,7 +31,8 @@ from .gradient import FGSM, PGD, VGA
 __all__ = ["ATTACKS", "PRESETS", "PRESET_NOTES", "get_attack", "run_attack"]
 
 ATTACKS: dict[str, AttackSpec] = {
-    spec.name: spec for spec in (FGSM, PGD, DEEPFOOL, CW, VGA, GRADIENT_ESTIMATION, BPDA)
+    spec.name: spec for spec in (FGSM, PGD, DEEPFOOL, CW, VGA, GRADIENT_ESTIMATION, BPDA,
+                                 APGD_CE, APGD_DLR, SQUARE)
 }
 """name -> AttackSpec (title, description, params with docs, presets, preset_notes, ...)."""
 
