@@ -49,6 +49,7 @@ __all__ = [
     "AttackOutcome",
     "ActivationView",
     "SweepOutcome",
+    "AuditOutcome",
     "Explorer",
     "AttackControls",
     "attack_controls",
@@ -298,11 +299,14 @@ class AttackOutcome:
         return [m for m in self.models if m.error is None]
 
     def state(self) -> dict[str, Any]:
-        """What a later activation request needs, as CPU tensors (kept server-side)."""
+        """What a later activation or audit request needs, as CPU tensors (kept server-side)."""
         return {
             "arch": self.arch,
             "clean": self.image.tensor.clone(),
             "adversarial": {m.name: m.adversarial.clone() for m in self.ok()},
+            "labels": {m.name: m.label for m in self.ok()},
+            "attack": self.attack, "preset": self.preset,
+            "params": {k: v for k, v in self.params.items() if k != "target"},
         }
 
 
@@ -312,6 +316,19 @@ class ActivationView:
     stats: list[dict[str, Any]]  # per model: active share clean/adv, flipped share
     heatmaps: Any  # plotly Figure
     grid: Any  # plotly Figure
+
+
+@dataclass
+class AuditOutcome:
+    audits: list[Any]  # kwta_demo.audit.Audit, one per model
+    errors: dict[str, str]
+    images: int
+    seconds: float
+
+    def rows(self) -> list[list[Any]]:
+        flag = {True: "yes", False: "no", None: "—"}
+        return [[a.model, c.title, flag[c.flagged], c.evidence] for a in self.audits
+                for c in a.checks]
 
 
 @dataclass
@@ -578,6 +595,80 @@ class Explorer:
             })
         return ActivationView(info, stats, viz.activation_heatmaps(maps, layer=info.name),
                               viz.channel_grid(maps, layer=info.name))
+
+    # ------------------------------------------------------------ audit
+
+    def _audit_models(self, arch: str, names: Sequence[str], images: torch.Tensor,
+                      labels: dict[str, torch.Tensor], attack: str, preset: str,
+                      params: dict[str, Any], seed: int) -> AuditOutcome:
+        from .audit import audit
+
+        relu = f"{arch}-relu"
+        audits, errors = [], {}
+        start = time.monotonic()
+        twin = None
+        try:
+            twin = self.cache.get(relu)
+        except CheckpointError:
+            pass
+        with deadline(self.limits.time_limit_s):
+            for name in names:
+                self._check_time(start, f"auditing {name}")
+                try:
+                    model = self.cache.get(name)
+                except CheckpointError as e:
+                    errors[name] = str(e)
+                    continue
+                device = self.cache.device
+                x, y = images.to(device), labels[name].to(device)
+                with torch.no_grad():
+                    keep = model(x).argmax(1) == y  # an image it gets wrong proves nothing
+                if not bool(keep.any()):
+                    errors[name] = ("misclassifies the image already: nothing to audit"
+                                    if len(y) == 1 else "misclassifies every image: nothing to audit")
+                    continue
+                audits.append(audit(
+                    model, x[keep], y[keep], attack=attack,
+                    preset=preset, eps=params.get("eps"), seed=seed, name=name,
+                    params={k: v for k, v in params.items() if k not in ("eps", "seed")},
+                    twin=None if name == relu else twin, twin_name=relu))
+        return AuditOutcome(audits, errors, int(images.shape[0]), time.monotonic() - start)
+
+    def audit_last(self, state: dict[str, Any] | None) -> AuditOutcome:
+        """The gradient-masking audit of the session's last attack, on its image, for each
+        of its models (the ReLU model of the architecture is the transfer twin)."""
+        if not state or not state.get("adversarial"):
+            raise ValueError("run an attack first: the audit checks its result")
+        if _spec(state["attack"]).targeted == "required":
+            raise ValueError(f"{state['attack']} is targeted; the audit checks untargeted "
+                             "attacks (run PGD, APGD, DeepFool, ...)")
+        names = list(state["adversarial"])
+        labels = {n: torch.tensor([state["labels"][n]]) for n in names}
+        params = dict(state["params"])
+        return self._audit_models(state["arch"], names, state["clean"].unsqueeze(0), labels,
+                                  state["attack"], state["preset"], params, params.get("seed", 0))
+
+    def audit_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
+                     eps_255: float, n: int, seed: int = 0) -> AuditOutcome:
+        """The audit on ``n`` seeded class-balanced test images (each model's correctly
+        classified ones), attack and preset as chosen."""
+        from .data import evaluation_sample
+
+        names = model_names(arch, variants)
+        spec = _check_attack(attack, preset)
+        if spec.targeted == "required":
+            raise ValueError(f"{attack} is targeted; the audit checks untargeted attacks")
+        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        try:
+            split = self._test_split()
+        except Exception as e:  # noqa: BLE001 - the reason goes to the user
+            raise ValueError(f"the audit needs CIFAR-10 test images ({e})") from None
+        sample, _ = evaluation_sample(split, min(n, len(split.labels)), seed)
+        images = sample.images.float() / 255
+        labels = {name: sample.labels for name in names}
+        return self._audit_models(_arch(arch), names, images, labels, attack, preset,
+                                  {"eps": _eps(eps_255)}, seed)
 
     # ------------------------------------------------------------ sweep
 

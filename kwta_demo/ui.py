@@ -180,6 +180,22 @@ def _stats_markdown(view: ActivationView) -> str:
     return "\n".join(lines)
 
 
+def _audit_markdown(out: Any) -> str:
+    lines = [f"**Gradient-masking audit** ({out.images} image(s) per model before each model's "
+             f"misclassified ones are set aside; {out.seconds:.1f} s). The checks of Carlini et "
+             "al. 2019: an unbounded PGD must succeed; more steps must not change the result; a "
+             "gradient-free attack (Square) and examples from the ReLU twin must not beat the "
+             "audited attack.", ""]
+    for a in out.audits:
+        lines.append(f"- **{a.model}** ({a.n} image(s), eps {a.eps:g}, seed {a.seed}): {a.verdict}")
+    for name, why in out.errors.items():
+        lines.append(f"- **{name}**: not audited ({why})")
+    return "\n".join(lines)
+
+
+AUDIT_HEADERS = ["model", "check", "flags a problem", "evidence"]
+
+
 class _Handlers:
     """Event handlers; their parameter names are the API's parameter names."""
 
@@ -265,6 +281,23 @@ class _Handlers:
         except USER_ERRORS as e:
             raise _user_error(e) from None
         return _stats_markdown(view), view.heatmaps, view.grid
+
+    def audit(self, state: dict | None):
+        try:
+            out = self.explorer.audit_last(state)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return _audit_markdown(out), out.rows()
+
+    def audit_sweep(self, arch: str, variants: list[str], attack: str, preset: str,
+                    eps_255: float, n: int, seed: int):
+        try:
+            out = self.explorer.audit_images(arch=arch, variants=variants, attack=attack,
+                                             preset=preset, eps_255=eps_255, n=n,
+                                             seed=seed if seed is not None else 0)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return _audit_markdown(out), out.rows()
 
     def sweep(self, arch: str, variants: list[str], attack: str, preset: str, eps_255: str,
               n: int, seed: int, progress=gr.Progress()):
@@ -410,6 +443,15 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                             label="Activation statistics", elem_id="activation-stats")
                     heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
                     grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
+                with gr.Accordion("Is this robustness real? Gradient-masking audit", open=True,
+                                  elem_id="audit"):
+                    audit_run = gr.Button("Audit the last attack", elem_id="run-audit")
+                    audit_md = gr.Markdown("Run an attack, then audit it: an unbounded PGD, more "
+                                           "steps, a gradient-free attack and examples from the "
+                                           "ReLU twin are set against its result.",
+                                           elem_id="audit-verdict")
+                    audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
+                                               interactive=False, wrap=True)
 
             with gr.Tab("Robustness sweep", id="sweep", elem_id="tab-sweep"):
                 gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
@@ -431,6 +473,14 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 s_table = gr.Dataframe(headers=["model", "eps (1/255)", "accuracy"],
                                        label="Sweep values", interactive=False)
                 s_note = gr.Markdown(label="Sweep note")
+                with gr.Row():
+                    s_audit_eps = gr.Number(8, minimum=0, maximum=255,
+                                            label="ε for the audit (1/255)")
+                    s_audit_run = gr.Button("Audit gradient masking on these N images",
+                                            elem_id="run-sweep-audit")
+                s_audit_md = gr.Markdown(elem_id="sweep-audit-verdict")
+                s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
+                                             interactive=False, wrap=True)
 
             with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
                 repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
@@ -470,6 +520,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                     api_visibility="private", **heavy, **raw)
         s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
                     [s_plot, s_table, s_note], api_name="sweep", **heavy, **raw)
+        audit_run.click(h.audit, state, [audit_md, audit_table], api_name="audit", **heavy, **raw)
+        s_audit_run.click(h.audit_sweep,
+                          [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
+                          [s_audit_md, s_audit_table], api_name="audit_sweep", **heavy, **raw)
         repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
         repro_reload.click(h.reproduction_chart, None, repro_chart, api_name="reproduction_chart",
                            **light)

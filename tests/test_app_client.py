@@ -16,12 +16,14 @@ from kwta_demo.model_cache import ModelCache
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
+from kwta_demo.ui import UNKNOWN  # noqa: E402
+
 # Gradio's own queue code trips pandas deprecation warnings; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
                                         "ignore:.*deprecated.*")
 
 ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
-             "/model_status", "/reproduction", "/reproduction_chart"}
+             "/model_status", "/reproduction", "/reproduction_chart", "/audit", "/audit_sweep"}
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +185,15 @@ def test_app_starts_without_data_and_uploads_work(app, tmp_path):
         assert "No CIFAR-10 test images" in message and "Uploads still work" in message
     finally:
         demo.close()
+
+
+def test_the_last_attack_is_audited_in_its_session(app):
+    client, _, root = app
+    # true class unknown: each model's own clean prediction is attacked, so there is
+    # something to audit even on random weights
+    client.predict(**_attack_args(root / "data" / "test" / "cat" / "0000.png", attack="fgsm",
+                                  true_class=UNKNOWN), api_name="/attack")
+    verdict, table = client.predict(api_name="/audit")
+    assert "Gradient-masking audit" in verdict and "alexnet-relu" in verdict
+    assert table["headers"] == ["model", "check", "flags a problem", "evidence"]
+    assert any("Square" in row[3] for row in table["data"])

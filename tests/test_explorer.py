@@ -439,3 +439,42 @@ def test_a_fresh_clone_shows_the_shipped_gallery_sample(monkeypatch, tmp_path):
     assert sum(p.stat().st_size for p in GALLERY_SAMPLE.rglob("*") if p.is_file()) < 1_000_000
     missing = Explorer(ModelCache("cpu"), data_source=str(tmp_path / "gone"))
     assert missing.gallery().images == [] and "gone" in missing.gallery().message
+
+
+# ---------------------------------------------------------------- audit
+
+
+def test_the_last_attack_can_be_audited(explorer):
+    image, cls = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="pgd",
+                          preset="interactive", eps_255=8, steps=3, true_class=None)
+    audited = explorer.audit_last(out.state())
+    assert [a.model for a in audited.audits] + list(audited.errors) == ["alexnet-relu", "alexnet-kwta-0.1"]
+    for a in audited.audits:
+        keys = [c.key for c in a.checks]
+        assert keys == ["audited", "unbounded", "more_steps", "gradient_free", "transfer", "gradients"]
+        assert a.eps == pytest.approx(8 / 255) and a.n == 1 and a.verdict
+    relu = audited.audits[0]
+    assert {c.key: c for c in relu.checks}["transfer"].flagged is None  # the twin is itself
+    assert {c.key: c for c in audited.audits[1].checks}["transfer"].flagged is not None
+    rows = audited.rows()
+    assert len(rows) == 12 and rows[0][0] == "alexnet-relu" and rows[0][2] in ("yes", "no", "—")
+    with pytest.raises(ValueError, match="run an attack first"):
+        explorer.audit_last(None)
+
+
+def test_an_audit_over_test_images(explorer):
+    out = explorer.audit_images(arch="alexnet", variants=["kwta-0.1"], attack="fgsm", preset="paper",
+                                eps_255=8, n=10, seed=0)
+    if out.audits:
+        (a,) = out.audits
+        assert 1 <= a.n <= 10 and {c.key for c in a.checks} >= {"unbounded", "gradient_free"}
+        assert {c.key: c for c in a.checks}["more_steps"].flagged is None  # FGSM has no steps
+    else:  # a random model may get none of them right
+        assert "nothing to audit" in out.errors["alexnet-kwta-0.1"]
+    with pytest.raises(ValueError, match="targeted"):
+        explorer.audit_images(arch="alexnet", variants=["relu"], attack="vga", preset="paper",
+                              eps_255=8, n=4)
+    with pytest.raises(ValueError):
+        explorer.audit_images(arch="alexnet", variants=["relu"], attack="pgd", preset="paper",
+                              eps_255=8, n=0)

@@ -1,0 +1,263 @@
+"""A gradient-masking audit: is a model's robustness real, or do its gradients mislead?
+
+The checks of Carlini et al. 2019 ("On Evaluating Adversarial Robustness", §5) and of
+AutoAttack's warnings, each computed on the images at hand, none asserted:
+
+- an unbounded PGD (eps = 1) must succeed on (almost) every image; if it does not,
+  the gradients are broken, not the model robust;
+- more iterations must not lower the success of an iterative attack (and if they raise
+  it, the audited attack had not converged: its robustness is an artefact too);
+- a gradient-free attack (Square) must not beat white-box PGD;
+- adversarial examples crafted on a twin model (the ReLU one) must not beat white-box
+  PGD on the model itself;
+- and, as evidence beside them: the share of input-gradient entries that are exactly
+  zero, the cosine between successive gradients along the attack, and, for k-WTA
+  models, the share of a layer's winners that change from one attack step to the next.
+
+Each of the first four is *flagged* when the masking-side number beats the other by at
+least ``MARGIN`` of the images (and one image): a flag means the white-box result
+overstates the robustness. The verdict reads the flags in plain words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attacks import run_attack
+from .attacks.base import attack_mode, check_seed, make_generator
+from .attacks.gradient import ascend, input_gradient
+from .kwta import KWTA
+
+__all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "gradient_statistics"]
+
+MARGIN = 0.05
+"""Least gap in success rate (and at least one image) for a comparison to flag masking."""
+UNBOUNDED_SUCCESS = 0.95
+"""Least success an eps = 1 attack must reach on images it can change completely."""
+UNBOUNDED_STEPS = (20, 0.1)
+"""Steps and step size of the unbounded PGD (reach 2: any image, anywhere in the cube)."""
+PGD_STEPS = (10, 50)
+"""Steps of the PGD runs the audit makes itself (gradient statistics; the twin's examples)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: what it compares, whether it flags masking (None: not run), the evidence."""
+
+    key: str
+    title: str
+    flagged: bool | None
+    evidence: str
+    values: dict[str, float] = field(default_factory=dict)
+    kind: str = "masking"  # what a flag means: "masking", or "unconverged" (too few steps)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Every check on one model and the verdict in plain words."""
+
+    model: str
+    n: int
+    eps: float
+    seed: int
+    checks: tuple[Check, ...]
+
+    @property
+    def masked(self) -> bool:
+        return any(c.flagged for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        masking = [c for c in self.checks if c.flagged and c.kind == "masking"]
+        weak = [c for c in self.checks if c.flagged and c.kind == "unconverged"]
+        if masking:
+            return ("Robustness here comes from gradient masking: "
+                    + "; ".join(c.evidence for c in masking + weak) + ".")
+        if weak:
+            return ("The robustness this attack shows is not real, it had not converged: "
+                    + "; ".join(c.evidence for c in weak) + ".")
+        run = [c for c in self.checks if c.flagged is False]
+        return ("No sign of gradient masking on these images: "
+                + "; ".join(c.evidence for c in run) + ".")
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"model": self.model, "check": c.title, "flags masking": c.flagged,
+                 "evidence": c.evidence, **c.values} for c in self.checks]
+
+
+def _rate(success: torch.Tensor) -> float:
+    return float(success.float().mean()) if success.numel() else float("nan")
+
+
+def _beats(a: float, b: float, n: int) -> bool:
+    """``a`` exceeds ``b`` by at least MARGIN and by at least one image of ``n``."""
+    return a - b >= max(MARGIN, 1.0 / n) - 1e-12
+
+
+def _count(rate: float, n: int) -> str:
+    return f"{round(rate * n)}/{n}"
+
+
+@torch.no_grad()
+def _winner_masks(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    masks: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: masks.append(out != 0))
+             for m in model.modules() if isinstance(m, KWTA)]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return masks
+
+
+def gradient_statistics(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, eps: float,
+    steps: int = 10, seed: int = 0,
+) -> dict[str, float]:
+    """Along a PGD attack (``steps`` signed steps of eps/4, random start, cross-entropy):
+    the share of exactly-zero input-gradient entries, the mean cosine between successive
+    gradients of an image, and (k-WTA layers only) the mean share of a layer's winners
+    that change from one iterate to the next (NaN for a model without k-WTA)."""
+    grads: list[torch.Tensor] = []
+    flips: list[float] = []
+    previous: list[list[torch.Tensor]] = []
+    exact = input_gradient(model, "ce")
+
+    def recording(x, y, target, iteration):
+        logits, grad = exact(x, y, target, iteration)
+        if x.shape[0] == images.shape[0]:  # every image still active (no early stop here)
+            grads.append(grad.detach().flatten(1))
+            masks = _winner_masks(model, x)
+            if previous and masks:
+                flips.append(float(sum((a != b).float().sum() / a.float().sum().clamp_min(1)
+                                       for a, b in zip(previous[-1], masks)) / len(masks)))
+            previous[:] = [masks]
+        return logits, grad
+
+    with attack_mode(model):
+        ascend(model, images, labels, None, eps=eps, steps=steps, step_size=eps / 4, loss="ce",
+               gradient=recording, generator=make_generator(images.device, seed),
+               random_start=True, keep_best=False)
+    stacked = torch.stack(grads)  # (steps, B, D)
+    zero = float((stacked == 0).float().mean())
+    cos = torch.nn.functional.cosine_similarity(stacked[1:], stacked[:-1], dim=2)
+    return {"zero_gradient_share": zero,
+            "successive_gradient_cosine": float(cos.mean()) if cos.numel() else float("nan"),
+            "winner_change_per_step": sum(flips) / len(flips) if flips else float("nan")}
+
+
+def audit(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, attack: str = "pgd",
+    preset: str = "corrected", eps: float | None = 0.031, seed: int = 0,
+    params: dict[str, Any] | None = None, name: str = "model", twin: nn.Module | None = None,
+    twin_name: str = "the ReLU twin", square_preset: str = "interactive",
+) -> Audit:
+    """Audit the result of ``attack`` (``preset`` and ``params``, as ``run_attack`` takes
+    them) on ``images`` (B, 3, H, W) in [0, 1] with ``labels``: is the robustness it
+    shows real?
+
+    ``twin``: a model of the same architecture (the ReLU one), on which strong PGD
+    examples are made and transferred; without it that check is not run.
+    ``square_preset``: the gradient-free attack's budget (``interactive``: 300 queries;
+    ``cpu``: 1,000; ``paper``: AutoAttack's 5,000).
+    """
+    from .attacks import get_attack
+    from .attacks.base import MAX_STEPS
+
+    spec = get_attack(attack)
+    if spec.targeted == "required":
+        raise ValueError(f"the audit compares untargeted success; {attack} needs a target "
+                         "(audit an untargeted attack, e.g. pgd)")
+    params, seed = dict(params or {}), check_seed(seed)
+    n = images.shape[0]
+    audited = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed, **params)
+    eps = float(audited.params["eps"])
+    base = _rate(audited.success)
+    label = f"{attack}:{preset}"
+    checks = [Check("audited", f"the audited attack, {label}", None,
+                    f"{label} succeeds on {_count(base, n)} images at eps {eps:g}",
+                    {"audited_success": base})]
+
+    # Its own PGD, not the audited attack's settings: an absolute step sized for a small
+    # ball could not cross the unit cube, and the question is whether the gradients lead.
+    # No random start: from eps = 1 a random start alone lands anywhere in the cube.
+    unbounded = run_attack("pgd", model, images, labels, eps=1.0, steps=UNBOUNDED_STEPS[0],
+                           step_size=UNBOUNDED_STEPS[1], random_start=False, seed=seed)
+    u = _rate(unbounded.success)
+    what = f"PGD with eps = 1 ({UNBOUNDED_STEPS[0]} steps of {UNBOUNDED_STEPS[1]:g} from the image)"
+    checks.append(Check(
+        "unbounded", "PGD with eps = 1 succeeds", u < UNBOUNDED_SUCCESS,
+        (f"{what} succeeds on only {_count(u, n)} images: the gradients do not lead anywhere"
+         if u < UNBOUNDED_SUCCESS else f"{what} succeeds on {_count(u, n)} images"),
+        {"unbounded_success": u}))
+
+    steps = audited.params.get("steps")
+    if isinstance(steps, int) and "steps" in spec.params:
+        more = min(MAX_STEPS, 5 * steps)
+        longer = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed,
+                            **{**params, "steps": more})
+        s_long = _rate(longer.success)
+        fewer, gained = _beats(base, s_long, n), _beats(s_long, base, n)
+        if fewer:
+            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, fewer "
+                        f"than {steps} steps ({_count(base, n)})")
+        elif gained:
+            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
+                        f"{steps} steps on only {_count(base, n)}")
+        else:
+            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
+                        f"{steps} on {_count(base, n)}")
+        checks.append(Check(
+            "more_steps", f"{more} steps do no better and no worse than {steps}",
+            fewer or gained, evidence, {"more_steps_success": s_long},
+            kind="masking" if fewer else "unconverged"))
+        best = max(base, s_long)
+    else:
+        checks.append(Check("more_steps", "more steps", None,
+                            f"not run ({attack} has no step count)"))
+        best = base
+
+    square = run_attack("square", model, images, labels, eps=eps, preset=square_preset, seed=seed)
+    sq = _rate(square.success)
+    gf = _beats(sq, best, n)
+    checks.append(Check(
+        "gradient_free", f"a gradient-free attack does not beat {label}", gf,
+        (f"Square, which never reads a gradient, succeeds on {_count(sq, n)} images against "
+         f"{label}'s {_count(best, n)}" if gf else
+         f"Square succeeds on {_count(sq, n)} images, {label} on {_count(best, n)}"),
+        {"square_success": sq}))
+
+    if twin is not None:
+        crafted = run_attack("pgd", twin, images, labels, eps=eps, steps=PGD_STEPS[1],
+                             step_size=eps / 10, random_start=True, seed=seed)
+        with torch.no_grad():
+            t = _rate(model(crafted.adversarial).argmax(1) != labels)
+        tr = _beats(t, best, n)
+        checks.append(Check(
+            "transfer", f"examples from {twin_name} do not beat {label}", tr,
+            (f"PGD examples made on {twin_name} fool it on {_count(t, n)} images, {label} on "
+             f"its own gradients on {_count(best, n)}" if tr else
+             f"examples transferred from {twin_name} fool it on {_count(t, n)} images, "
+             f"{label} on {_count(best, n)}"),
+            {"transfer_success": t}))
+    else:
+        checks.append(Check("transfer", "transfer from a twin model", None,
+                            "not run (no twin model given)"))
+
+    stats = gradient_statistics(model, images, labels, eps=eps, seed=seed)
+    flips = stats["winner_change_per_step"]
+    checks.append(Check(
+        "gradients", "the input gradient along a PGD attack", None,
+        (f"{100 * stats['zero_gradient_share']:.1f}% of input-gradient entries are exactly "
+         f"zero; successive gradients have a mean cosine of "
+         f"{stats['successive_gradient_cosine']:.2f}"
+         + ("" if math.isnan(flips) else
+            f"; each step changes {100 * flips:.1f}% of a k-WTA layer's winners")),
+        stats))
+    return Audit(name, n, eps, seed, tuple(checks))

@@ -1,0 +1,98 @@
+"""The gradient-masking audit on models where the right verdict is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kwta_demo.audit import audit, gradient_statistics
+
+
+class Linear(nn.Module):
+    """A linear classifier of 8x8 images: smooth, its gradient is the whole truth."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * 20
+
+
+class Quantised(nn.Module):
+    """The same classifier behind a rounding of the input to 4 levels: the input gradient is
+    zero everywhere, yet the decision still moves with the input. Masking by construction."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 3) / 3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(12, 3, 8, 8, generator=gen)
+    with torch.no_grad():
+        y = Linear()(x).argmax(1)  # labels the model gets right: every image counts
+    return x, y
+
+
+def test_a_smooth_model_comes_out_clean(data):
+    x, y = data
+    result = audit(Linear(), x, y, preset="corrected", eps=0.1, name="linear", twin=Linear(1),
+                   twin_name="another linear model")
+    assert not result.masked, result.verdict
+    assert result.verdict.startswith("No sign of gradient masking")
+    by = {c.key: c for c in result.checks}
+    assert by["unbounded"].values["unbounded_success"] == 1.0
+    assert by["gradient_free"].flagged is False and by["transfer"].flagged is False
+    assert by["gradients"].values["zero_gradient_share"] == 0.0
+    assert by["gradients"].values["successive_gradient_cosine"] > 0.99  # a linear model's gradient is constant
+    assert math.isnan(by["gradients"].values["winner_change_per_step"])  # no k-WTA layer
+
+
+def test_a_masked_gradient_is_caught(data):
+    x, y = data
+    masked = Quantised(Linear())
+    with torch.no_grad():
+        keep = masked(x).argmax(1) == y
+    result = audit(masked, x[keep], y[keep], preset="corrected", eps=0.2, name="quantised",
+                   twin=Linear(), twin_name="the unquantised model", square_preset="cpu")
+    assert result.masked and result.verdict.startswith("Robustness here comes from gradient masking")
+    by = {c.key: c for c in result.checks}
+    assert by["unbounded"].flagged  # zero gradients: PGD cannot move even with eps = 1
+    assert by["gradient_free"].flagged  # Square, reading scores only, gets through
+    assert by["transfer"].flagged  # so do examples made on the smooth twin
+    assert by["gradients"].values["zero_gradient_share"] == 1.0
+
+
+def test_an_unconverged_attack_is_named_as_such(data):
+    x, y = data
+    result = audit(Linear(), x, y, preset="report", eps=0.2, name="linear")  # 40 x 0.003 eps
+    by = {c.key: c for c in result.checks}
+    assert by["more_steps"].flagged and by["more_steps"].kind == "unconverged"
+    assert result.verdict.startswith("The robustness this attack shows is not real")
+
+
+def test_gradient_statistics_count_winner_changes_on_kwta():
+    from kwta_demo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("alexnet", "kwta", 0.1).eval()
+    x = torch.rand(4, 3, 32, 32)
+    stats = gradient_statistics(model, x, model(x).argmax(1), eps=0.031, steps=3)
+    assert 0 < stats["winner_change_per_step"] < 1
+    assert -1 <= stats["successive_gradient_cosine"] <= 1
+
+
+def test_targeted_only_attacks_are_refused(data):
+    x, y = data
+    with pytest.raises(ValueError, match="untargeted"):
+        audit(Linear(), x, y, attack="vga", preset="paper")
