@@ -37,6 +37,9 @@ COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
     ("pgd", "paper", "PGD, the paper's (20 x 0.007, reach 4.5 eps)", None),
     ("deepfool", "paper", "DeepFool (20 steps, 10 candidates)", "deepfool"),
     ("bpda", "paper", "BPDA through a sigmoid k-WTA (100 x 0.003)", None),
+    ("apgd-ce", "paper", "APGD-CE (AutoAttack, 100 iterations)", None),
+    ("apgd-dlr", "paper", "APGD-DLR (AutoAttack, 100 iterations)", None),
+    ("square", "cpu", "Square, gradient-free (1,000 queries)", None),
     ("gradient-estimation", "cpu", "Gradient estimation (Tramèr et al., CPU budget)", None),
     ("cw", "paper", "C&W, the paper's (5 x 10 steps, c 0.01)", None),
 )
@@ -227,6 +230,8 @@ class Claim:
 _OUR_CLAIMS = (("pgd", "report", "ours, PGD as the report ran it"),
                ("pgd", "corrected", "ours, PGD with the absolute step"),
                ("bpda", "paper", "ours, BPDA"),
+               ("apgd-ce", "paper", "ours, APGD-CE"),
+               ("square", "cpu", "ours, Square (no gradients)"),
                ("gradient-estimation", "cpu", "ours, gradient estimation"))
 
 
