@@ -670,6 +670,67 @@ class Explorer:
         return self._audit_models(_arch(arch), names, images, labels, attack, preset,
                                   {"eps": _eps(eps_255)}, seed)
 
+    # ------------------------------------------------------------ transfer
+
+    def _loaded(self, names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        models, errors = {}, {}
+        for name in names:
+            try:
+                models[name] = self.cache.get(name)
+            except CheckpointError as e:
+                errors[name] = str(e)
+        return models, errors
+
+    def transfer_last(self, state: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
+        """The last attack's examples (and BPDA ones for its k-WTA models) tried on each of
+        its models. The label is the true class when it was given, else the first model's
+        own prediction on the clean image (so every model is judged against one label)."""
+        from .transfer import transfer_matrix
+
+        if not state or not state.get("adversarial"):
+            raise ValueError("run an attack first: the matrix tries its examples on every model")
+        models, errors = self._loaded(list(state["adversarial"]))
+        if not models:
+            raise ValueError("none of the attacked models can be loaded now")
+        device = self.cache.device
+        first = next(iter(models))
+        label = torch.tensor([state["labels"][first]], device=device)
+        adversarial = {n: state["adversarial"][n].unsqueeze(0).to(device) for n in models}
+        params = state["params"]
+        with deadline(self.limits.time_limit_s):
+            matrix = transfer_matrix(models, state["clean"].unsqueeze(0).to(device), label,
+                                     attack=state["attack"], preset=state["preset"],
+                                     eps=params.get("eps"), seed=params.get("seed", 0),
+                                     adversarial=adversarial)
+        return matrix, errors
+
+    def transfer_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
+                        eps_255: float, n: int, seed: int = 0) -> tuple[Any, dict[str, str]]:
+        """The transfer matrix over ``n`` seeded class-balanced test images."""
+        from .data import evaluation_sample
+        from .transfer import transfer_matrix
+
+        names = model_names(arch, variants)
+        spec = _check_attack(attack, preset)
+        if spec.targeted == "required":
+            raise ValueError(f"{attack} is targeted; the transfer matrix uses untargeted attacks")
+        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        try:
+            split = self._test_split()
+        except Exception as e:  # noqa: BLE001 - the reason goes to the user
+            raise ValueError(f"the transfer matrix needs CIFAR-10 test images ({e})") from None
+        sample, _ = evaluation_sample(split, min(n, len(split.labels)), seed)
+        models, errors = self._loaded(names)
+        if not models:
+            raise ValueError("none of the chosen models can be loaded: " + "; ".join(errors.values()))
+        device = self.cache.device
+        with deadline(self.limits.time_limit_s):
+            matrix = transfer_matrix(models, (sample.images.float() / 255).to(device),
+                                     sample.labels.to(device), attack=attack, preset=preset,
+                                     eps=_eps(eps_255), seed=seed)
+        return matrix, errors
+
     # ------------------------------------------------------------ sweep
 
     def sweep(

@@ -194,6 +194,7 @@ def _audit_markdown(out: Any) -> str:
 
 
 AUDIT_HEADERS = ["model", "check", "flags a problem", "evidence"]
+TRANSFER_HEADERS = ["examples crafted on", "tried on", "fooled share", "images", "95% interval"]
 
 
 class _Handlers:
@@ -298,6 +299,27 @@ class _Handlers:
         except USER_ERRORS as e:
             raise _user_error(e) from None
         return _audit_markdown(out), out.rows()
+
+    def transfer(self, state: dict | None):
+        try:
+            matrix, errors = self.explorer.transfer_last(state)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        note = ("One image: each cell is 0% or 100% (n/a where the model gets the image wrong). "
+                "Rows marked BPDA attack a k-WTA model through a smooth stand-in.")
+        if errors:
+            note += "  \n" + "  \n".join(f"**{k} not available:** {v}" for k, v in errors.items())
+        return viz.transfer_heatmap(matrix), note
+
+    def transfer_sweep(self, arch: str, variants: list[str], attack: str, preset: str,
+                       eps_255: float, n: int, seed: int):
+        try:
+            matrix, _errors = self.explorer.transfer_images(
+                arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
+                n=n, seed=seed if seed is not None else 0)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return viz.transfer_heatmap(matrix), matrix.rows()
 
     def sweep(self, arch: str, variants: list[str], attack: str, preset: str, eps_255: str,
               n: int, seed: int, progress=gr.Progress()):
@@ -452,6 +474,11 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                            elem_id="audit-verdict")
                     audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
                                                interactive=False, wrap=True)
+                with gr.Accordion("Transfer matrix", open=False, elem_id="transfer"):
+                    transfer_run = gr.Button("Try each model's examples on every model",
+                                             elem_id="run-transfer")
+                    transfer_plot = gr.Plot(label="Transfer matrix", elem_id="transfer-plot")
+                    transfer_note = gr.Markdown()
 
             with gr.Tab("Robustness sweep", id="sweep", elem_id="tab-sweep"):
                 gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
@@ -481,6 +508,11 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 s_audit_md = gr.Markdown(elem_id="sweep-audit-verdict")
                 s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
                                              interactive=False, wrap=True)
+                s_transfer_run = gr.Button("Transfer matrix on these N images (audit ε)",
+                                           elem_id="run-sweep-transfer")
+                s_transfer_plot = gr.Plot(label="Transfer matrix", elem_id="sweep-transfer-plot")
+                s_transfer_table = gr.Dataframe(headers=TRANSFER_HEADERS, label="Transfer rates",
+                                                interactive=False)
 
             with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
                 repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
@@ -521,6 +553,12 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
                     [s_plot, s_table, s_note], api_name="sweep", **heavy, **raw)
         audit_run.click(h.audit, state, [audit_md, audit_table], api_name="audit", **heavy, **raw)
+        transfer_run.click(h.transfer, state, [transfer_plot, transfer_note], api_name="transfer",
+                           **heavy, **raw)
+        s_transfer_run.click(h.transfer_sweep,
+                             [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
+                             [s_transfer_plot, s_transfer_table], api_name="transfer_sweep",
+                             **heavy, **raw)
         s_audit_run.click(h.audit_sweep,
                           [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
                           [s_audit_md, s_audit_table], api_name="audit_sweep", **heavy, **raw)

@@ -26,6 +26,7 @@ __all__ = [
     "channel_grid",
     "robustness_curves",
     "claims_chart",
+    "transfer_heatmap",
     "message_figure",
 ]
 
@@ -284,4 +285,23 @@ def claims_chart(claims: Sequence) -> go.Figure:
                       xaxis=dict(title="robust accuracy (%)", range=[0, 100]),
                       yaxis=dict(autorange="reversed"), height=110 + 34 * len(claims),
                       showlegend=False, **_LAYOUT)
+    return fig
+
+
+def transfer_heatmap(matrix) -> go.Figure:
+    """Share of images each source's examples fool each target on (``transfer.TransferMatrix``)."""
+    z = [[None if math.isnan(v) else 100 * v for v in row] for row in matrix.rates]
+    text = [[("n/a" if math.isnan(v) else f"{100 * v:.0f}%") for v in row] for row in matrix.rates]
+    ci = [[f"[{100 * lo:.0f}–{100 * hi:.0f}%]" for lo, hi in row] for row in matrix.ci95]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(matrix.targets), y=list(matrix.sources), text=text, texttemplate="%{text}",
+        customdata=ci, zmin=0, zmax=100, colorscale="Reds", colorbar=dict(title="fooled %"),
+        hovertemplate="examples of %{y}<br>tried on %{x}: %{text} %{customdata}<extra></extra>",
+    ))
+    sizes = ", ".join(f"{t}: {k}" for t, k in zip(matrix.targets, matrix.n))
+    fig.update_layout(
+        title=f"Transfer: {matrix.attack} `{matrix.preset}` examples (rows) on each model "
+              f"(columns), eps {matrix.eps:.4g}; images each model gets right: {sizes}",
+        xaxis=dict(title="target model"), yaxis=dict(title="examples crafted on", autorange="reversed"),
+        height=140 + 60 * len(matrix.sources), **_LAYOUT)
     return fig

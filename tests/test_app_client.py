@@ -23,7 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
                                         "ignore:.*deprecated.*")
 
 ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
-             "/model_status", "/reproduction", "/reproduction_chart", "/audit", "/audit_sweep"}
+             "/model_status", "/reproduction", "/reproduction_chart", "/audit", "/audit_sweep",
+             "/transfer", "/transfer_sweep"}
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +198,11 @@ def test_the_last_attack_is_audited_in_its_session(app):
     assert "Gradient-masking audit" in verdict and "alexnet-relu" in verdict
     assert table["headers"] == ["model", "check", "flags a problem", "evidence"]
     assert any("Square" in row[3] for row in table["data"])
+
+
+def test_the_transfer_matrix_of_the_last_attack(app):
+    client, _, root = app
+    client.predict(**_attack_args(root / "data" / "test" / "dog" / "0000.png", attack="fgsm",
+                                  true_class=UNKNOWN), api_name="/attack")
+    plot, note = client.predict(api_name="/transfer")
+    assert plot["type"] == "plotly" and "BPDA" in note

@@ -478,3 +478,18 @@ def test_an_audit_over_test_images(explorer):
     with pytest.raises(ValueError):
         explorer.audit_images(arch="alexnet", variants=["relu"], attack="pgd", preset="paper",
                               eps_255=8, n=0)
+
+
+def test_transfer_matrix_of_the_last_attack_and_over_images(explorer):
+    image, _ = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
+                          preset="paper", eps_255=8, true_class=None)
+    matrix, errors = explorer.transfer_last(out.state())
+    assert matrix.sources == ("alexnet-relu", "alexnet-kwta-0.1", "alexnet-kwta-0.1 (BPDA)")
+    assert matrix.targets == ("alexnet-relu", "alexnet-kwta-0.1") and not errors
+    assert all(v in (0.0, 1.0) or math.isnan(v) for row in matrix.rates for v in row)
+    over, _ = explorer.transfer_images(arch="alexnet", variants=["relu", "kwta-0.2"], attack="fgsm",
+                                       preset="paper", eps_255=8, n=6, seed=1)
+    assert over.targets == ("alexnet-relu", "alexnet-kwta-0.2") and len(over.sources) == 3
+    with pytest.raises(ValueError, match="run an attack first"):
+        explorer.transfer_last({})
