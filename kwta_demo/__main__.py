@@ -1,4 +1,4 @@
-"""Command line: `python -m kwta_demo train|evaluate|bench|publish|verify|pipeline ...`."""
+"""Command line: `python -m kwta_demo train|evaluate|audit|bench|publish|verify|pipeline ...`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ COMMANDS = {
     "evaluate": ("kwta_demo.evaluate", "clean and robust accuracy tables"),
     "bench": ("kwta_demo.bench", "ReLU vs k-WTA speed, as ratios measured in one run"),
     "publish": ("kwta_demo.publish", "upload checkpoint folders to the Hugging Face Hub"),
+    "audit": ("kwta_demo.audit", "gradient-masking audit and transfer matrix of one "
+                                 "architecture's three checkpoints"),
     "verify": ("kwta_demo.verify", "check checkpoints: manifest, strict load, accuracy, "
                                    "k-WTA sparsity"),
     "pipeline": ("kwta_demo.pipeline", "train what is missing, then evaluate, resumably "

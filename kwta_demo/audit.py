@@ -21,9 +21,13 @@ overstates the robustness. The verdict reads the flags in plain words.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import time
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -33,7 +37,8 @@ from .attacks.base import attack_mode, check_seed, make_generator
 from .attacks.gradient import ascend, input_gradient
 from .kwta import KWTA
 
-__all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "gradient_statistics"]
+__all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "audit_checkpoints",
+           "gradient_statistics", "load_rows", "appender", "add_arguments", "main"]
 
 MARGIN = 0.05
 """Least gap in success rate (and at least one image) for a comparison to flag masking."""
@@ -261,3 +266,150 @@ def audit(
             f"; each step changes {100 * flips:.1f}% of a k-WTA layer's winners")),
         stats))
     return Audit(name, n, eps, seed, tuple(checks))
+
+
+# ------------------------------------------------------------------ the command
+
+
+def audit_checkpoints(
+    arch: str, *, attacks: Sequence[str] = ("pgd:report", "pgd:corrected"), n: int = 100,
+    seed: int = 0, data: str | None = None, device: str | None = None,
+    square_preset: str = "cpu", done: Sequence[dict[str, Any]] = (),
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Audit the three checkpoints of ``arch`` under each attack spec (``name:preset``)
+    and compute the transfer matrix of the last one, on ``n`` seeded class-balanced test
+    images; one row per (model, attack) and one per matrix. Rows in ``done`` with the same
+    weights and settings are kept; ``on_row`` gets each new row."""
+    from .checkpoints import find_checkpoint, load_model, weights_sha256
+    from .data import evaluation_sample, load_cifar10
+    from .settings import resolve_device
+    from .transfer import transfer_matrix
+
+    dev = resolve_device(device)
+    names = [f"{arch}-relu", f"{arch}-kwta-0.2", f"{arch}-kwta-0.1"]
+    where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
+    shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
+    key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r["n"], r["seed"])  # noqa: E731
+    have = {key(r): r for r in done}
+    sample, _ = evaluation_sample(load_cifar10("test", data), n, seed)
+    x, y = (sample.images.float() / 255).to(dev), sample.labels.to(dev)
+    models = {name: load_model(where[name], dev) for name in names}
+    rows = []
+    for spec in attacks:
+        attack, _, preset = spec.partition(":")
+        for name, model in models.items():
+            row = {"kind": "audit", "model": name, "sha": shas[name], "attack": spec, "n": n,
+                   "seed": seed}
+            if key(row) in have:
+                rows.append(have[key(row)])
+                continue
+            with torch.no_grad():
+                keep = model(x).argmax(1) == y
+            if not bool(keep.any()):
+                row.update(correct=0, eps=None, masked=None, checks=[], seconds=0.0,
+                           verdict="misclassifies every image: nothing to audit", device=str(dev))
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+                continue
+            t0 = time.perf_counter()
+            result = audit(model, x[keep], y[keep], attack=attack, preset=preset or "paper",
+                           eps=None if preset == "report" else 0.031, seed=seed, name=name,
+                           twin=None if name.endswith("relu") else models[names[0]],
+                           twin_name=names[0], square_preset=square_preset)
+            row.update(correct=int(keep.sum()), eps=result.eps, masked=result.masked,
+                       verdict=result.verdict, checks=[{
+                           "key": c.key, "title": c.title, "flagged": c.flagged,
+                           "kind": c.kind, "evidence": c.evidence, "values": c.values}
+                           for c in result.checks],
+                       seconds=time.perf_counter() - t0, device=str(dev))
+            row = _json_safe(row)
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    spec = attacks[-1]
+    attack, _, preset = spec.partition(":")
+    row = {"kind": "transfer", "model": arch, "sha": ",".join(shas[m] for m in names),
+           "attack": spec, "n": n, "seed": seed}
+    if key(row) in have:
+        rows.append(have[key(row)])
+    else:
+        t0 = time.perf_counter()
+        m = transfer_matrix(models, x, y, attack=attack, preset=preset or "paper",
+                            eps=None if preset == "report" else 0.031, seed=seed,
+                            bpda_preset="paper")
+        row.update(sources=list(m.sources), targets=list(m.targets),
+                   rates=[list(r) for r in m.rates], ci95=[[list(c) for c in r] for r in m.ci95],
+                   correct=list(m.n), eps=m.eps, seconds=time.perf_counter() - t0, device=str(dev))
+        row = _json_safe(row)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m kwta_demo audit``."""
+    parser.add_argument("--arch", default="alexnet", choices=("resnet18", "alexnet"))
+    parser.add_argument("--attacks", default="pgd:report,pgd:corrected",
+                        help="comma list of name:preset to audit; the last one also makes "
+                             "the transfer matrix (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=100, help="class-balanced test images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--square", default="cpu", help="Square preset (default: %(default)s)")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default="results/audit.json",
+                        help="rows are added to this JSON file (kept across runs)")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become None (JSON has no NaN), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of an audit results file (``[]`` if there is none yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text())["rows"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not an audit result ({e})") from None
+
+
+def appender(path: str | Path, rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    """A callback that adds a row to ``rows`` and rewrites ``path`` atomically."""
+    from .checkpoints import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        atomic_write_text(path, json.dumps({"rows": rows}, indent=1, allow_nan=False) + "\n")
+
+    return add
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``python -m kwta_demo audit``; prints each model's verdict."""
+    rows = load_rows(args.out)
+    save = appender(args.out, rows)
+    found = audit_checkpoints(args.arch, attacks=[a for a in args.attacks.split(",") if a],
+                              n=args.n, seed=args.seed, data=args.data, device=args.device,
+                              square_preset=args.square, done=rows, on_row=save)
+    for row in found:
+        if row["kind"] == "audit":
+            print(f"{row['model']} under {row['attack']} ({row['correct']} of {row['n']} images "
+                  f"correct, seed {row['seed']}): {row['verdict']}")
+    return 0

@@ -31,6 +31,7 @@ from typing import Any, Callable
 __all__ = [
     "TrainStep",
     "EvalStep",
+    "AuditStep",
     "Plan",
     "DEFAULT_PLAN",
     "PipelineStopped",
@@ -82,16 +83,30 @@ class EvalStep:
 
 
 @dataclass(frozen=True)
+class AuditStep:
+    """The gradient-masking audit of one architecture's three checkpoints under each attack
+    spec, and the transfer matrix of the last spec, on ``n`` class-balanced test images."""
+
+    arch: str
+    attacks: tuple[str, ...] = ("pgd:report", "pgd:corrected")
+    n: int = 64
+    seed: int = 0
+    square: str = "cpu"
+
+
+@dataclass(frozen=True)
 class Plan:
     """What the pipeline does, where it reads and where it writes."""
 
     train: tuple[TrainStep, ...] = ()
     evaluate: tuple[EvalStep, ...] = ()
+    audits: tuple[AuditStep, ...] = ()  # after the evaluation
     after: tuple[TrainStep, ...] = ()  # trained once the evaluation is done (findings runs)
     data: str | None = None  # CIFAR-10 source (None: KWTA_CIFAR10 or the default search)
     checkpoints: str | None = None  # None: KWTA_CHECKPOINTS or checkpoints/
     runs: str = "runs"
     results: str = "results/reproduction.json"
+    audit_results: str = "results/audit.json"
     half: bool = True
     eval_every: int = 5
     save_every_minutes: float = 5.0
@@ -111,6 +126,8 @@ class Plan:
             raise ValueError(f"plan has unknown fields: {', '.join(sorted(unknown))}")
         d["train"] = tuple(TrainStep(**t) for t in d.get("train", ()))
         d["after"] = tuple(TrainStep(**t) for t in d.get("after", ()))
+        d["audits"] = tuple(AuditStep(**{**a, "attacks": tuple(a.get("attacks", AuditStep.attacks))})
+                            for a in d.get("audits", ()))
         d["evaluate"] = tuple(
             EvalStep(**{**e, "models": tuple(e["models"]), "attacks": tuple(e.get("attacks", ()))})
             for e in d.get("evaluate", ()))
@@ -143,6 +160,8 @@ DEFAULT_PLAN = Plan(
         # 1,000 images for AlexNet (the first 320 are those above): it is cheaper
         EvalStep(models=_SIX[3:], attacks=_MAIN, n=1000),
     ),
+    # is the robustness real? the audit and the transfer matrix, AlexNet first (cheaper)
+    audits=(AuditStep("alexnet"), AuditStep("resnet18")),
     # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs
     after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1),),
     data=None,
@@ -265,6 +284,9 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
         for step in plan.evaluate:
             _write_current(files, {"step": "evaluate", "models": list(step.models)})
             _run_evaluation(plan, step, should_stop)
+        for step in plan.audits:
+            _write_current(files, {"step": "audit", "models": [step.arch]})
+            _run_audit(plan, step, should_stop)
         _train_steps(plan, plan.after, files, should_stop, progress)
         log.info("pipeline: everything in the plan is done")
     finally:
@@ -336,6 +358,22 @@ def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool])
                  on_update=lambda result: save_result(out, result), should_stop=should_stop)
     except EvaluationStopped as e:
         raise PipelineStopped(str(e)) from None
+
+
+def _run_audit(plan: Plan, step: AuditStep, should_stop: Callable[[], bool]) -> None:
+    from .audit import appender, audit_checkpoints, load_rows
+
+    rows = load_rows(plan.audit_results)
+    add = appender(plan.audit_results, rows)
+
+    def save(row: dict[str, Any]) -> None:
+        add(row)
+        if should_stop():
+            raise PipelineStopped(f"stopped after auditing {row['model']} ({row['attack']})")
+
+    audit_checkpoints(step.arch, attacks=step.attacks, n=step.n, seed=step.seed, data=plan.data,
+                      square_preset=step.square, done=rows, on_row=save,
+                      checkpoint_dir=_checkpoint_root(plan))
 
 
 def request_stop(plan: Plan = DEFAULT_PLAN) -> int | None:
@@ -452,6 +490,10 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
                                    if "test_acc" in h), None) if state else None,
             "remaining_seconds": remaining,
         })
+    from .audit import load_rows
+
+    audit_done = len(load_rows(plan.audit_results))
+    audit_total = sum(3 * len(a.attacks) + 1 for a in plan.audits)
     result = load_result(Path(plan.results))
     rows_done = len(result["rows"]) if result else 0
     rows_total = (len({m for s in plan.evaluate for m in s.models})  # one clean row per model
@@ -469,6 +511,8 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         "stages": stages,
         "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
                        "remaining_seconds": eval_left, "results": plan.results},
+        "audit": {"rows_done": min(audit_done, audit_total), "rows_total": audit_total,
+                  "results": plan.audit_results},
         "remaining_seconds": None if None in train_left or eval_left is None
         else sum(train_left) + eval_left,
         "train_remaining_seconds": None if None in train_left else sum(train_left),
@@ -506,6 +550,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"  evaluate: {ev['rows_done']}/{ev['rows_total']} rows in {ev['results']}"
                  + ("" if ev["rows_done"] >= ev["rows_total"]
                     else f", {_hours(ev['remaining_seconds'])} left"))
+    au = status["audit"]
+    lines.append(f"  audit: {au['rows_done']}/{au['rows_total']} rows in {au['results']}")
     lines.append(f"time left: {_hours(status['remaining_seconds'])} "
                  f"(training: {_hours(status['train_remaining_seconds'])}); log: {status['log']}")
     return "\n".join(lines)

@@ -202,6 +202,40 @@ def _pgd_finding(best: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _audit_section(results: Path) -> list[str]:
+    """The gradient-masking audit and the transfer matrices of ``results/audit.json``."""
+    from .audit import load_rows
+
+    lines = ["### Is the robustness real? The gradient-masking audit", ""]
+    try:
+        rows = load_rows(results / "audit.json")
+    except ValueError as e:
+        return lines + [f"**Unreadable:** {e}"]
+    audits = [r for r in rows if r.get("kind") == "audit"]
+    if not audits:
+        return lines + [f"{NOT_MEASURED.capitalize()} (`results/audit.json`: the pipeline audits "
+                        "each architecture after the evaluation; `python -m kwta_demo audit "
+                        "--arch alexnet` does it by hand)."]
+    lines += ["| model | audited attack | images | verdict |", "|---|---|---|---|"]
+    for r in audits:
+        lines.append(f"| {r['model']} | `{r['attack']}` | {r.get('correct')} of {r['n']} "
+                     f"(seed {r['seed']}) | {r['verdict']} |")
+    for r in (r for r in rows if r.get("kind") == "transfer"):
+        lines += ["", f"Transfer matrix, {r['model']}: `{r['attack']}` examples (rows) tried "
+                  f"on each model (columns), share of the images that model gets right "
+                  f"(of {r['n']}, seed {r['seed']}):", "",
+                  "| examples crafted on | " + " | ".join(r["targets"]) + " |",
+                  "|---|" + "---|" * len(r["targets"])]
+        for source, rates in zip(r["sources"], r["rates"]):
+            cells = ["n/a" if v is None else f"{100 * v:.0f}%" for v in rates]
+            lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
+              "from the image must succeed; five times the steps must not change the audited "
+              "attack's success; Square (no gradients) and PGD examples made on the ReLU twin "
+              "must not beat it. A flag means the audited attack's robustness is not real."]
+    return lines
+
+
 def _outside() -> list[str]:
     rb = {f.key: f for f in P.find_figures(publication="robustbench")}
     claim, clean = rb["paper.claim.densenet121"], rb["paper.robustbench.clean"]
@@ -313,7 +347,7 @@ def reproduction_markdown(
     parts += _pgd_finding(best) + [""]
     for arch in ARCHS:
         parts += _attack_table(arch, best, metrics) + [""]
-    parts += _table3(metrics, bench) + [""] + _outside()
+    parts += _table3(metrics, bench) + [""] + _audit_section(results) + [""] + _outside()
     parts += ["", ADAPTIVE_NOTE]
     if problems:
         parts += ["", "**Unreadable results files:** " + "; ".join(problems)]

@@ -96,3 +96,26 @@ def test_targeted_only_attacks_are_refused(data):
     x, y = data
     with pytest.raises(ValueError, match="untargeted"):
         audit(Linear(), x, y, attack="vga", preset="paper")
+
+
+def test_auditing_checkpoints_writes_rows_once(tmp_path):
+    from kwta_demo.audit import appender, audit_checkpoints, load_rows
+    from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+
+    names = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
+    write_random_checkpoints(tmp_path / "ckpt", names)
+    write_image_folder(tmp_path / "data", per_class=1)
+    out = tmp_path / "audit.json"
+    rows = load_rows(out)
+    kw = dict(attacks=("fgsm:paper",), n=4, data=str(tmp_path / "data"), device="cpu",
+              square_preset="interactive", checkpoint_dir=tmp_path / "ckpt")
+    found = audit_checkpoints("alexnet", done=rows, on_row=appender(out, rows), **kw)
+    assert [(r["kind"], r["model"]) for r in found] == [
+        ("audit", "alexnet-relu"), ("audit", "alexnet-kwta-0.2"), ("audit", "alexnet-kwta-0.1"),
+        ("transfer", "alexnet")]
+    assert load_rows(out) == found
+    transfer = found[-1]
+    assert transfer["sources"][-2:] == ["alexnet-kwta-0.2 (BPDA)", "alexnet-kwta-0.1 (BPDA)"]
+    calls = []
+    again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)
+    assert again == found and calls == []  # nothing measured twice

@@ -46,6 +46,7 @@ def tiny_plan(tmp: Path, data: Path) -> dict:
                   {"arch": "alexnet", "stage": "kwta-0.2", "epochs": 1, "batch_size": 10}],
         "evaluate": [{"models": ["alexnet-relu", "alexnet-kwta-0.2"],
                       "attacks": ["fgsm:paper@0.03"], "n": 10, "batch_size": 5}],
+        "audit_results": str(tmp / "results" / "audit.json"),
         "data": str(data), "checkpoints": str(tmp / "ckpt"), "runs": str(tmp / "runs"),
         "results": str(tmp / "results" / "eval.json"), "save_every_minutes": 0,
         "eval_every": 1, "threads": 1,

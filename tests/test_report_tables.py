@@ -118,3 +118,17 @@ def test_claims_chart_sets_claims_beside_measurements(tmp_path):
     fig = viz.claims_chart(full)
     (bar,) = fig.data
     assert len(bar.x) == len(full) and "RobustBench" in bar.customdata[1][0]
+
+
+def test_the_audit_section(tmp_path):
+    text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
+    assert "The gradient-masking audit" in text and "python -m kwta_demo audit" in text
+    (tmp_path / "audit.json").write_text(json.dumps({"rows": [
+        {"kind": "audit", "model": "alexnet-kwta-0.1", "attack": "pgd:report", "n": 64, "seed": 0,
+         "correct": 50, "verdict": "Robustness here comes from gradient masking: x."},
+        {"kind": "transfer", "model": "alexnet", "attack": "pgd:corrected", "n": 64, "seed": 0,
+         "sources": ["alexnet-relu", "alexnet-kwta-0.1 (BPDA)"], "targets": ["alexnet-relu"],
+         "rates": [[1.0], [None]]}]}))
+    text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
+    assert "| alexnet-kwta-0.1 | `pgd:report` | 50 of 64 (seed 0) | Robustness here comes" in text
+    assert "| alexnet-relu | 100% |" in text and "| alexnet-kwta-0.1 (BPDA) | n/a |" in text
