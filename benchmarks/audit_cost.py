@@ -1,0 +1,86 @@
+"""Seconds for one click of the audit and of the transfer matrix: one image, three models.
+
+The explorer's own path (``Explorer.audit_last`` and ``transfer_last`` after an attack
+with the app's defaults: PGD ``interactive``, eps 8/255), on one CIFAR-10 test image,
+for the three models of an architecture. ResNet18 weights can come from a training state
+file (``--resnet-state``, e.g. the ReLU run in progress, swapped to k-WTA for the other
+two), so that early-stopping attacks behave as on trained models.
+
+    python benchmarks/audit_cost.py --arch resnet18 --resnet-state runs/resnet18-relu.state.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kwta_demo.bench import environment  # noqa: E402
+from kwta_demo.explorer import Explorer  # noqa: E402
+from kwta_demo.model_cache import ModelCache  # noqa: E402
+from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
+from kwta_demo.train import set_threads  # noqa: E402
+
+
+def _state_models(state: str) -> dict[str, torch.nn.Module]:
+    from safetensors.torch import load_file
+
+    from kwta_demo import build_model
+
+    tensors = {k[6:]: v for k, v in load_file(state).items() if k.startswith("model.")}
+    out = {}
+    for name, act, gamma in (("resnet18-relu", "relu", None), ("resnet18-kwta-0.2", "kwta", 0.2),
+                             ("resnet18-kwta-0.1", "kwta", 0.1)):
+        model = build_model("resnet18", act, gamma)
+        model.load_state_dict(tensors)
+        out[name] = model.eval()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18", choices=("resnet18", "alexnet"))
+    parser.add_argument("--resnet-state", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    threads = set_threads(args.threads)
+    explorer = Explorer(ModelCache("cpu"))
+    if args.arch == "resnet18" and args.resnet_state:
+        models = _state_models(args.resnet_state)
+        explorer.cache.get = lambda name: models[name]  # the cache serves these weights
+    image, _ = explorer.gallery_item(0)
+    times: dict[str, list[float]] = {"attack": [], "audit": [], "transfer": []}
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        out = explorer.attack(image, arch=args.arch, variants=["relu", "kwta-0.2", "kwta-0.1"],
+                              attack="pgd", preset="interactive", eps_255=8)
+        t1 = time.perf_counter()
+        explorer.audit_last(out.state())
+        t2 = time.perf_counter()
+        explorer.transfer_last(out.state())
+        t3 = time.perf_counter()
+        for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            value_list = times[key]
+            value_list.append(value)
+    rows = {k: {"median_s": statistics.median(v), "all_s": v} for k, v in times.items()}
+    env = {**environment(torch.device("cpu")), "threads": threads, "arch": args.arch,
+           "weights": args.resnet_state or "checkpoints/",
+           "command": "python benchmarks/audit_cost.py " + " ".join(sys.argv[1:])}
+    out_path = PROJECT_ROOT / "results" / f"audit-cost-{args.arch}-cpu.json"
+    out_path.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
+    for k, r in rows.items():
+        print(f"{k:9s} {r['median_s']:.1f} s (median of {args.repeats})")
+    print(f"written to {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
