@@ -123,3 +123,29 @@ def test_upload_any_image_and_attack(page, tmp_path):
     assert "2 model(s)" in summary
     assert page.locator("#slot-relu .js-plotly-plot").count() == 1
     _shot(page, tmp_path, "upload.png")
+
+
+def test_audit_and_transfer_the_last_attack(page, tmp_path):
+    """After the upload's attack (true class unknown: each model's own prediction is
+    attacked), the audit gives a verdict per model and the transfer matrix draws."""
+    page.locator("#run-audit").click()
+    page.wait_for_function(
+        "document.querySelector('#audit-verdict').innerText.includes('Gradient-masking audit')",
+        timeout=ATTACK_TIMEOUT_MS)
+    verdict = page.locator("#audit-verdict").inner_text()
+    assert "alexnet-relu" in verdict and ("No sign of gradient masking" in verdict
+                                          or "gradient masking" in verdict or "not real" in verdict)
+    page.locator("#transfer button", has_text="Transfer matrix").first.click()  # open the accordion
+    page.locator("#run-transfer").click()
+    page.wait_for_selector("#transfer-plot .js-plotly-plot", timeout=ATTACK_TIMEOUT_MS)
+    assert page.locator("#transfer-plot .js-plotly-plot .heatmaplayer, "
+                        "#transfer-plot .js-plotly-plot .hm").count() >= 1
+    _shot(page, tmp_path, "audit.png")
+
+
+def test_reproduction_tab_shows_the_claims_chart(page):
+    page.locator("button[role=tab]", has_text="Reproduction").click()
+    page.wait_for_selector("#reproduction-chart .js-plotly-plot")
+    text = page.locator("#reproduction").inner_text()
+    assert "could not cross its eps-ball" in text or "could not reach the edge" in text
+    assert "Table 1: ResNet18" in text and "RobustBench" in text
