@@ -12,7 +12,7 @@ from typing import Any
 
 from .models import ModelConfig
 
-__all__ = ["DATA_CAVEAT", "LICENSE", "model_card"]
+__all__ = ["DATA_CAVEAT", "DATASET", "LICENSE", "model_card", "robust_rows_for"]
 
 LICENSE = "mit"  # the project's licence (README front matter)
 DATA_CAVEAT = (
@@ -26,34 +26,67 @@ _REPORT = "Golod and Usluel, reproduction report, 2020"
 CIFAR10_TEST_IMAGES = 10_000
 
 
-def _header(config: ModelConfig, accuracy: float | None, test_images: int | None) -> str:
+DATASET = "uoft-cs/cifar10"
+ARXIV = {"paper": "1905.10510", "tramer": "2002.08347", "athalye": "1802.00420"}
+
+
+def _header(config: ModelConfig, accuracy: float | None, test_images: int | None,
+            robust: list[dict[str, Any]] | None = None) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     tags = ["image-classification", "cifar10", "pytorch", "safetensors", config.arch]
+    tags += [f"arxiv:{a}" for a in ARXIV.values()]
     if config.activation == "kwta":
         tags += ["k-winners-take-all", "adversarial-robustness"]
-    results = None
+    results = []
+    dataset = dict(task_type="image-classification", dataset_type=DATASET,
+                   dataset_split="test")
     if accuracy is not None:
-        results = [EvalResult(
-            task_type="image-classification",
-            dataset_type="cifar10",
-            dataset_name=f"CIFAR-10 (JPEG q75 copy), test split, {test_images} images",
-            dataset_split="test",
-            metric_type="accuracy",
-            metric_name="clean accuracy",
+        results.append(EvalResult(
+            **dataset, dataset_name=f"CIFAR-10 (JPEG q75 copy), test split, {test_images} images",
+            metric_type="accuracy", metric_name="clean accuracy",
             metric_value=round(float(accuracy), 4),
-        )]
+        ))
+    for r in robust or []:
+        results.append(EvalResult(
+            **dataset, dataset_name=f"CIFAR-10 (JPEG q75 copy), {r['n']} class-balanced test "
+                                    f"images, seed {r['seed']}",
+            metric_type="accuracy", metric_name=f"robust accuracy, {r['attack']}:{r['preset']}",
+            metric_value=round(float(r["robust_acc"]), 4),
+            metric_args={k: v for k, v in (("eps", r.get("eps")), ("norm", "Linf"),
+                                           ("steps", r.get("steps")), ("restarts", r.get("restarts")),
+                                           ("n", r["n"]), ("seed", r["seed"])) if v is not None},
+        ))
     data = ModelCardData(
-        library_name="pytorch",
         license=LICENSE,
-        datasets=["cifar10"],
+        datasets=[DATASET],
         metrics=["accuracy"],
         pipeline_tag="image-classification",
         tags=tags,
         model_name=config.name,
-        eval_results=results,
+        eval_results=results or None,
     )
     return f"---\n{data.to_yaml()}\n---\n"
+
+
+def robust_rows_for(result: dict[str, Any] | None, weights_sha256: str) -> list[dict[str, Any]]:
+    """The robust-accuracy rows of an evaluation ``result`` measured on these weights, one
+    per (attack, preset): the one with the most images, with its settings for the card."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in (result or {}).get("rows", []):
+        if row.get("weights_sha256") != weights_sha256 or row.get("attack") == "none":
+            continue
+        key = (row["attack"], row["preset"])
+        if key not in best or row["n"] > best[key]["n"]:
+            best[key] = row
+    out = []
+    for (attack, preset), row in sorted(best.items()):
+        params = row.get("params") or {}
+        out.append({"attack": attack, "preset": preset, "eps": row.get("eps"),
+                    "steps": params.get("steps"), "restarts": params.get("restarts"),
+                    "n": row.get("n_pairs") or row["n"], "seed": row["seed"],
+                    "robust_acc": row["robust_acc"], "ci95": row.get("robust_ci95")})
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -141,7 +174,8 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
     act = ("ReLU" if config.activation == "relu"
            else f"k-Winners-Take-All with γ = {config.gamma:g} (each sample keeps the top "
                 f"{100 * config.gamma:g}% of every activation layer's units)")
-    parts = [_header(config, acc, n_test), f"# {config.name}\n"]
+    robust = metrics.get("robust") or []
+    parts = [_header(config, acc, n_test, robust), f"# {config.name}\n"]
     parts.append(
         f"A CIFAR-10 {config.arch} classifier with {act}, part of the kwta-demo explorer of "
         f"the k-WTA adversarial defence ({_PAPER}; {_REPORT}). Inputs are RGB images in "
@@ -177,6 +211,19 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
         result.append(_sparsity_lines(metrics["sparsity"], config.gamma))
         result.append(f"\nMeasured on {metrics.get('sparsity_images')} seeded random test images "
                       f"(seed {metrics.get('sparsity_seed')}).")
+    if robust:
+        result.append("\nRobust accuracy (L-inf; the share of class-balanced test images still "
+                      "classified correctly after the attack; 95% Wilson interval):\n")
+        result.append("| attack | eps | images | robust accuracy |")
+        result.append("|---|---|---|---|")
+        for r in robust:
+            ci = r.get("ci95")
+            interval = f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]" if ci else ""
+            result.append(f"| `{r['attack']}:{r['preset']}` | {r.get('eps')} | {r['n']} "
+                          f"(seed {r['seed']}) | {_pct(r['robust_acc'])}{interval} |")
+        result.append("\nWhat these numbers mean, and why k-WTA's robustness under gradient "
+                      "attacks is gradient masking: the explorer's Reproduction tab and "
+                      "`docs/reproduction.md`.")
     parts.append("\n".join(result) + "\n")
     if metrics.get("verification"):
         parts.append(_verification_lines(metrics["verification"]) + "\n")
@@ -189,6 +236,11 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
         )
     parts.append(
         "## Citation\n\n"
-        f"- {_PAPER}.\n- {_REPORT}.\n"
+        f"- {_PAPER} ([arXiv:{ARXIV['paper']}](https://arxiv.org/abs/{ARXIV['paper']})).\n"
+        f"- {_REPORT}.\n"
+        "- Tramèr, Carlini, Brendel and Madry, *On Adaptive Attacks to Adversarial Example "
+        f"Defenses*, NeurIPS 2020 ([arXiv:{ARXIV['tramer']}](https://arxiv.org/abs/{ARXIV['tramer']})).\n"
+        "- Athalye, Carlini and Wagner, *Obfuscated Gradients Give a False Sense of Security*, "
+        f"ICML 2018 ([arXiv:{ARXIV['athalye']}](https://arxiv.org/abs/{ARXIV['athalye']})).\n"
     )
     return "\n".join(parts)

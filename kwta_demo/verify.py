@@ -130,6 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeded test subset (default: all 10,000 images)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="write the findings to this JSON file")
+    parser.add_argument("--results", default="results/reproduction.json",
+                        help="with --record: the evaluation rows whose robust accuracies, "
+                             "measured on these weights, go on the card (default: %(default)s)")
     parser.add_argument("--record", action="store_true",
                         help="for each checkpoint that passes, store the findings in its "
                              "metrics.json and model card, and rewrite the SHA256SUMS of its "
@@ -158,15 +161,19 @@ def main(args: argparse.Namespace) -> int:
         command = "python -m kwta_demo verify " + " ".join(Path(f).name for f in args.folders)
         for folder, r in zip(args.folders, results):
             if r["ok"]:
-                record_verification(folder, r, command=command)
+                record_verification(folder, r, command=command, results=args.results)
         for parent in {Path(f).parent for f, r in zip(args.folders, results) if r["ok"]}:
             write_manifest(parent)
     return 0 if all(r["ok"] for r in results) else 1
 
 
-def record_verification(folder: str | Path, findings: dict[str, Any], *, command: str) -> None:
-    """Store ``findings`` as ``verification`` in ``folder/metrics.json`` and rewrite the card."""
-    from .cards import model_card
+def record_verification(folder: str | Path, findings: dict[str, Any], *, command: str,
+                        results: str | Path | None = None) -> None:
+    """Store ``findings`` as ``verification`` in ``folder/metrics.json`` (and, from the
+    evaluation ``results`` file, the robust accuracies measured on these very weights),
+    then rewrite the card."""
+    from .cards import model_card, robust_rows_for
+    from .evaluate import load_result
     from .models import ModelConfig
 
     folder = Path(folder)
@@ -179,6 +186,8 @@ def record_verification(folder: str | Path, findings: dict[str, Any], *, command
         "date": time.strftime("%Y-%m-%d"), "command": command,
         "device": _device_name(findings.get("device", "cpu")),
     }
+    if results is not None:
+        metrics["robust"] = robust_rows_for(load_result(results), findings["weights_sha256"])
     config = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     atomic_write_text(folder / "README.md", model_card(config, metrics, metrics.get("recipe", {})))

@@ -70,3 +70,28 @@ def test_offline_publish_fails_fast_and_clearly(checkpoint, monkeypatch, capsys)
     assert cli(["publish", str(checkpoint), "--repo-id", "me/kwta"]) == 2
     assert time.monotonic() - start < 5  # includes importing every command module
     assert "cannot publish: the Hub at http://127.0.0.1:9 is unreachable" in capsys.readouterr().err
+
+
+def test_cards_carry_robust_accuracy_with_its_settings():
+    from kwta_demo.cards import DATASET, model_card, robust_rows_for
+    from kwta_demo.models import ModelConfig
+
+    result = {"rows": [
+        {"weights_sha256": "abc", "attack": "none", "preset": "", "n": 10000, "seed": 0, "robust_acc": 0.8},
+        {"weights_sha256": "abc", "attack": "pgd", "preset": "corrected", "eps": 0.031, "n": 320,
+         "seed": 0, "robust_acc": 0.01, "robust_ci95": [0.003, 0.027], "params": {"steps": 40}},
+        {"weights_sha256": "abc", "attack": "pgd", "preset": "corrected", "eps": 0.031, "n": 1000,
+         "seed": 0, "robust_acc": 0.012, "params": {"steps": 40}},
+        {"weights_sha256": "other", "attack": "pgd", "preset": "report", "n": 320, "seed": 0,
+         "robust_acc": 0.5},
+    ]}
+    robust = robust_rows_for(result, "abc")
+    assert [(r["attack"], r["n"]) for r in robust] == [("pgd", 1000)]  # these weights, most images
+    card = model_card(ModelConfig("alexnet", "kwta", 0.1),
+                      {"clean_accuracy": 0.8178, "test_images": 10000, "robust": robust},
+                      {"init_from": "alexnet-kwta-0.2"})
+    header = card.split("---")[1]
+    assert f"type: {DATASET}" in header and "library_name" not in header
+    assert "robust accuracy, pgd:corrected" in header and "eps: 0.031" in header and "steps: 40" in header
+    assert "arxiv:1905.10510" in header and "arxiv:2002.08347" in header
+    assert "| `pgd:corrected` | 0.031 | 1000 (seed 0) | 1.20% |" in card
