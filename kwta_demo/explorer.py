@@ -229,6 +229,16 @@ def attack_controls(attack: str, preset: str | None = None) -> AttackControls:
                           spec.targeted, None if eps is None else eps * 255, note)
 
 
+def quantise_8bit(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
+    """``adversarial`` rounded to the nearest of 256 levels, kept in [0, 1] and inside the
+    eps-ball of ``clean`` on that grid: the image a PNG download holds. A clean image
+    from an 8-bit source lies on the grid, so the bounds do too."""
+    levels = torch.round(adversarial * 255)
+    base = torch.round(clean * 255)
+    reach = math.floor(eps * 255 + 1e-6)
+    return torch.minimum(torch.maximum(levels, base - reach), base + reach).clamp(0, 255) / 255
+
+
 def _random_targets(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """A seeded random wrong class for each label."""
     gen = torch.Generator().manual_seed(seed)
@@ -257,6 +267,8 @@ class ModelAttack:
     label: int | None = None  # the label attacked (true class or own clean prediction)
     clean_probs: torch.Tensor | None = None  # (10,)
     adv_probs: torch.Tensor | None = None  # (10,)
+    adv_8bit: torch.Tensor | None = None  # (3, H, W): the adversarial image as a PNG holds it
+    fools_8bit: bool | None = None  # whether that 8-bit image still succeeds
 
     @property
     def adversarial(self) -> torch.Tensor:
@@ -280,6 +292,7 @@ class ModelAttack:
             "l2": round(float(r.l2[0]), 4),
             "steps_recorded": int(r.true_prob.shape[0]),
             "steps": r.params.get("steps"),
+            "success_8bit": self.fools_8bit,
         }
 
 
@@ -557,9 +570,12 @@ class Explorer:
         if target is not None:
             kwargs["target"] = torch.tensor([target], device=device)
         result = _attacks().run_attack(attack, model, x, y, **kwargs)
+        q = quantise_8bit(result.adversarial, x, eps)
         with torch.no_grad():
             adv_probs = model(result.adversarial.to(device)).softmax(1)[0].cpu()
-        return ModelAttack(name, None, result, used, clean_probs, adv_probs)
+            q_pred = int(model(q).argmax(1)[0])
+        fools = q_pred == target if target is not None else q_pred != used
+        return ModelAttack(name, None, result, used, clean_probs, adv_probs, q[0].cpu(), fools)
 
     # ------------------------------------------------------------ activations
 

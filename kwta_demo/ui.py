@@ -131,14 +131,17 @@ def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:
         verdict += " (already wrong on the clean image)"
     amp = (f"x{0.5 / scale:.1f} (gray = 0, white/black = ±{scale * 255:.2f}/255)" if scale
            else "not at all: the perturbation is zero")
+    png = ("still fools the model" if model.fools_8bit else
+           "does **not** fool the model any more (a k-WTA model can flip back on one grey level)")
     text = (
         f"{verdict}: {s['clean_pred']} ({s['clean_prob']:.0%}) → {s['adv_pred']} "
         f"({s['adv_prob']:.0%}); label attacked: {s['label']}.  \n"
-        f"L∞ = {s['linf_255']:.2f}/255, L2 = {s['l2']:.3f}.  \nPerturbation amplified {amp}."
+        f"L∞ = {s['linf_255']:.2f}/255, L2 = {s['l2']:.3f}.  \nPerturbation amplified {amp}.  \n"
+        f"The 8-bit PNG shown (rounded inside the ε-ball) {png}."
     )
     bars = viz.prediction_bars(model.clean_probs, model.adv_probs, true_label=outcome.label,
                                target=outcome.target, title=name)
-    return [viz.image_array(model.adversarial), pert, bars, text]
+    return [viz.image_array(model.adv_8bit), pert, bars, text]
 
 
 def _summary(outcome: AttackOutcome) -> tuple[str, dict[str, Any]]:

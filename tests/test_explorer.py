@@ -493,3 +493,23 @@ def test_transfer_matrix_of_the_last_attack_and_over_images(explorer):
     assert over.targets == ("alexnet-relu", "alexnet-kwta-0.2") and len(over.sources) == 3
     with pytest.raises(ValueError, match="run an attack first"):
         explorer.transfer_last({})
+
+
+def test_the_png_is_the_8bit_image_inside_the_ball_and_is_checked_again(explorer):
+    from kwta_demo.explorer import quantise_8bit
+
+    clean = torch.randint(0, 256, (1, 3, 32, 32)).float() / 255
+    adv = (clean + (torch.rand_like(clean) - 0.5) * 0.1).clamp(0, 1)
+    q = quantise_8bit(adv, clean, 4 / 255)
+    assert torch.equal(q * 255, torch.round(q * 255))  # on the 8-bit grid
+    assert float((q - clean).abs().max()) <= 4 / 255 + 1e-7 and 0 <= float(q.min()) <= float(q.max()) <= 1
+    image, _ = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["relu"], attack="pgd", preset="interactive",
+                          eps_255=8, true_class=None)
+    (m,) = out.models
+    assert torch.equal(m.adv_8bit, quantise_8bit(m.result.adversarial, out.image.tensor.unsqueeze(0),
+                                                 8 / 255)[0])
+    model = explorer.cache.get("alexnet-relu")
+    with torch.no_grad():
+        pred = int(model(m.adv_8bit.unsqueeze(0)).argmax(1)[0])
+    assert m.fools_8bit == (pred != m.label) and m.summary()["success_8bit"] == m.fools_8bit
