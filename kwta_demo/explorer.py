@@ -577,6 +577,20 @@ class Explorer:
         fools = q_pred == target if target is not None else q_pred != used
         return ModelAttack(name, None, result, used, clean_probs, adv_probs, q[0].cpu(), fools)
 
+    def receipt(self, outcome: AttackOutcome) -> tuple[dict[str, Any], bytes]:
+        """The JSON receipt and the safetensors bytes of one attack click."""
+        from .checkpoints import find_checkpoint, weights_sha256
+        from .receipts import receipt, receipt_tensors
+
+        weights = {}
+        for m in outcome.ok():
+            try:
+                weights[m.name] = weights_sha256(find_checkpoint(m.name))
+            except (CheckpointError, OSError):
+                weights[m.name] = None
+        return (receipt(outcome, weights=weights, device=str(self.cache.device)),
+                receipt_tensors(outcome))
+
     # ------------------------------------------------------------ activations
 
     def activations(self, state: dict[str, Any] | None, layer: str | None = None) -> ActivationView:

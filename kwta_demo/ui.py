@@ -16,6 +16,9 @@ API endpoints (stable names, documented in docs/api.md): ``/prepare_image``, ``/
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -272,7 +275,13 @@ class _Handlers:
         for suffix in VARIANTS.values():
             outputs += _slot_outputs(outcome, suffix)
         text, data = _summary(outcome)
-        return [*outputs, _traces(outcome), text, data, outcome.state()]
+        receipt, tensors = self.explorer.receipt(outcome)
+        folder = Path(tempfile.mkdtemp(prefix="kwta-receipt-"))
+        stem = f"{outcome.arch}-{outcome.attack}-{outcome.preset}-{receipt['image']['sha256'][:12]}"
+        (folder / f"{stem}.json").write_text(json.dumps(receipt, indent=1) + "\n")
+        (folder / f"{stem}.safetensors").write_bytes(tensors)
+        return [*outputs, _traces(outcome), text, data, outcome.state(),
+                [str(folder / f"{stem}.json"), str(folder / f"{stem}.safetensors")]]
 
     def activations(self, state: dict | None, layer: str):
         if not state:
@@ -458,6 +467,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 trace = gr.Plot(label="Along the attack", elem_id="trace-plot")
                 with gr.Accordion("Numbers (JSON)", open=False):
                     numbers = gr.JSON(label="Attack numbers")
+                receipt_files = gr.File(label="Receipt: the click as JSON (image, weights SHA-256, "
+                                        "parameters, seed, versions, outcome) and its tensors "
+                                        "(safetensors)", file_count="multiple", interactive=False,
+                                        elem_id="receipt")
                 with gr.Accordion("Sparse activation maps", open=True, elem_id="activation-maps"):
                     layer_choices = h.layer_choices("resnet18")
                     # Custom values: the choices change with the architecture, and the
@@ -546,7 +559,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         run.click(
             h.attack,
             [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed],
-            [*slots, trace, summary, numbers, state], api_name="attack", **heavy, **raw,
+            [*slots, trace, summary, numbers, state, receipt_files], api_name="attack", **heavy,
+            **raw,
         ).then(
             h.activations, [state, layer], [act_stats, heatmaps, grid], api_name="activations",
             **heavy, **raw,

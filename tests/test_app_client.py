@@ -3,9 +3,12 @@ the attack -> activations chain in one session, the sweep, and server-side valid
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from kwta_demo import viz
@@ -79,7 +82,8 @@ def test_attack_returns_lossless_png_adversarials(app):
     client, explorer, root = app
     image_path = root / "data" / "test" / "cat" / "0000.png"
     out = client.predict(**_attack_args(image_path), api_name="/attack")
-    assert len(out) == 15  # 3 slots x (adversarial, perturbation, bars, caption) + trace, summary, numbers
+    # 3 slots x (adversarial, perturbation, bars, caption) + trace, summary, numbers, receipt
+    assert len(out) == 16
     relu_adv, relu_pert, relu_bars, relu_caption = out[:4]
     assert out[4:8] == (None, None, None, "_not selected_")  # gamma 0.2 not selected
     numbers = out[14]
@@ -92,13 +96,21 @@ def test_attack_returns_lossless_png_adversarials(app):
     # exactly its 8-bit rounding (a WebP would not).
     direct = explorer.attack(str(image_path), arch="alexnet", variants=["relu"], attack="pgd",
                              eps_255=8, true_class="cat", seed=5)
-    expected = viz.image_array(direct.models[0].adversarial)
+    expected = viz.image_array(direct.models[0].adv_8bit)
     with Image.open(relu_adv) as shown:
         assert shown.format == "PNG" and shown.size == (32, 32)
         got = np.asarray(shown.convert("RGB"))
     assert np.array_equal(got, expected)
     clean = np.asarray(Image.open(image_path).convert("RGB")).astype(int)
-    assert np.abs(got.astype(int) - clean).max() <= 8
+    assert np.abs(got.astype(int) - clean).max() <= 8  # inside the ball after rounding too
+    receipt_json, receipt_tensors = sorted(out[15], key=lambda f: f.endswith(".safetensors"))
+    receipt = json.loads(Path(receipt_json).read_text())
+    assert receipt["format"].startswith("kwta-demo attack receipt") and receipt["seed"] == 5
+    assert [m["model"] for m in receipt["models"]] == ["alexnet-relu", "alexnet-kwta-0.1"]
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(receipt_tensors)["adversarial_8bit/alexnet-relu"],
+                       direct.models[0].adv_8bit)
     with Image.open(relu_pert) as pert:
         assert pert.format == "PNG"
 

@@ -513,3 +513,24 @@ def test_the_png_is_the_8bit_image_inside_the_ball_and_is_checked_again(explorer
     with torch.no_grad():
         pred = int(model(m.adv_8bit.unsqueeze(0)).argmax(1)[0])
     assert m.fools_8bit == (pred != m.label) and m.summary()["success_8bit"] == m.fools_8bit
+
+
+def test_a_receipt_replays_bit_identically(explorer):
+    from kwta_demo.receipts import read_tensors, replay_arguments
+
+    image, cls = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="pgd",
+                          preset="interactive", eps_255=8, steps=4, true_class=cls, seed=3)
+    document, blob = explorer.receipt(out)
+    document = json.loads(json.dumps(document))  # it is plain JSON
+    assert document["seed"] == 3 and document["overrides"] == {"steps": 4}
+    assert all(m["weights_sha256"] and len(m["weights_sha256"]) == 64 for m in document["models"])
+    assert document["versions"]["torch"] == torch.__version__
+    tensors = read_tensors(blob)
+    again = explorer.attack(**replay_arguments(document))
+    assert torch.equal(again.image.tensor, tensors["clean"])
+    for m in again.models:
+        assert torch.equal(m.adversarial, tensors[f"adversarial/{m.name}"])
+        assert torch.equal(m.adv_8bit, tensors[f"adversarial_8bit/{m.name}"])
+    with pytest.raises(ValueError, match="not a receipt"):
+        replay_arguments({"format": "something else"})
