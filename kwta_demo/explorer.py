@@ -678,23 +678,30 @@ class Explorer:
         return self._audit_models(state["arch"], names, state["clean"].unsqueeze(0), labels,
                                   state["attack"], state["preset"], params, params.get("seed", 0))
 
-    def audit_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
-                     eps_255: float, n: int, seed: int = 0) -> AuditOutcome:
-        """The audit on ``n`` seeded class-balanced test images (each model's correctly
-        classified ones), attack and preset as chosen."""
+    def _untargeted_sample(self, arch: str, variants: Sequence[str], attack: str, preset: str,
+                           n: Any, seed: Any, what: str) -> tuple[list[str], Any, int]:
+        """Checked model names, ``n`` seeded class-balanced test images and the seed, for
+        the audit and the transfer matrix (untargeted attacks only)."""
         from .data import evaluation_sample
 
         names = model_names(arch, variants)
-        spec = _check_attack(attack, preset)
-        if spec.targeted == "required":
-            raise ValueError(f"{attack} is targeted; the audit checks untargeted attacks")
+        if _check_attack(attack, preset).targeted == "required":
+            raise ValueError(f"{attack} is targeted; {what} uses untargeted attacks")
         n = _int(n, "number of images", 1, self.limits.max_sweep_images)
         seed = _int(seed, "seed", 0, 2**31 - 1)
         try:
             split = self._test_split()
         except Exception as e:  # noqa: BLE001 - the reason goes to the user
-            raise ValueError(f"the audit needs CIFAR-10 test images ({e})") from None
+            raise ValueError(f"{what} needs CIFAR-10 test images ({e})") from None
         sample, _ = evaluation_sample(split, min(n, len(split.labels)), seed)
+        return names, sample, seed
+
+    def audit_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
+                     eps_255: float, n: int, seed: int = 0) -> AuditOutcome:
+        """The audit on ``n`` seeded class-balanced test images (each model's correctly
+        classified ones), attack and preset as chosen."""
+        names, sample, seed = self._untargeted_sample(arch, variants, attack, preset, n, seed,
+                                                      "the audit")
         images = sample.images.float() / 255
         labels = {name: sample.labels for name in names}
         return self._audit_models(_arch(arch), names, images, labels, attack, preset,
@@ -737,20 +744,10 @@ class Explorer:
     def transfer_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
                         eps_255: float, n: int, seed: int = 0) -> tuple[Any, dict[str, str]]:
         """The transfer matrix over ``n`` seeded class-balanced test images."""
-        from .data import evaluation_sample
         from .transfer import transfer_matrix
 
-        names = model_names(arch, variants)
-        spec = _check_attack(attack, preset)
-        if spec.targeted == "required":
-            raise ValueError(f"{attack} is targeted; the transfer matrix uses untargeted attacks")
-        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
-        try:
-            split = self._test_split()
-        except Exception as e:  # noqa: BLE001 - the reason goes to the user
-            raise ValueError(f"the transfer matrix needs CIFAR-10 test images ({e})") from None
-        sample, _ = evaluation_sample(split, min(n, len(split.labels)), seed)
+        names, sample, seed = self._untargeted_sample(arch, variants, attack, preset, n, seed,
+                                                      "the transfer matrix")
         models, errors = self._loaded(names)
         if not models:
             raise ValueError("none of the chosen models can be loaded: " + "; ".join(errors.values()))

@@ -108,35 +108,24 @@ def _apgd_notes(loss: str) -> dict[str, str]:
     }
 
 
-APGD_CE = AttackSpec(
-    name="apgd-ce",
-    title="APGD-CE (AutoAttack)",
-    description=(
-        "Auto-PGD on the cross-entropy (Croce and Hein 2020), L-inf, from the Adversarial "
-        "Robustness Toolbox: PGD with momentum and a per-image step size that halves when the "
-        "loss stalls. The first attack of AutoAttack."
-    ),
-    run=_run_apgd("cross_entropy"),
-    params=_APGD_PARAMS,
-    presets=_APGD_PRESETS,
-    preset_notes=_apgd_notes("cross-entropy"),
-    preset_eps={"paper": 0.031},
-)
+def _apgd_spec(name: str, loss_type: str, loss: str, description: str) -> AttackSpec:
+    return AttackSpec(
+        name=name, title=f"{name.upper()} (AutoAttack)",
+        description=description, run=_run_apgd(loss_type), params=_APGD_PARAMS,
+        presets=_APGD_PRESETS, preset_notes=_apgd_notes(loss), preset_eps={"paper": 0.031},
+    )
 
-APGD_DLR = AttackSpec(
-    name="apgd-dlr",
-    title="APGD-DLR (AutoAttack)",
-    description=(
-        "Auto-PGD on the difference-of-logits-ratio loss (Croce and Hein 2020), from the "
-        "Adversarial Robustness Toolbox: invariant to the scale of the logits, so a model "
-        "cannot escape it by saturating its softmax. AutoAttack runs it targeted (APGD-T)."
-    ),
-    run=_run_apgd("difference_logits_ratio"),
-    params=_APGD_PARAMS,
-    presets=_APGD_PRESETS,
-    preset_notes=_apgd_notes("DLR loss"),
-    preset_eps={"paper": 0.031},
-)
+
+APGD_CE = _apgd_spec(
+    "apgd-ce", "cross_entropy", "cross-entropy",
+    "Auto-PGD on the cross-entropy (Croce and Hein 2020), L-inf, from the Adversarial "
+    "Robustness Toolbox: PGD with momentum and a per-image step size that halves when the "
+    "loss stalls. The first attack of AutoAttack.")
+APGD_DLR = _apgd_spec(
+    "apgd-dlr", "difference_logits_ratio", "DLR loss",
+    "Auto-PGD on the difference-of-logits-ratio loss (Croce and Hein 2020), from the "
+    "Adversarial Robustness Toolbox: invariant to the scale of the logits, so a model "
+    "cannot escape it by saturating its softmax. AutoAttack runs it targeted (APGD-T).")
 
 
 def _run_square(model, images, labels, target, *, eps, seed, generator, queries, p_init,
