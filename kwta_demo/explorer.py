@@ -239,6 +239,56 @@ def quantise_8bit(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) ->
     return torch.minimum(torch.maximum(levels, base - reach), base + reach).clamp(0, 255) / 255
 
 
+REPLAY_KEYS = ("test", "arch", "variants", "attack", "preset", "eps", "steps", "step", "true",
+               "target", "seed")
+
+
+def replay_query(outcome: "AttackOutcome", test_index: int) -> str:
+    """The query string that sets the app up for the same click on test image
+    ``test_index`` (``?test=...&arch=...``); ``parse_replay`` reads it back."""
+    from urllib.parse import urlencode
+
+    params = outcome.params
+    fields = {
+        "test": test_index, "arch": outcome.arch,
+        "variants": ",".join(m.name.split("-", 1)[1] for m in outcome.models),
+        "attack": outcome.attack, "preset": outcome.preset,
+        "eps": repr(round(params["eps"] * 255, 6)), "seed": params["seed"],
+        "steps": params.get("steps"),
+        "step": None if params.get("step_size") is None else repr(round(params["step_size"] * 255, 6)),
+        "true": None if outcome.label is None else CIFAR10_CLASSES[outcome.label],
+        "target": None if outcome.target is None else CIFAR10_CLASSES[outcome.target],
+    }
+    return "?" + urlencode({k: v for k, v in fields.items() if v is not None})
+
+
+def parse_replay(query: dict[str, str]) -> dict[str, Any] | None:
+    """The attack settings a replay query holds (None when it holds none); every value is
+    checked as ``Explorer.attack`` checks it, so a bad link is a clear error."""
+    if "test" not in query:
+        return None
+    unknown = sorted(set(query) - set(REPLAY_KEYS))
+    if unknown:
+        raise ValueError(f"unknown replay parameter(s): {', '.join(unknown)}")
+    arch = _arch(query.get("arch", "resnet18"))
+    variants = [v for v in query.get("variants", "relu,kwta-0.2,kwta-0.1").split(",") if v]
+    model_names(arch, variants)
+    attack, preset = query.get("attack", "pgd"), query.get("preset", "interactive")
+    _check_attack(attack, preset)
+    out = {"test": _int(query["test"], "test", 0, 10**6), "arch": arch, "variants": variants,
+           "attack": attack, "preset": preset,
+           "eps_255": _finite(query.get("eps", "8"), "eps"),
+           "steps": _int(query["steps"], "steps", 1, 10**4) if query.get("steps") else None,
+           "step_size_255": _finite(query["step"], "step") if query.get("step") else None,
+           "seed": _int(query.get("seed", "0"), "seed", 0, 2**31 - 1),
+           "true_class": query.get("true"), "target_class": query.get("target")}
+    for key in ("true_class", "target_class"):
+        if out[key] is not None:
+            _class_index(out[key], key.replace("_", " "))
+    _eps(out["eps_255"])
+    return out
+
+
 def _random_targets(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """A seeded random wrong class for each label."""
     gen = torch.Generator().manual_seed(seed)
@@ -255,6 +305,7 @@ class GalleryData:
     labels: list[int]
     captions: list[str]
     message: str  # where the images come from, or why there are none
+    indices: list[int] = field(default_factory=list)  # each image's index in the test split
 
 
 @dataclass
@@ -444,12 +495,23 @@ class Explorer:
             return GalleryData([], [], [], f"No CIFAR-10 test images to show ({e}). Uploads still work.")
         images = [img.permute(1, 2, 0).numpy().copy() for img in sample.images]
         labels = [int(v) for v in sample.labels]
-        captions = [f"{CIFAR10_CLASSES[lab]} (test #{int(test_index[i])})"
-                    for lab, i in zip(labels, indices)]
+        test_indices = [int(test_index[i]) for i in indices]
+        captions = [f"{CIFAR10_CLASSES[lab]} (test #{t})" for lab, t in zip(labels, test_indices)]
         return GalleryData(images, labels, captions, (
             f"{len(images)} CIFAR-10 test images ({len(images) // len(CIFAR10_CLASSES)} per class, "
             f"seed {self.gallery_seed}) from {where}."
-        ))
+        ), test_indices)
+
+    def test_image(self, index: Any) -> tuple[np.ndarray, str]:
+        """Test image ``index`` (its index in the test split) and its class name."""
+        split, test_index, where = self._test_data()
+        i = _int(index, "test image index", 0, 10**6)
+        found = (test_index == i).nonzero()
+        if len(found) == 0:
+            raise ValueError(f"test image #{i} is not in {where}")
+        k = int(found[0])
+        return (split.images[k].permute(1, 2, 0).numpy().copy(),
+                CIFAR10_CLASSES[int(split.labels[k])])
 
     def gallery_item(self, index: Any) -> tuple[np.ndarray, str]:
         """The gallery image ``index`` and its class name."""

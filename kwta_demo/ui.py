@@ -33,6 +33,8 @@ from .explorer import (
     Explorer,
     attack_controls,
     attack_names,
+    parse_replay,
+    replay_query,
 )
 from .models import CIFAR10_CLASSES
 from .report_tables import claims, reproduction_markdown
@@ -220,9 +222,27 @@ class _Handlers:
     def select_gallery(self, evt: gr.SelectData):
         try:
             image, cls = self.explorer.gallery_item(evt.index)
+            test_index = self.explorer.gallery().indices[int(evt.index)]
         except USER_ERRORS as e:
             raise _user_error(e) from None
-        return image, cls
+        return image, cls, test_index
+
+    def from_query(self, request: gr.Request):
+        """A replay link (``?test=...&arch=...``) sets up the attack it describes."""
+        query = dict(request.query_params) if request is not None else {}
+        try:
+            replay = parse_replay(query)
+            if replay is None:
+                return [gr.skip()] * 12 + [""]
+            image, cls = self.explorer.test_image(replay["test"])
+        except USER_ERRORS as e:
+            return [gr.skip()] * 12 + [f"**This replay link cannot be used:** {e}"]
+        return [image, replay["true_class"] or cls, replay["arch"], replay["variants"],
+                replay["attack"], gr.Dropdown(value=replay["preset"]), replay["eps_255"],
+                replay["steps"] or 0, replay["step_size_255"] or 0,
+                replay["target_class"] or NO_TARGET, replay["seed"], replay["test"],
+                f"Set up from a replay link: test image #{replay['test']}. Press **Run attack** "
+                "to repeat the click."]
 
     def prepare_image(self, image):
         try:
@@ -259,7 +279,8 @@ class _Handlers:
 
     def attack(self, image, true_class: str, arch: str, variants: list[str], attack: str,
                preset: str, eps_255: float, steps: int, step_size_255: float,
-               target_class: str, seed: int, progress=gr.Progress()):
+               target_class: str, seed: int, picked: int | None = None,
+               progress=gr.Progress()):
         try:
             outcome = self.explorer.attack(
                 _upload_path(image), arch=arch, variants=variants, attack=attack, preset=preset,
@@ -276,6 +297,11 @@ class _Handlers:
             outputs += _slot_outputs(outcome, suffix)
         text, data = _summary(outcome)
         receipt, tensors = self.explorer.receipt(outcome)
+        if picked is not None:
+            receipt["image"]["test_index"] = int(picked)
+            receipt["replay_query"] = replay_query(outcome, int(picked))
+            text += (f"  \nReplay this click on any copy of the app: add "
+                     f"`{receipt['replay_query']}` to its address.")
         folder = Path(tempfile.mkdtemp(prefix="kwta-receipt-"))
         stem = f"{outcome.arch}-{outcome.attack}-{outcome.preset}-{receipt['image']['sha256'][:12]}"
         (folder / f"{stem}.json").write_text(json.dumps(receipt, indent=1) + "\n")
@@ -399,6 +425,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
             data_status = gr.Markdown("Loading the CIFAR-10 test images...", label="Data status",
                                       elem_id="data-status")
         state = gr.State(None, time_to_live=STATE_TTL_S)
+        picked = gr.State(None)  # the test-split index of the gallery image in the input, if any
 
         with gr.Tabs():
             with gr.Tab("Attack", id="attack"):
@@ -543,10 +570,15 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         controls_out = [preset, eps, steps, step_size, target, preset_note]
         demo.load(h.gallery, None, [gallery, data_status, gallery_note], api_visibility="private",
                   **light)
-        gallery.select(h.select_gallery, None, [image_in, true_class], api_visibility="private", **light)
+        demo.load(h.from_query, None,
+                  [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size,
+                   target, seed, picked, summary], api_visibility="private", **light)
+        gallery.select(h.select_gallery, None, [image_in, true_class, picked],
+                       api_visibility="private", **light)
         image_in.change(h.prepare_image, image_in, [preview, preview_note],
                         api_name="prepare_image", **light, **raw)
-        image_in.upload(lambda: UNKNOWN, None, true_class, api_visibility="private", **light)
+        image_in.upload(lambda: (UNKNOWN, None), None, [true_class, picked],
+                        api_visibility="private", **light)
         attack.change(h.attack_controls, [attack, preset], controls_out,
                       api_name="attack_controls", **light, **raw)
         preset.input(h.attack_controls, [attack, preset], controls_out,
@@ -558,7 +590,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
 
         run.click(
             h.attack,
-            [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed],
+            [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed,
+             picked],
             [*slots, trace, summary, numbers, state, receipt_files], api_name="attack", **heavy,
             **raw,
         ).then(

@@ -149,3 +149,23 @@ def test_reproduction_tab_shows_the_claims_chart(page):
     text = page.locator("#reproduction").inner_text()
     assert "could not cross its eps-ball" in text or "could not reach the edge" in text
     assert "Table 1: ResNet18" in text and "RobustBench" in text
+
+
+def test_a_replay_link_sets_up_the_click(page, server):
+    """Last: it reloads the page with a replay link in its address."""
+    url, _ = server
+    page.goto(url + "?test=3&arch=alexnet&variants=relu,kwta-0.1&attack=fgsm&preset=paper"
+                    "&eps=4&seed=2", wait_until="load")
+    page.wait_for_selector("#attack-summary")
+    page.wait_for_function(
+        "document.querySelector('#attack-summary').innerText.includes('replay link')",
+        timeout=60_000)
+    assert "test image #3" in page.locator("#attack-summary").inner_text()
+    page.wait_for_selector("#model-input img")
+    summary = _run_attack(page, "fgsm")
+    assert "ε = 4.00/255" in summary and "Replay this click" in summary and "?test=3" in summary
+    page.goto(url + "?test=3&arch=vgg", wait_until="load")
+    page.wait_for_selector("#attack-summary")
+    page.wait_for_function(
+        "document.querySelector('#attack-summary').innerText.includes('cannot be used')",
+        timeout=60_000)

@@ -534,3 +534,28 @@ def test_a_receipt_replays_bit_identically(explorer):
         assert torch.equal(m.adv_8bit, tensors[f"adversarial_8bit/{m.name}"])
     with pytest.raises(ValueError, match="not a receipt"):
         replay_arguments({"format": "something else"})
+
+
+def test_a_replay_query_sets_up_the_same_click(explorer):
+    from kwta_demo.explorer import parse_replay, replay_query
+
+    gallery = explorer.gallery()
+    index = gallery.indices[3]
+    image, cls = explorer.test_image(index)
+    assert np.array_equal(image, gallery.images[3]) and cls == CIFAR10_CLASSES[gallery.labels[3]]
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="pgd",
+                          preset="interactive", eps_255=6, steps=3, true_class=cls, seed=4)
+    query = replay_query(out, index)
+    from urllib.parse import parse_qsl
+
+    replay = parse_replay(dict(parse_qsl(query[1:])))
+    again = explorer.attack(explorer.test_image(replay.pop("test"))[0], **replay)
+    for a, b in zip(out.models, again.models):
+        assert torch.equal(a.adversarial, b.adversarial)
+    assert parse_replay({}) is None
+    for bad in ({"test": "x"}, {"test": "1", "arch": "vgg"}, {"test": "1", "colour": "red"},
+                {"test": "1", "eps": "nan"}, {"test": "1", "true": "cow"}):
+        with pytest.raises(ValueError):
+            parse_replay(bad)
+    with pytest.raises(ValueError, match="not in"):
+        explorer.test_image(99_999)
