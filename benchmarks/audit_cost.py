@@ -1,6 +1,8 @@
-"""Seconds for one click of the audit and of the transfer matrix: one image, three models.
+"""Seconds for one click of the audit, the transfer matrix and the loss landscape: one
+image, three models.
 
-The explorer's own path (``Explorer.audit_last`` and ``transfer_last`` after an attack
+The explorer's own path (``Explorer.audit_last``, ``transfer_last`` and ``landscape``
+(41 points per line, a 21x21 plane) after an attack
 with the app's defaults: PGD ``interactive``, eps 8/255), on one CIFAR-10 test image,
 for the three models of an architecture. ResNet18 weights can come from a training state
 file (``--resnet-state``, e.g. the ReLU run in progress, swapped to k-WTA for the other
@@ -57,7 +59,7 @@ def main() -> int:
         models = _state_models(args.resnet_state)
         explorer.cache.get = lambda name: models[name]  # the cache serves these weights
     image, _ = explorer.gallery_item(0)
-    times: dict[str, list[float]] = {"attack": [], "audit": [], "transfer": []}
+    times: dict[str, list[float]] = {"attack": [], "audit": [], "transfer": [], "landscape": []}
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         out = explorer.attack(image, arch=args.arch, variants=["relu", "kwta-0.2", "kwta-0.1"],
@@ -67,9 +69,10 @@ def main() -> int:
         t2 = time.perf_counter()
         explorer.transfer_last(out.state())
         t3 = time.perf_counter()
-        for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
-            value_list = times[key]
-            value_list.append(value)
+        explorer.landscape(out.state())
+        t4 = time.perf_counter()
+        for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            times[key].append(value)
     rows = {k: {"median_s": statistics.median(v), "all_s": v} for k, v in times.items()}
     env = {**environment(torch.device("cpu")), "threads": threads, "arch": args.arch,
            "weights": args.resnet_state or "checkpoints/",

@@ -769,6 +769,44 @@ class Explorer:
         return self._audit_models(_arch(arch), names, images, labels, attack, preset,
                                   {"eps": _eps(eps_255)}, seed)
 
+    # ------------------------------------------------------------ landscape
+
+    def landscape(self, state: dict[str, Any] | None, *, radius_255: float | None = None,
+                  points: int = 41, plane_points: int = 21) -> Any:
+        """Loss-landscape slices around the last attack's image, for each of its models:
+        lines along the gradient sign, a random and the attack's direction (``points``
+        each), and the gradient sign x random plane (``plane_points`` squared); the
+        radius defaults to twice the attack's eps."""
+        from .landscape import directions, line_slice, plane_slice
+
+        if not state or not state.get("adversarial"):
+            raise ValueError("run an attack first: the slices pass through its image")
+        eps = float(state["params"]["eps"])
+        radius = _finite(radius_255, "radius") / 255 if radius_255 else 2 * eps
+        if not 0 < radius <= 1:
+            raise ValueError(f"radius must lie in (0, 255] (1/255 units), got {radius_255!r}")
+        points = _int(points, "points", 3, 201)
+        plane_points = _int(plane_points, "plane points", 3, 61)
+        device = self.cache.device
+        image = state["clean"].to(device)
+        lines, planes = {}, {}
+        with deadline(self.limits.time_limit_s):
+            for name, adv in state["adversarial"].items():
+                try:
+                    model = self.cache.get(name)
+                except CheckpointError:
+                    continue
+                label = int(state["labels"][name])
+                dirs = directions(model, image, label, seed=int(state["params"].get("seed", 0)),
+                                  adversarial=adv.to(device))
+                lines[name] = {d: line_slice(model, image, label, v, radius=radius, points=points)
+                               for d, v in dirs.items()}
+                planes[name] = plane_slice(model, image, label, dirs["gradient sign"],
+                                           dirs["random"], radius=radius, points=plane_points).cpu()
+        if not lines:
+            raise ValueError("none of the attacked models can be loaded now")
+        return viz.landscape_figure(lines, planes, radius), lines
+
     # ------------------------------------------------------------ transfer
 
     def _loaded(self, names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -338,6 +338,13 @@ class _Handlers:
             raise _user_error(e) from None
         return _audit_markdown(out), out.rows()
 
+    def landscape(self, state: dict | None):
+        try:
+            figure, _ = self.explorer.landscape(state)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return figure
+
     def transfer(self, state: dict | None):
         try:
             matrix, errors = self.explorer.transfer_last(state)
@@ -517,6 +524,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                            elem_id="audit-verdict")
                     audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
                                                interactive=False, wrap=True)
+                with gr.Accordion("Loss landscape", open=False, elem_id="landscape"):
+                    landscape_run = gr.Button("Slice the loss around the image",
+                                              elem_id="run-landscape")
+                    landscape_plot = gr.Plot(label="Loss landscape", elem_id="landscape-plot")
                 with gr.Accordion("Transfer matrix", open=False, elem_id="transfer"):
                     transfer_run = gr.Button("Try each model's examples on every model",
                                              elem_id="run-transfer")
@@ -605,6 +616,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         audit_run.click(h.audit, state, [audit_md, audit_table], api_name="audit", **heavy, **raw)
         transfer_run.click(h.transfer, state, [transfer_plot, transfer_note], api_name="transfer",
                            **heavy, **raw)
+        landscape_run.click(h.landscape, state, landscape_plot, api_name="landscape", **heavy,
+                            **raw)
         s_transfer_run.click(h.transfer_sweep,
                              [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
                              [s_transfer_plot, s_transfer_table], api_name="transfer_sweep",

@@ -27,6 +27,7 @@ __all__ = [
     "robustness_curves",
     "claims_chart",
     "transfer_heatmap",
+    "landscape_figure",
     "message_figure",
 ]
 
@@ -304,4 +305,44 @@ def transfer_heatmap(matrix) -> go.Figure:
               f"(columns), eps {matrix.eps:.4g}; images each model gets right: {sizes}",
         xaxis=dict(title="target model"), yaxis=dict(title="examples crafted on", autorange="reversed"),
         height=140 + 60 * len(matrix.sources), **_LAYOUT)
+    return fig
+
+
+_DIRECTION_DASH = {"gradient sign": "solid", "random": "dot", "attack": "dash"}
+
+
+def landscape_figure(lines: Mapping[str, Mapping[str, object]], planes: Mapping[str, torch.Tensor],
+                     radius: float) -> go.Figure:
+    """Per model (a row): the loss along each direction, the mean winner change of its
+    k-WTA layers along the gradient sign, and the loss on the gradient-sign x random plane.
+    ``lines``: model -> direction -> ``landscape.Slice``; ``planes``: model -> (P, P) loss."""
+    names = list(lines)
+    fig = make_subplots(rows=len(names), cols=3, horizontal_spacing=0.08, vertical_spacing=0.12,
+                        subplot_titles=[t for n in names for t in (
+                            f"{n}: loss along each direction", f"{n}: winners changed",
+                            f"{n}: loss, gradient sign x random")])
+    for row, name in enumerate(names, start=1):
+        for direction, sl in lines[name].items():
+            fig.add_trace(go.Scatter(x=list(sl.alphas), y=list(sl.loss), mode="lines",
+                                     name=f"{name}: {direction}", legendgroup=name,
+                                     line=dict(color=model_color(name),
+                                               dash=_DIRECTION_DASH.get(direction, "solid"))),
+                          row=row, col=1)
+        grad = lines[name].get("gradient sign")
+        if grad is not None and grad.hamming:
+            layers = list(grad.hamming.values())
+            mean = [sum(v[i] for v in layers) / len(layers) for i in range(len(grad.alphas))]
+            fig.add_trace(go.Scatter(x=list(grad.alphas), y=mean, mode="lines", showlegend=False,
+                                     line=dict(color=model_color(name))), row=row, col=2)
+        plane = planes[name]
+        axis = torch.linspace(-radius, radius, plane.shape[0]).tolist()
+        fig.add_trace(go.Heatmap(z=plane.tolist(), x=axis, y=axis, colorscale="Viridis",
+                                 showscale=False), row=row, col=3)
+        fig.update_xaxes(title_text="L-inf step along the direction", row=row, col=1)
+        fig.update_yaxes(title_text="cross-entropy", row=row, col=1)
+        fig.update_xaxes(title_text="step along the gradient sign", row=row, col=2)
+        fig.update_yaxes(title_text="share of k-WTA units flipped", row=row, col=2)
+    fig.update_layout(height=300 * len(names) + 80, title="Loss landscape around the image "
+                      "(solid: gradient sign, dotted: random, dashed: the attack's direction)",
+                      **_LAYOUT)
     return fig

@@ -559,3 +559,17 @@ def test_a_replay_query_sets_up_the_same_click(explorer):
             parse_replay(bad)
     with pytest.raises(ValueError, match="not in"):
         explorer.test_image(99_999)
+
+
+def test_the_landscape_of_the_last_attack(explorer):
+    image, _ = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
+                          preset="paper", eps_255=8, true_class=None)
+    figure, lines = explorer.landscape(out.state(), points=5, plane_points=3)
+    assert set(lines) == {"alexnet-relu", "alexnet-kwta-0.1"}
+    assert set(lines["alexnet-kwta-0.1"]) == {"gradient sign", "random", "attack"} or \
+        set(lines["alexnet-kwta-0.1"]) == {"gradient sign", "random"}
+    assert lines["alexnet-relu"]["random"].alphas[0] == pytest.approx(-16 / 255)
+    assert figure.layout.title.text.startswith("Loss landscape")
+    with pytest.raises(ValueError, match="run an attack first"):
+        explorer.landscape(None)
