@@ -371,6 +371,7 @@ class AttackOutcome:
             "labels": {m.name: m.label for m in self.ok()},
             "attack": self.attack, "preset": self.preset,
             "params": {k: v for k, v in self.params.items() if k != "target"},
+            "target": self.target,
         }
 
 
@@ -768,6 +769,48 @@ class Explorer:
         labels = {name: sample.labels for name in names}
         return self._audit_models(_arch(arch), names, images, labels, attack, preset,
                                   {"eps": _eps(eps_255)}, seed)
+
+    # ------------------------------------------------------------ winner-flip atlas
+
+    def atlas(self, state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        """Layers x attack steps: the share of the clean image's k-WTA winners (ReLU: active
+        units) switched off at each iterate of the last attack, under its true-class
+        probability. The attack is run again with the click's settings and seed (the same
+        result), recording its iterates; attacks from other libraries give their start
+        and end only."""
+        from .attacks.gradient import recording_iterates
+
+        if not state or not state.get("adversarial"):
+            raise ValueError("run an attack first: the atlas follows its steps")
+        layers = [info.name for info in comparable_layers(state["arch"])]
+        device = self.cache.device
+        x = state["clean"].unsqueeze(0).to(device)
+        params = dict(state["params"])
+        eps, seed = params.pop("eps"), params.pop("seed", 0)
+        out: dict[str, Any] = {}
+        with deadline(self.limits.time_limit_s):
+            for name in state["adversarial"]:
+                try:
+                    model = self.cache.get(name)
+                except CheckpointError:
+                    continue
+                y = torch.tensor([state["labels"][name]], device=device)
+                kwargs = dict(eps=eps, preset=state["preset"], seed=seed, **params)
+                if state.get("target") is not None:
+                    kwargs["target"] = torch.tensor([state["target"]], device=device)
+                with recording_iterates() as iterates:
+                    result = _attacks().run_attack(state["attack"], model, x, y, **kwargs)
+                path = torch.cat(iterates) if iterates else torch.cat([x, result.adversarial])
+                acts = capture_activations(model, torch.cat([x, path]), layers)
+                shares = [[flipped_share(acts[l][0], acts[l][1 + t]) for l in layers]
+                          for t in range(len(path))]
+                probs = result.true_prob[:, 0].tolist() if iterates else \
+                    [float(v) for v in result.true_prob[[0, -1], 0]]
+                out[name] = {"layers": layers, "shares": shares, "true_prob": probs,
+                             "per_step": bool(iterates)}
+        if not out:
+            raise ValueError("none of the attacked models can be loaded now")
+        return viz.atlas_figure(out), out
 
     # ------------------------------------------------------------ landscape
 

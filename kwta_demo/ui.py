@@ -338,6 +338,13 @@ class _Handlers:
             raise _user_error(e) from None
         return _audit_markdown(out), out.rows()
 
+    def atlas(self, state: dict | None):
+        try:
+            figure, _ = self.explorer.atlas(state)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+        return figure
+
     def landscape(self, state: dict | None):
         try:
             figure, _ = self.explorer.landscape(state)
@@ -524,6 +531,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                            elem_id="audit-verdict")
                     audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
                                                interactive=False, wrap=True)
+                with gr.Accordion("Winner-flip atlas", open=False, elem_id="atlas"):
+                    atlas_run = gr.Button("Follow the winners along the attack",
+                                          elem_id="run-atlas")
+                    atlas_plot = gr.Plot(label="Winner-flip atlas", elem_id="atlas-plot")
                 with gr.Accordion("Loss landscape", open=False, elem_id="landscape"):
                     landscape_run = gr.Button("Slice the loss around the image",
                                               elem_id="run-landscape")
@@ -618,6 +629,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                            **heavy, **raw)
         landscape_run.click(h.landscape, state, landscape_plot, api_name="landscape", **heavy,
                             **raw)
+        atlas_run.click(h.atlas, state, atlas_plot, api_name="atlas", **heavy, **raw)
         s_transfer_run.click(h.transfer_sweep,
                              [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
                              [s_transfer_plot, s_transfer_table], api_name="transfer_sweep",

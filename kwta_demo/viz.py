@@ -28,6 +28,7 @@ __all__ = [
     "claims_chart",
     "transfer_heatmap",
     "landscape_figure",
+    "atlas_figure",
     "message_figure",
 ]
 
@@ -344,5 +345,33 @@ def landscape_figure(lines: Mapping[str, Mapping[str, object]], planes: Mapping[
         fig.update_yaxes(title_text="share of k-WTA units flipped", row=row, col=2)
     fig.update_layout(height=300 * len(names) + 80, title="Loss landscape around the image "
                       "(solid: gradient sign, dotted: random, dashed: the attack's direction)",
+                      **_LAYOUT)
+    return fig
+
+
+def atlas_figure(atlases: Mapping[str, Mapping[str, object]]) -> go.Figure:
+    """Per model: the true-class probability along the attack over a heat map of layers x
+    steps, the share of the clean image's active units (k-WTA: winners) switched off."""
+    names = list(atlases)
+    fig = make_subplots(rows=2 * len(names), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        row_heights=[1, 2] * len(names),
+                        subplot_titles=[t for n in names for t in (
+                            f"{n}: true-class probability", f"{n}: clean winners switched off")])
+    for i, name in enumerate(names):
+        a = atlases[name]
+        steps = list(range(len(a["shares"])))
+        probs = list(a["true_prob"])
+        fig.add_trace(go.Scatter(x=steps[: len(probs)] if a["per_step"] else [0, steps[-1]],
+                                 y=probs, mode="lines+markers", name=name,
+                                 line=dict(color=model_color(name))), row=2 * i + 1, col=1)
+        z = [[100 * (v if v == v else 0.0) for v in col] for col in zip(*a["shares"])]
+        fig.add_trace(go.Heatmap(z=z, x=steps, y=list(a["layers"]), zmin=0, zmax=100,
+                                 colorscale="Reds", showscale=i == 0,
+                                 colorbar=dict(title="% switched off", len=0.3)),
+                      row=2 * i + 2, col=1)
+        fig.update_yaxes(range=[0, 1.02], row=2 * i + 1, col=1)
+    fig.update_xaxes(title_text="attack iterate (0: the start)", row=2 * len(names), col=1)
+    fig.update_layout(height=420 * len(names) + 60, showlegend=False,
+                      title="Winner-flip atlas: where and when the attack bites the sparse code",
                       **_LAYOUT)
     return fig

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 
 ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_controls",
              "/model_status", "/reproduction", "/reproduction_chart", "/audit", "/audit_sweep",
-             "/transfer", "/transfer_sweep", "/landscape"}
+             "/transfer", "/transfer_sweep", "/landscape", "/atlas"}
 
 
 @pytest.fixture(scope="module")

@@ -140,6 +140,13 @@ def test_audit_and_transfer_the_last_attack(page, tmp_path):
     page.wait_for_selector("#transfer-plot .js-plotly-plot", timeout=ATTACK_TIMEOUT_MS)
     assert page.locator("#transfer-plot .js-plotly-plot .heatmaplayer, "
                         "#transfer-plot .js-plotly-plot .hm").count() >= 1
+    for panel, button, plot in (("#atlas", "#run-atlas", "#atlas-plot"),
+                                ("#landscape", "#run-landscape", "#landscape-plot")):
+        page.locator(f"{panel} button").first.click()  # open the accordion
+        page.locator(button).click()
+        page.wait_for_selector(f"{plot} .js-plotly-plot", timeout=ATTACK_TIMEOUT_MS)
+    assert "Winner-flip atlas" in page.locator("#atlas-plot").inner_text()
+    assert "Loss landscape" in page.locator("#landscape-plot").inner_text()
     _shot(page, tmp_path, "audit.png")
 
 

@@ -573,3 +573,28 @@ def test_the_landscape_of_the_last_attack(explorer):
     assert figure.layout.title.text.startswith("Loss landscape")
     with pytest.raises(ValueError, match="run an attack first"):
         explorer.landscape(None)
+
+
+def test_the_winner_flip_atlas_follows_the_attack(explorer):
+    from kwta_demo.activations import capture_activations, flipped_share
+    from kwta_demo.attacks import run_attack
+    from kwta_demo.attacks.gradient import recording_iterates
+
+    image, _ = _image(explorer)
+    out = explorer.attack(image, arch="alexnet", variants=["kwta-0.1"], attack="pgd",
+                          preset="interactive", eps_255=8, steps=4, true_class=None, seed=2)
+    figure, atlas = explorer.atlas(out.state())
+    a = atlas["alexnet-kwta-0.1"]
+    assert a["per_step"] and len(a["shares"]) == 5 and len(a["layers"]) == 7  # start + 4 steps
+    assert all(0.0 <= v <= 1.0 for row in a["shares"] for v in row)  # iterate 0: the random start
+    # recompute one cell by hand: the iterates of the same attack, the same capture
+    model = explorer.cache.get("alexnet-kwta-0.1")
+    x = out.image.tensor.unsqueeze(0)
+    with recording_iterates() as its:
+        again = run_attack("pgd", model, x, torch.tensor([out.models[0].label]), eps=8 / 255,
+                           preset="interactive", seed=2, steps=4)
+    assert torch.equal(again.adversarial[0], out.models[0].adversarial)  # the same attack
+    acts = capture_activations(model, torch.cat([x, its[3]]), [a["layers"][2]])
+    assert a["shares"][3][2] == flipped_share(acts[a["layers"][2]][0], acts[a["layers"][2]][1])
+    assert a["true_prob"] == out.models[0].result.true_prob[:, 0].tolist()
+    assert figure.layout.title.text.startswith("Winner-flip atlas")

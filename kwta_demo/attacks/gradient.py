@@ -11,8 +11,10 @@ sampled estimate in ``adaptive.py``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -36,6 +38,7 @@ __all__ = [
     "GradientFn",
     "ascend",
     "input_gradient",
+    "recording_iterates",
     "step_size_of",
     "FGSM",
     "PGD",
@@ -47,6 +50,24 @@ GradientFn = Callable[
     [torch.Tensor, torch.Tensor, "torch.Tensor | None", int], "tuple[torch.Tensor, torch.Tensor]"
 ]
 """``(x, labels, target, iteration) -> (logits at x, gradient of the summed objective)``."""
+
+
+_RECORDER: contextvars.ContextVar[list[torch.Tensor] | None] = contextvars.ContextVar(
+    "kwta_demo_iterates", default=None)
+
+
+@contextlib.contextmanager
+def recording_iterates() -> Iterator[list[torch.Tensor]]:
+    """Inside the block, every gradient-loop attack (FGSM, PGD, VGA, BPDA, gradient
+    estimation) appends its iterates to the yielded list: the start, then the input after
+    each step (``steps + 1`` tensors shaped like the batch). Per thread and per task, so
+    concurrent requests do not mix; attacks from other libraries record nothing."""
+    iterates: list[torch.Tensor] = []
+    token = _RECORDER.set(iterates)
+    try:
+        yield iterates
+    finally:
+        _RECORDER.reset(token)
 
 
 def input_gradient(model: nn.Module, loss: str) -> GradientFn:
@@ -123,7 +144,10 @@ def ascend(
         first[hit] = torch.where(first[hit] < 0, torch.full_like(first[hit], t), first[hit])
         return succ
 
+    recorder = _RECORDER.get()
     for t in range(steps):
+        if recorder is not None:
+            recorder.append(x.detach().clone())
         if t > 0:  # frozen samples keep their last values
             losses[t], probs[t] = losses[t - 1], probs[t - 1]
         idx = active.nonzero()[:, 0]
@@ -142,6 +166,8 @@ def ascend(
     with torch.no_grad():
         everyone = torch.arange(batch, device=x0.device)
         record(steps, everyone, model(x), x)
+    if recorder is not None:
+        recorder.append(x.detach().clone())
 
     adversarial = torch.where(found.view(-1, 1, 1, 1), best, x) if keep_best else x
     return RawOutput(
