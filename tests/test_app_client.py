@@ -218,3 +218,25 @@ def test_the_transfer_matrix_of_the_last_attack(app):
                                   true_class=UNKNOWN), api_name="/attack")
     plot, note = client.predict(api_name="/transfer")
     assert plot["type"] == "plotly" and "BPDA" in note
+
+
+def test_a_receipt_replayed_through_the_api_gives_the_same_tensors(app, tmp_path):
+    """The receipt's own input image and settings, sent back to /attack: bit-identical."""
+    from safetensors.torch import load_file
+
+    client, _, root = app
+    first = client.predict(**_attack_args(root / "data" / "test" / "bird" / "0000.png", seed=9),
+                           api_name="/attack")
+    receipt_json, tensors_file = sorted(first[15], key=lambda f: f.endswith(".safetensors"))
+    receipt = json.loads(Path(receipt_json).read_text())
+    image = tmp_path / "replay.png"
+    Image.fromarray(np.asarray(receipt["image"]["rgb_32x32"], dtype=np.uint8)).save(image)
+    again = client.predict(
+        image=handle_file(str(image)), true_class=receipt["true_class"], arch=receipt["arch"],
+        variants=[m["model"].split("-", 1)[1] for m in receipt["models"]],
+        attack=receipt["attack"], preset=receipt["preset"], eps_255=receipt["eps"] * 255,
+        steps=receipt["overrides"].get("steps", 0), step_size_255=0, target_class="none",
+        seed=receipt["seed"], api_name="/attack")
+    _, tensors_again = sorted(again[15], key=lambda f: f.endswith(".safetensors"))
+    a, b = load_file(tensors_file), load_file(tensors_again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
