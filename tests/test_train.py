@@ -362,3 +362,29 @@ def test_command_line(tmp_path, monkeypatch, capsys):
 def test_benchmark_epoch_seconds():
     seconds = T.benchmark_epoch_seconds(small(batch_size=4), 40, "cpu", steps=1, warmup=1)
     assert 0 < seconds < 60
+
+
+def test_the_training_report_renders_the_checkpoints(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tr", TESTS.parent / "scripts" / "training_report.py")
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+    folder = tmp_path / "ckpt" / "resnet18-relu"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({
+        "clean_accuracy": 0.9234, "eval_seconds": 30.0, "initial_accuracy": None,
+        "recipe": {"epochs": 3, "image_sizes": [[16, 1], [32, 2]], "init_from": None,
+                   "device_name": "CPU", "amp_used": "bfloat16 autocast", "commit": "abc",
+                   "wall_seconds": 7200.0},
+        "history": [{"epoch": 1, "train_seconds": 50.0, "image_size": 16},
+                    {"epoch": 2, "train_seconds": 200.0, "image_size": 32, "test_acc": 0.8},
+                    {"epoch": 3, "train_seconds": 220.0, "image_size": 32, "test_acc": 0.92}]}))
+    doc = tmp_path / "training.md"
+    doc.write_text(f"# T\n{tr.BEGIN}\n{tr.END}\n")
+    assert tr.main(["--checkpoints", str(tmp_path / "ckpt"), "--doc", str(doc),
+                    "--png", str(tmp_path / "curves.png")]) == 0
+    text = doc.read_text()
+    assert "| resnet18-relu | 92.34% | scratch | 3 (1 at 16 px, 2 at 32 px) |" in text
+    assert "| resnet18-relu | 210 s | 2.00 h | 30 s |" in text  # median of the 32 px epochs
+    assert (tmp_path / "curves.png").stat().st_size > 1000
