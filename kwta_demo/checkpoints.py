@@ -262,28 +262,43 @@ def _read_config(folder: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
 
-def hub_reachable(endpoint: str, timeout: float) -> str | None:
-    """None when a TCP connection to the Hub opens within ``timeout``, else the reason.
+def _probe_address(endpoint: str) -> tuple[str, int, str]:
+    """(host, port, what) a connection to ``endpoint`` opens first: the proxy that
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` name for it (as requests and
+    huggingface_hub use them), unless ``NO_PROXY`` exempts the host; else the endpoint."""
+    from urllib.request import getproxies, proxy_bypass
 
-    Runs in a daemon thread because name resolution ignores socket timeouts; this is
-    what makes an offline machine fail in about ``timeout`` seconds instead of ~23 s
-    of huggingface_hub retries.
-    """
     url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    proxies = getproxies()  # the *_PROXY variables, upper or lower case
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not proxy_bypass(url.hostname or ""):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return p.hostname or "", p.port or (443 if p.scheme == "https" else 80), f"proxy {proxy}"
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80), endpoint
+
+
+def hub_reachable(endpoint: str, timeout: float) -> str | None:
+    """None when a TCP connection towards the Hub opens within ``timeout``, else the reason.
+
+    Behind a proxy (``HTTPS_PROXY`` and friends, ``NO_PROXY`` honoured) the proxy is what
+    must answer, as it is for huggingface_hub. Runs in a daemon thread because name
+    resolution ignores socket timeouts; this is what makes an offline machine fail in
+    about ``timeout`` seconds instead of ~23 s of huggingface_hub retries.
+    """
+    host, port, what = _probe_address(endpoint)
     result: list[str | None] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             result.append(None)
         except OSError as e:
-            result.append(f"{type(e).__name__}: {e}")
+            result.append(f"{what}: {type(e).__name__}: {e}")
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout)
-    return result[0] if result else f"no answer within {timeout:g} s"
+    return result[0] if result else f"{what}: no answer within {timeout:g} s"
 
 
 def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:

@@ -234,3 +234,33 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path):
     folder = save_checkpoint(_trained_ish(), tmp_path / "m")
     with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
         load_model(folder, device="cuda")
+
+
+def test_the_probe_goes_where_huggingface_hub_would_go(monkeypatch):
+    """Behind a proxy the proxy must answer (a direct probe would call the Hub
+    unreachable); NO_PROXY exempts a host; a proxy that answers counts as reachable."""
+    from kwta_demo.checkpoints import _probe_address, hub_reachable
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert _probe_address("https://huggingface.co") == ("huggingface.co", 443, "https://huggingface.co")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert _probe_address("https://huggingface.co")[:2] == ("proxy.example", 3128)
+    monkeypatch.setenv("NO_PROXY", "huggingface.co")
+    assert _probe_address("https://huggingface.co")[:2] == ("huggingface.co", 443)
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "socks5h://127.0.0.1:1080")
+    assert _probe_address("https://huggingface.co")[:2] == ("127.0.0.1", 1080)
+    # a real listening "proxy" on loopback: the probe reaches it, though the Hub is far away
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable("https://unreachable.invalid", 1.0) is None
+        server.close()
+        assert "proxy" in hub_reachable("https://unreachable.invalid", 1.0)
+    finally:
+        server.close()
