@@ -62,6 +62,9 @@ def publish(
         repo_type="model",
         commit_message=f"Upload {folder.name}",
         allow_patterns=["*.safetensors", "*.json", "README.md"],
+        # everything else under the model's folder goes in the same commit: an earlier
+        # upload's files (old shards, an index) must not outlive it
+        delete_patterns=["*"],
     )
     return str(getattr(info, "commit_url", info))
 

@@ -45,6 +45,7 @@ def test_publish_uploads_the_folder_under_its_name(checkpoint):
     assert create == "create_repo" and repo == "me/kwta" and kwargs["exist_ok"]
     assert up["folder_path"] == str(checkpoint) and up["path_in_repo"] == "alexnet-relu"
     assert "*.safetensors" in up["allow_patterns"]
+    assert up["delete_patterns"] == ["*"]  # stale files of an earlier upload go (in its folder)
 
 
 def test_a_card_without_model_index_is_refused(checkpoint):
