@@ -43,10 +43,12 @@ __all__ = [
     "weights_sha256",
 ]
 
-MODEL_NAMES: tuple[str, ...] = (
-    "resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
-    "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1",
+MODEL_NAMES: tuple[str, ...] = tuple(
+    ModelConfig(arch, activation, gamma).name
+    for arch in ("resnet18", "alexnet")
+    for activation, gamma in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))
 )
+"""The six shipped models: ResNet18 and AlexNet, each with ReLU, k-WTA 0.2 and 0.1."""
 MANIFEST = "SHA256SUMS"
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"

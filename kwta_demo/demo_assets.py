@@ -29,7 +29,6 @@ from .checkpoints import MODEL_NAMES, save_checkpoint
 from .models import CIFAR10_CLASSES, ModelConfig, build_model
 
 __all__ = [
-    "config_for_name",
     "write_random_checkpoints",
     "write_image_folder",
     "free_port",
@@ -38,17 +37,6 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def config_for_name(name: str) -> ModelConfig:
-    """The config a canonical name stands for: ``resnet18-relu``, ``alexnet-kwta-0.1``..."""
-    arch, _, rest = name.partition("-")
-    if rest == "relu":
-        return ModelConfig(arch, "relu")
-    activation, _, gamma = rest.partition("-")
-    if activation != "kwta" or not gamma:
-        raise ValueError(f"not a canonical model name: {name!r} (e.g. {MODEL_NAMES[1]})")
-    return ModelConfig(arch, "kwta", float(gamma))
 
 
 def write_random_checkpoints(
@@ -60,7 +48,7 @@ def write_random_checkpoints(
     folder = Path(folder)
     paths = []
     for name in names:
-        config = config_for_name(name)
+        config = ModelConfig.from_name(name)
         torch.manual_seed(seed + sum(map(ord, config.arch)))
         model = build_model(config)
         card = f"# {name}\n\nRandomly initialised stand-in (seed {seed}): not trained.\n"

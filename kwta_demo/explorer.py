@@ -36,7 +36,7 @@ from .activations import (
 )
 from .checkpoints import CheckpointError
 from .model_cache import ModelCache, deadline
-from .models import ARCHS, CIFAR10_CLASSES
+from .models import ARCHS, CIFAR10_CLASSES, ModelConfig
 from .uploads import PreparedImage, prepare_image
 
 __all__ = [
@@ -251,7 +251,7 @@ def replay_query(outcome: "AttackOutcome", test_index: int) -> str:
     params = outcome.params
     fields = {
         "test": test_index, "arch": outcome.arch,
-        "variants": ",".join(m.name.split("-", 1)[1] for m in outcome.models),
+        "variants": ",".join(ModelConfig.from_name(m.name).variant for m in outcome.models),
         "attack": outcome.attack, "preset": outcome.preset,
         "eps": repr(round(params["eps"] * 255, 6)), "seed": params["seed"],
         "steps": params.get("steps"),

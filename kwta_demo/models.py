@@ -65,9 +65,27 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """The canonical checkpoint name, e.g. ``resnet18-kwta-0.2``."""
-        if self.activation == "relu":
-            return f"{self.arch}-relu"
-        return f"{self.arch}-kwta-{self.gamma:g}"
+        return f"{self.arch}-{self.variant}"
+
+    @property
+    def variant(self) -> str:
+        """The activation part of the name: ``relu`` or ``kwta-<gamma>``."""
+        return "relu" if self.activation == "relu" else f"kwta-{self.gamma:g}"
+
+    @classmethod
+    def from_name(cls, name: str) -> "ModelConfig":
+        """The config a canonical name stands for (``alexnet-kwta-0.1``), the inverse of
+        ``name``; ValueError for anything else."""
+        arch, _, variant = str(name).partition("-")
+        activation, _, gamma = variant.partition("-")
+        try:
+            config = (cls(arch, "relu") if variant == "relu" else
+                      cls(arch, "kwta", float(gamma)) if activation == "kwta" and gamma else None)
+        except ValueError:
+            config = None
+        if config is None or config.name != name:
+            raise ValueError(f"not a canonical model name: {name!r} (e.g. resnet18-kwta-0.2)")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

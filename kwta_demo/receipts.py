@@ -86,11 +86,13 @@ def replay_arguments(document: dict[str, Any]) -> dict[str, Any]:
     (H, W, 3) uint8 array); ValueError for a document that is not a receipt."""
     import numpy as np
 
+    from .models import ModelConfig
+
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"not a receipt ({FORMAT!r} expected)")
     overrides = document.get("overrides", {})
     image = np.asarray(document["image"]["rgb_32x32"], dtype=np.uint8)
-    variants = [m["model"].split("-", 1)[1] for m in document["models"]]
+    variants = [ModelConfig.from_name(m["model"]).variant for m in document["models"]]
     step = overrides.get("step_size")
     return dict(image=image, arch=document["arch"], variants=variants,
                 attack=document["attack"], preset=document["preset"],

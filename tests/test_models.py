@@ -56,3 +56,19 @@ def test_config_round_trip():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown fields"):
         ModelConfig.from_dict({**cfg.to_dict(), "depth": 50})
+
+
+def test_names_are_one_rule_both_ways():
+    from kwta_demo.checkpoints import MODEL_NAMES
+    from kwta_demo.models import ModelConfig
+
+    assert MODEL_NAMES == ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
+                           "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1")
+    for name in MODEL_NAMES:
+        assert ModelConfig.from_name(name).name == name
+    assert ModelConfig.from_name("alexnet-kwta-0.1") == ModelConfig("alexnet", "kwta", 0.1)
+    assert ModelConfig.from_name("resnet18-kwta-0.1").variant == "kwta-0.1"
+    for bad in ("alexnet", "alexnet-tanh", "vgg-relu", "alexnet-kwta", "alexnet-kwta-2",
+                "alexnet-kwta-0.10", "alexnet-relu-x"):
+        with pytest.raises(ValueError, match="not a canonical model name"):
+            ModelConfig.from_name(bad)
