@@ -61,6 +61,7 @@ class TrainStep:
     lr: float | None = None  # None: the recipe's default for the batch size
     batch_size: int = 128
     eval_every: int | None = None  # None: the plan's
+    out: str | None = None  # checkpoint root for this stage (None: the plan's checkpoints)
 
     @property
     def name(self) -> str:
@@ -163,7 +164,7 @@ DEFAULT_PLAN = Plan(
     # is the robustness real? the audit and the transfer matrix, AlexNet first (cheaper)
     audits=(AuditStep("alexnet"), AuditStep("resnet18")),
     # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs
-    after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1),),
+    after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1, out="runs/findings"),),
     data=None,
 )
 
@@ -318,7 +319,8 @@ def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
         try:
             train_schedule(
                 group[0].arch, [s.stage for s in group], train, test,
-                out_root=_checkpoint_root(plan), state_dir=plan.runs,
+                out_root=Path(group[0].out) if group[0].out else _checkpoint_root(plan),
+                state_dir=plan.runs,
                 epochs=[s.epochs for s in group], lr=[s.lr for s in group],
                 image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
                 half=plan.half, progress=progress, data_hint=plan.data,
@@ -333,7 +335,7 @@ def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
 def _stage_done(plan: Plan, step: TrainStep) -> bool:
     """A stage is done when its checkpoint exists and its state file reached the last epoch
     (or, with no state file at all, when the checkpoint's metrics say it was trained)."""
-    folder = _checkpoint_root(plan) / step.name
+    folder = (Path(step.out) if step.out else _checkpoint_root(plan)) / step.name
     if not (folder / "metrics.json").is_file():
         return False
     state = _state_summary(plan, step)

@@ -103,10 +103,14 @@ def update_doc(doc: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--findings", default="runs/findings",
+                        help="models trained for the findings only, not shipped (read if present)")
     parser.add_argument("--doc", default="docs/training.md")
     parser.add_argument("--png", default="docs/training_curves.png")
     args = parser.parse_args(argv)
     runs = read(Path(args.checkpoints))
+    if Path(args.findings).is_dir():
+        runs.update(read(Path(args.findings)))
     if not runs:
         print(f"no checkpoints with metrics.json under {args.checkpoints}", file=sys.stderr)
         return 1
