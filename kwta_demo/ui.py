@@ -16,10 +16,11 @@ API endpoints (stable names, documented in docs/api.md): ``/prepare_image``, ``/
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -205,6 +206,19 @@ AUDIT_HEADERS = ["model", "check", "flags a problem", "evidence"]
 TRANSFER_HEADERS = ["examples crafted on", "tried on", "fooled share", "images", "95% interval"]
 
 
+def _user_facing(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler whose expected failures (bad input, a request past its time limit) reach
+    the page as a clear message, not a traceback. Gradio reads the wrapped signature."""
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except USER_ERRORS as e:
+            raise _user_error(e) from None
+
+    return wrapper
+
+
 class _Handlers:
     """Event handlers; their parameter names are the API's parameter names."""
 
@@ -219,12 +233,10 @@ class _Handlers:
         note = "" if g.images else f"**No gallery images.** {g.message}"
         return list(zip(g.images, g.captions)), g.message, note
 
+    @_user_facing
     def select_gallery(self, evt: gr.SelectData):
-        try:
-            image, cls = self.explorer.gallery_item(evt.index)
-            test_index = self.explorer.gallery().indices[int(evt.index)]
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        image, cls = self.explorer.gallery_item(evt.index)
+        test_index = self.explorer.gallery().indices[int(evt.index)]
         return image, cls, test_index
 
     def from_query(self, request: gr.Request):
@@ -244,21 +256,17 @@ class _Handlers:
                 f"Set up from a replay link: test image #{replay['test']}. Press **Run attack** "
                 "to repeat the click."]
 
+    @_user_facing
     def prepare_image(self, image):
-        try:
-            path = _upload_path(image)
-            if path is None:
-                return None, ""
-            prepared = self.explorer.prepare(path)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        path = _upload_path(image)
+        if path is None:
+            return None, ""
+        prepared = self.explorer.prepare(path)
         return prepared.to_uint8(), prepared.description
 
+    @_user_facing
     def attack_controls(self, attack: str, preset: str):
-        try:
-            c = attack_controls(attack, preset)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        c = attack_controls(attack, preset)
         chosen = preset if preset in c.presets else c.presets[0]
         eps = gr.Slider(value=round(c.eps_255, 2)) if c.eps_255 is not None else gr.Slider()
         target = (gr.Dropdown(interactive=False, value=NO_TARGET) if c.targeted == "no"
@@ -267,31 +275,27 @@ class _Handlers:
                 gr.Number(value=0, visible=c.has_steps), gr.Number(value=0, visible=c.has_step_size),
                 target, c.note)
 
+    @_user_facing
     def sweep_presets(self, attack: str):
-        try:
-            c = attack_controls(attack)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        c = attack_controls(attack)
         return gr.Dropdown(choices=c.presets, value=c.presets[0])
 
     def show_slots(self, variants: list[str]):
         return [gr.Column(visible=suffix in (variants or [])) for suffix in VARIANTS.values()]
 
+    @_user_facing
     def attack(self, image, true_class: str, arch: str, variants: list[str], attack: str,
                preset: str, eps_255: float, steps: int, step_size_255: float,
                target_class: str, seed: int, picked: int | None = None,
                progress=gr.Progress()):
-        try:
-            outcome = self.explorer.attack(
-                _upload_path(image), arch=arch, variants=variants, attack=attack, preset=preset,
-                eps_255=eps_255, steps=steps or None, step_size_255=step_size_255 or None,
-                true_class=None if true_class == UNKNOWN else true_class,
-                target_class=None if target_class == NO_TARGET else target_class,
-                seed=seed if seed is not None else 0,
-                progress=lambda fraction, desc: progress(fraction, desc=desc),
-            )
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        outcome = self.explorer.attack(
+            _upload_path(image), arch=arch, variants=variants, attack=attack, preset=preset,
+            eps_255=eps_255, steps=steps or None, step_size_255=step_size_255 or None,
+            true_class=None if true_class == UNKNOWN else true_class,
+            target_class=None if target_class == NO_TARGET else target_class,
+            seed=seed if seed is not None else 0,
+            progress=lambda fraction, desc: progress(fraction, desc=desc),
+        )
         outputs: list[Any] = []
         for suffix in VARIANTS.values():
             outputs += _slot_outputs(outcome, suffix)
@@ -309,80 +313,64 @@ class _Handlers:
         return [*outputs, _traces(outcome), text, data, outcome.state(),
                 [str(folder / f"{stem}.json"), str(folder / f"{stem}.safetensors")]]
 
+    @_user_facing
     def activations(self, state: dict | None, layer: str):
         if not state:
             return "Run an attack to compare activations.", None, None
         other_archs = [a for a in ARCH_LABELS.values() if a != state["arch"]]
         if any(layer == info.name for a in other_archs for info in self.explorer.layers(a)):
             layer = None  # the picker follows the architecture radio, changed since the attack
-        try:
-            view = self.explorer.activations(state, layer)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        view = self.explorer.activations(state, layer)
         return _stats_markdown(view), view.heatmaps, view.grid
 
+    @_user_facing
     def audit(self, state: dict | None):
-        try:
-            out = self.explorer.audit_last(state)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        out = self.explorer.audit_last(state)
         return _audit_markdown(out), out.rows()
 
+    @_user_facing
     def audit_sweep(self, arch: str, variants: list[str], attack: str, preset: str,
                     eps_255: float, n: int, seed: int):
-        try:
-            out = self.explorer.audit_images(arch=arch, variants=variants, attack=attack,
-                                             preset=preset, eps_255=eps_255, n=n,
-                                             seed=seed if seed is not None else 0)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        out = self.explorer.audit_images(arch=arch, variants=variants, attack=attack,
+                                         preset=preset, eps_255=eps_255, n=n,
+                                         seed=seed if seed is not None else 0)
         return _audit_markdown(out), out.rows()
 
+    @_user_facing
     def atlas(self, state: dict | None):
-        try:
-            figure, _ = self.explorer.atlas(state)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        figure, _ = self.explorer.atlas(state)
         return figure
 
+    @_user_facing
     def landscape(self, state: dict | None):
-        try:
-            figure, _ = self.explorer.landscape(state)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        figure, _ = self.explorer.landscape(state)
         return figure
 
+    @_user_facing
     def transfer(self, state: dict | None):
-        try:
-            matrix, errors = self.explorer.transfer_last(state)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        matrix, errors = self.explorer.transfer_last(state)
         note = ("One image: each cell is 0% or 100% (n/a where the model gets the image wrong). "
                 "Rows marked BPDA attack a k-WTA model through a smooth stand-in.")
         if errors:
             note += "  \n" + "  \n".join(f"**{k} not available:** {v}" for k, v in errors.items())
         return viz.transfer_heatmap(matrix), note
 
+    @_user_facing
     def transfer_sweep(self, arch: str, variants: list[str], attack: str, preset: str,
                        eps_255: float, n: int, seed: int):
-        try:
-            matrix, _errors = self.explorer.transfer_images(
-                arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
-                n=n, seed=seed if seed is not None else 0)
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        matrix, _errors = self.explorer.transfer_images(
+            arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
+            n=n, seed=seed if seed is not None else 0)
         return viz.transfer_heatmap(matrix), matrix.rows()
 
+    @_user_facing
     def sweep(self, arch: str, variants: list[str], attack: str, preset: str, eps_255: str,
               n: int, seed: int, progress=gr.Progress()):
-        try:
-            out = self.explorer.sweep(
-                arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
-                n=n, seed=seed if seed is not None else 0,
-                progress=lambda fraction, desc: progress(fraction, desc=desc),
-            )
-        except USER_ERRORS as e:
-            raise _user_error(e) from None
+        out = self.explorer.sweep(
+            arch=arch, variants=variants, attack=attack, preset=preset, eps_255=eps_255,
+            n=n, seed=seed if seed is not None else 0,
+            progress=lambda fraction, desc: progress(fraction, desc=desc),
+        )
         note = f"{out.n} images (seed {out.seed}), {out.attack} `{out.preset}`, {out.seconds:.1f} s."
         if out.errors:
             note += "  \n" + "  \n".join(f"**{k} not available:** {v}" for k, v in out.errors.items())
