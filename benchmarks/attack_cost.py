@@ -28,7 +28,7 @@ from kwta_demo import build_model, load_model  # noqa: E402
 from kwta_demo.attacks.evaluate import robust_accuracy  # noqa: E402
 from kwta_demo.bench import environment  # noqa: E402
 from kwta_demo.data import evaluation_sample, load_cifar10  # noqa: E402
-from kwta_demo.evaluate import AttackSpec  # noqa: E402
+from kwta_demo.evaluate import RobustColumn  # noqa: E402
 from kwta_demo.kwta import relu_to_kwta  # noqa: E402
 from kwta_demo.pipeline import DEFAULT_PLAN  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
@@ -74,7 +74,7 @@ def main() -> int:
     rows = []
     for name, model in models(args.resnet_state).items():
         for text in specs:
-            spec = AttackSpec.parse(text, 0.031)
+            spec = RobustColumn.parse(text, 0.031)
             slow = spec.attack in ("gradient-estimation", "cw")
             k = args.slow_images if slow else args.images
             sample, _ = evaluation_sample(test, k, args.seed)

@@ -26,7 +26,7 @@ from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_m
 from .data import CifarSplit, batches, evaluation_sample, load_cifar10, seeded_subset
 from .settings import resolve_device
 
-__all__ = ["AttackSpec", "EvaluationStopped", "clean_accuracy", "evaluate", "load_result",
+__all__ = ["RobustColumn", "EvaluationStopped", "clean_accuracy", "evaluate", "load_result",
            "save_result", "to_markdown", "wilson_interval", "add_arguments", "main"]
 
 
@@ -35,7 +35,7 @@ class EvaluationStopped(RuntimeError):
 
 
 @dataclass(frozen=True)
-class AttackSpec:
+class RobustColumn:
     """One column of the robust table: an attack, its preset and epsilon."""
 
     attack: str
@@ -43,7 +43,7 @@ class AttackSpec:
     eps: float = 0.031
 
     @classmethod
-    def parse(cls, text: str, default_eps: float) -> "AttackSpec":
+    def parse(cls, text: str, default_eps: float) -> "RobustColumn":
         """``name[:preset][@eps]``, e.g. ``pgd:report@0.031`` or ``deepfool``."""
         spec, _, eps = text.partition("@")
         attack, _, preset = spec.partition(":")
@@ -89,7 +89,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
 
 def evaluate(
     models: Iterable[str],
-    attacks: Iterable[AttackSpec] = (),
+    attacks: Iterable[RobustColumn] = (),
     *,
     data: str | None = None,
     n_robust: int = 1000,
@@ -197,7 +197,7 @@ def _sample(limit_clean: int | None) -> str:
     return CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT
 
 
-def _preset_params(spec: AttackSpec) -> str:
+def _preset_params(spec: RobustColumn) -> str:
     """The preset's parameters as JSON: a row measured with other settings under the same
     preset name is not reused."""
     from .attacks import get_attack
@@ -287,7 +287,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
-    attacks = [AttackSpec.parse(a, args.eps) for a in args.attacks.split(",") if a]
+    attacks = [RobustColumn.parse(a, args.eps) for a in args.attacks.split(",") if a]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Appended, not with_suffix: a stem such as "eval-alexnet-kwta-0.1" keeps its dots.

@@ -345,12 +345,12 @@ def _stage_done(plan: Plan, step: TrainStep) -> bool:
 
 
 def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool]) -> None:
-    from .evaluate import AttackSpec, EvaluationStopped, evaluate, load_result, save_result
+    from .evaluate import RobustColumn, EvaluationStopped, evaluate, load_result, save_result
 
     out = Path(plan.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = load_result(out)
-    attacks = [AttackSpec.parse(a, 0.031) for a in step.attacks]
+    attacks = [RobustColumn.parse(a, 0.031) for a in step.attacks]
     root = _checkpoint_root(plan)
     models = [str(root / m) if (root / m).is_dir() else m for m in step.models]
     try:

@@ -10,7 +10,7 @@ from PIL import Image
 from kwta_demo import build_model, save_checkpoint
 from kwta_demo.__main__ import main as cli
 from kwta_demo.data import load_cifar10
-from kwta_demo.evaluate import AttackSpec, clean_accuracy, to_markdown
+from kwta_demo.evaluate import RobustColumn, clean_accuracy, to_markdown
 from kwta_demo.models import CIFAR10_CLASSES
 
 
@@ -74,10 +74,10 @@ def test_missing_model_and_data_are_clear_errors(folder_data, tmp_path, monkeypa
 
 
 def test_attack_spec_parsing():
-    assert AttackSpec.parse("pgd:report@0.031", 0.1) == AttackSpec("pgd", "report", 0.031)
-    assert AttackSpec.parse("deepfool", 0.02) == AttackSpec("deepfool", "paper", 0.02)
+    assert RobustColumn.parse("pgd:report@0.031", 0.1) == RobustColumn("pgd", "report", 0.031)
+    assert RobustColumn.parse("deepfool", 0.02) == RobustColumn("deepfool", "paper", 0.02)
     with pytest.raises(ValueError, match="bad epsilon"):
-        AttackSpec.parse("pgd@x", 0.1)
+        RobustColumn.parse("pgd@x", 0.1)
 
 
 def test_markdown_lays_out_models_by_attack():
@@ -99,7 +99,7 @@ def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_
     torch.manual_seed(0)
     save_checkpoint(build_model("alexnet").eval(), tmp_path / "ckpts" / "alexnet-relu", half=True)
     updates = []
-    result = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+    result = evaluate(["alexnet-relu"], [RobustColumn("fgsm", "paper", 8 / 255)], data=str(folder_data),
                       n_robust=12, seed=3, device="cpu", progress=False,
                       on_update=lambda r: updates.append(len(r["rows"])))
     clean, robust = result["rows"]
@@ -112,18 +112,18 @@ def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_
     assert lo <= robust["robust_acc"] <= hi
 
     # a second run keeps every finished row; a changed preset is measured again
-    again = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+    again = evaluate(["alexnet-relu"], [RobustColumn("fgsm", "paper", 8 / 255)], data=str(folder_data),
                      n_robust=12, seed=3, device="cpu", progress=False, done=result["rows"],
                      on_update=lambda r: updates.append(len(r["rows"])))
     assert again["rows"] == result["rows"] and updates == [1, 2]
     from kwta_demo.attacks import get_attack
 
     monkeypatch.setitem(get_attack("fgsm").presets, "paper", {"loss": "margin"})
-    changed = evaluate(["alexnet-relu"], [AttackSpec("fgsm", "paper", 8 / 255)], data=str(folder_data),
+    changed = evaluate(["alexnet-relu"], [RobustColumn("fgsm", "paper", 8 / 255)], data=str(folder_data),
                        n_robust=12, seed=3, device="cpu", progress=False, done=result["rows"])
     assert len(changed["rows"]) == 3 and changed["rows"][2]["preset_params"] == '{"loss": "margin"}'
     with pytest.raises(ValueError, match="no preset 'nope'"):
-        evaluate(["alexnet-relu"], [AttackSpec("fgsm", "nope", 8 / 255)], data=str(folder_data),
+        evaluate(["alexnet-relu"], [RobustColumn("fgsm", "nope", 8 / 255)], data=str(folder_data),
                  n_robust=12, seed=3, device="cpu", progress=False)
 
 
