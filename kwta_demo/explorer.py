@@ -289,13 +289,6 @@ def parse_replay(query: dict[str, str]) -> dict[str, Any] | None:
     return out
 
 
-def _random_targets(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """A seeded random wrong class for each label."""
-    gen = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, len(CIFAR10_CLASSES), labels.shape, generator=gen)
-    return (labels.cpu() + shift).remainder(len(CIFAR10_CLASSES)).to(labels.device)
-
-
 # ---------------------------------------------------------------- results
 
 
@@ -915,56 +908,57 @@ class Explorer:
         seed: int = 0,
         progress: Progress = _no_progress,
     ) -> SweepOutcome:
-        """Accuracy vs epsilon on ``n`` seeded test images, for each selected model.
+        """Accuracy vs epsilon on ``n`` seeded class-balanced test images, for each model.
 
-        Epsilon 0 is clean accuracy. An image counts as robust when the model still
-        predicts its true class on the attack's output. An attack that needs a target gets
-        a seeded random wrong class per image.
+        The evaluation's own path (``attacks.evaluate.robust_accuracy`` on the images of
+        ``data.evaluation_sample``, batches seeded from (seed, batch)), so the sweep and
+        the evaluation tables agree on the same images. Epsilon 0 is clean accuracy; an
+        image is robust when it is classified correctly and the attack fails on it; a
+        targeted attack (VGA) is scored over every wrong target, as the report scored it.
         """
-        from .data import DataNotFoundError, batches, seeded_subset
+        from .attacks.evaluate import robust_accuracy
+        from .data import DataNotFoundError, evaluation_sample
+        from .evaluate import clean_accuracy
 
         names = model_names(arch, variants)
-        spec = _check_attack(attack, preset)
+        _check_attack(attack, preset)
         eps_list = parse_eps_list(eps_255, self.limits.max_sweep_points)
         n = _int(n, "number of images", 1, self.limits.max_sweep_images)
         seed = _int(seed, "seed", 0, 2**31 - 1)
         try:
-            subset = seeded_subset(self._test_split(), n, seed)
+            subset, _ = evaluation_sample(self._test_split(), n, seed)
         except DataNotFoundError as e:
             raise ValueError(f"the sweep needs CIFAR-10 test images: {e}") from None
         device = self.cache.device
         start = time.monotonic()
         accuracy: dict[str, list[float]] = {}
         errors: dict[str, str] = {}
-        batch = self.limits.sweep_batch
-        units = len(names) * len(eps_list) * math.ceil(n / batch)
-        done = 0
+        units, done = len(names) * len(eps_list), 0
         with deadline(self.limits.time_limit_s):
             for name in names:
                 try:
                     model = self.cache.get(name)
                 except CheckpointError as e:
                     errors[name] = str(e)
-                    done += len(eps_list) * math.ceil(n / batch)
+                    done += len(eps_list)
                     continue
                 accuracy[name] = []
                 for eps in eps_list:
-                    correct = 0
-                    for images, labels in batches(subset, batch, device=device):
-                        self._check_time(start, f"{name} at epsilon {eps:g}/255")
-                        progress(done / units, f"{name}, epsilon {eps:g}/255")
-                        if eps == 0:
-                            with torch.no_grad():
-                                pred = model(images).argmax(1)
-                        else:
-                            kwargs = {}
-                            if spec.targeted == "required":
-                                kwargs["target"] = _random_targets(labels, seed)
-                            pred = _attacks().run_attack(attack, model, images, labels, eps=eps / 255,
-                                                         preset=preset, seed=seed, **kwargs).adv_pred
-                        correct += int((pred.to(labels.device) == labels).sum())
-                        done += 1
-                    accuracy[name].append(correct / n)
+                    self._check_time(start, f"{name} at epsilon {eps:g}/255")
+                    progress(done / units, f"{name}, epsilon {eps:g}/255")
+                    if eps == 0:
+                        acc = clean_accuracy(model, subset, batch_size=self.limits.sweep_batch,
+                                             device=device)
+                    else:
+                        def tick(_done: int, _total: int, name: str = name, eps: float = eps) -> None:
+                            self._check_time(start, f"{name} at epsilon {eps:g}/255")
+
+                        acc = robust_accuracy(model, subset.images, subset.labels, attack,
+                                              eps=eps / 255, preset=preset, seed=seed,
+                                              batch_size=self.limits.sweep_batch, device=device,
+                                              progress=tick)["robust_acc"]
+                    accuracy[name].append(acc)
+                    done += 1
         progress(1.0, "done")
         seconds = time.monotonic() - start
         fig = viz.robustness_curves(eps_list, accuracy, n=n,

@@ -376,14 +376,21 @@ def test_sweep_accuracy_vs_eps(explorer):
     out = explorer.sweep(arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
                          eps_255="8, 0", n=6, seed=2, progress=lambda f, d: calls.append(f))
     assert out.eps_255 == [0.0, 8.0] and set(out.accuracy) == {"alexnet-relu", "alexnet-kwta-0.1"}
-    from kwta_demo.data import load_cifar10, seeded_subset
+    from kwta_demo.attacks.evaluate import robust_accuracy
+    from kwta_demo.data import evaluation_sample, load_cifar10
 
-    subset = seeded_subset(load_cifar10("test"), 6, 2)
+    subset, _ = evaluation_sample(load_cifar10("test"), 6, 2)  # the evaluation's own images
     for name, accs in out.accuracy.items():
+        model = explorer.cache.get(name)
         with torch.no_grad():
-            clean = (explorer.cache.get(name)(subset.images.float() / 255).argmax(1) == subset.labels)
+            clean = (model(subset.images.float() / 255).argmax(1) == subset.labels)
         assert accs[0] == pytest.approx(float(clean.float().mean()))  # eps 0 = clean accuracy
         assert accs[1] <= accs[0]  # FGSM never helps (a correct image stays wrong or flips)
+        # the same number the evaluation path gives on the same images and seed
+        expected = robust_accuracy(model, subset.images, subset.labels, "fgsm", eps=8 / 255,
+                                   preset="interactive", seed=2,
+                                   batch_size=explorer.limits.sweep_batch)["robust_acc"]
+        assert accs[1] == expected
     assert calls == sorted(calls) and calls[-1] == 1.0
     assert len(out.rows()) == 4 and len(out.figure.data) == 2
 
