@@ -317,7 +317,8 @@ def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
         snapshot = snapshot_download(
             settings.hub_repo,
             revision=settings.hub_revision,
-            allow_patterns=[f"{name}/*"],
+            allow_patterns=[f"{name}/*", MANIFEST],  # the manifest checks what arrived
+            endpoint=constants.ENDPOINT,  # the one probed above, for every request
             local_files_only=reason is not None,
         )
     except LocalEntryNotFoundError:

@@ -264,3 +264,64 @@ def test_the_probe_goes_where_huggingface_hub_would_go(monkeypatch):
         assert "proxy" in hub_reachable("https://unreachable.invalid", 1.0)
     finally:
         server.close()
+
+
+@pytest.fixture
+def local_hub(tmp_path, monkeypatch):
+    """A Hub-compatible server on 127.0.0.1 holding two checkpoints and their manifest at a
+    pinned commit; huggingface_hub pointed at it."""
+    from hub_server import Hub, serve
+
+    repo = tmp_path / "repo"
+    models = {"alexnet-kwta-0.2": _trained_ish(seed=3), "alexnet-relu": _trained_ish("alexnet", "relu", None)}
+    for name, model in models.items():
+        save_checkpoint(model, repo / name, half=True)
+    write_manifest(repo)
+    hub = Hub()
+    commit = "c0ffee" + "0" * 34
+    hub.add_folder("org/kwta", commit, repo)
+    server = serve(hub)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    # what HF_ENDPOINT set before the import would have made (both are read at import)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("KWTA_HUB_REPO", "org/kwta")
+    monkeypatch.setenv("KWTA_HUB_REVISION", commit)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    yield hub, commit, models, repo
+    server.shutdown()
+
+
+def test_a_pinned_revision_downloads_then_serves_offline_from_the_cache(local_hub, monkeypatch):
+    hub, commit, models, _ = local_hub
+    loaded = load_model("alexnet-kwta-0.2", device="cpu")  # not local: through the Hub
+    for k, v in models["alexnet-kwta-0.2"].state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(loaded.state_dict()[k], v.half().float()), k
+    assert ("GET", f"/org/kwta/resolve/{commit}/alexnet-kwta-0.2/model.safetensors") in hub.requests
+    assert not any("alexnet-relu" in path for _, path in hub.requests)  # only what was asked
+    seen = len(hub.requests)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "create_connection", None)  # no network at all
+    assert load_model("alexnet-kwta-0.2", device="cpu").config.gamma == 0.2
+    assert len(hub.requests) == seen
+
+
+def test_a_tampered_file_from_the_hub_is_refused(local_hub):
+    hub, commit, _, _ = local_hub
+    files = hub.repos["org/kwta"][commit]
+    data = bytearray(files["alexnet-relu/model.safetensors"])
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor; the manifest still lists the original
+    files["alexnet-relu/model.safetensors"] = bytes(data)
+    with pytest.raises(CheckpointError, match="checksum|SHA256SUMS"):
+        load_model("alexnet-relu", device="cpu")
+
+
+def test_a_missing_repo_fails_fast_and_names_it(local_hub, monkeypatch):
+    monkeypatch.setenv("KWTA_HUB_REPO", "org/nothing-here")
+    start = time.monotonic()
+    with pytest.raises(CheckpointNotFoundError) as info:
+        find_checkpoint("alexnet-relu")
+    assert time.monotonic() - start < 5
+    assert "org/nothing-here" in str(info.value) and "KWTA_HUB_REPO" in str(info.value)
