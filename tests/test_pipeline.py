@@ -15,29 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from safetensors.torch import load_file
 
 from kwta_demo import pipeline as P
-from kwta_demo.models import CIFAR10_CLASSES
+from kwta_demo.demo_assets import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_image_folder(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
-    """A CIFAR-10 image folder (train/<class>/*.png, test/...) of noisy class colours."""
-    rng = np.random.default_rng(seed)
-    for split, n in per_class.items():
-        for c, name in enumerate(CIFAR10_CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            colour = np.array([c * 25 % 256, (c * 97 + 40) % 256, (c * 173 + 90) % 256])
-            for i in range(n):
-                pixels = np.clip(colour + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
 
 
 def tiny_plan(tmp: Path, data: Path) -> dict:
@@ -55,7 +39,9 @@ def tiny_plan(tmp: Path, data: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("data"), {"train": 4, "test": 2})
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root, 4, splits=("train",))
+    return write_image_folder(root, 2, splits=("test",), seed=1)
 
 
 def _cli(plan_file: Path, *args: str, **kw) -> subprocess.CompletedProcess:
