@@ -432,6 +432,7 @@ class Explorer:
         self.limits = limits
         self._gallery: GalleryData | None = None
         self._gallery_lock = threading.Lock()
+        self._weights_sha: dict[tuple, str] = {}  # receipts: the weights' SHA-256 by file version
 
     # ------------------------------------------------------------ data
 
@@ -641,7 +642,13 @@ class Explorer:
         weights = {}
         for m in outcome.ok():
             try:
-                weights[m.name] = weights_sha256(find_checkpoint(m.name))
+                folder = find_checkpoint(m.name)
+                stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                              for f in sorted(folder.glob("*.safetensors")))
+                key = (str(folder), stamp)  # hashed once per file version, not per click
+                if key not in self._weights_sha:
+                    self._weights_sha[key] = weights_sha256(folder)
+                weights[m.name] = self._weights_sha[key]
             except (CheckpointError, OSError):
                 weights[m.name] = None
         return (receipt(outcome, weights=weights, device=str(self.cache.device)),
