@@ -415,19 +415,24 @@ def _state_summary(plan: Plan, step: TrainStep) -> dict[str, Any] | None:
 _SIZE_EXPONENT = 1.7
 
 
+def _typical(values: list[float]) -> float:
+    """The lower quartile: epochs timed while other work shared the CPU run long, and the
+    estimate is for the epochs still to come, which usually have it to themselves."""
+    ordered = sorted(values)
+    return ordered[len(ordered) // 4]
+
+
 def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
-    """Median seconds of the measured epochs at ``size`` px (or scaled from another size)."""
+    """Typical seconds of the measured epochs at ``size`` px (or scaled from another size)."""
     measured: dict[int, list[float]] = {}
     for h in history:
         if h.get("epoch", 0) > 0 and "train_seconds" in h:
             measured.setdefault(int(h.get("image_size", 32)), []).append(h["train_seconds"])
     if size in measured:
-        values = sorted(measured[size])
-        return values[len(values) // 2]
+        return _typical(measured[size])
     if measured:
         other = max(measured)
-        values = sorted(measured[other])
-        return values[len(values) // 2] * (size / other) ** _SIZE_EXPONENT
+        return _typical(measured[other]) * (size / other) ** _SIZE_EXPONENT
     return None
 
 
