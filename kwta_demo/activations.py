@@ -15,6 +15,7 @@ import threading
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ __all__ = [
     "capture_activations",
     "active_share",
     "flipped_share",
+    "activation_sparsity",
 ]
 
 
@@ -110,3 +112,42 @@ def flipped_share(clean: torch.Tensor, adversarial: torch.Tensor) -> float:
     if total == 0:
         return float("nan")
     return float((winners & (adversarial == 0)).sum()) / total
+
+
+@torch.no_grad()
+def activation_sparsity(
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 250
+) -> dict[str, float]:
+    """Fraction of non-zero outputs of every activation module (``KWTA`` or ``nn.ReLU``).
+
+    ``images``: (N, 3, 32, 32), uint8 or float in [0, 1]. Layers are named by their path
+    inside the backbone (``layer2.0.act1``). For a k-WTA layer the fraction should be
+    about γ (ties at the threshold keep a few more; a winner that is exactly zero, one
+    fewer); for ReLU it is the share of positive units.
+    """
+    device = next(model.parameters()).device
+    root = getattr(model, "backbone", model)
+    counts: dict[str, list[int]] = {}
+    hooks = []
+
+    def make_hook(name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            c = counts.setdefault(name, [0, 0])
+            c[0] += int(torch.count_nonzero(output))
+            c[1] += output.numel()
+        return hook
+
+    for name, module in root.named_modules():
+        if isinstance(module, (KWTA, nn.ReLU)):
+            hooks.append(module.register_forward_hook(make_hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            model(x.float().div(255) if x.dtype == torch.uint8 else x.float())
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {name: nz / total for name, (nz, total) in counts.items()}

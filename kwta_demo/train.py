@@ -50,6 +50,7 @@ from .checkpoints import (
     save_checkpoint,
     write_manifest,
 )
+from .activations import activation_sparsity
 from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, shuffled_order
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
@@ -401,45 +402,6 @@ def evaluate_accuracy(
             correct += (model(_prepare(x, device)).argmax(1) == y).sum()
     model.train(was_training)
     return correct.item() / max(len(split.labels), 1)
-
-
-@torch.no_grad()
-def activation_sparsity(
-    model: nn.Module, images: torch.Tensor, *, batch_size: int = 250
-) -> dict[str, float]:
-    """Fraction of non-zero outputs of every activation module (``KWTA`` or ``nn.ReLU``).
-
-    ``images``: (N, 3, 32, 32), uint8 or float in [0, 1]. Layers are named by their path
-    inside the backbone (``layer2.0.act1``). For a k-WTA layer the fraction should be
-    about γ (ties at the threshold keep a few more; a winner that is exactly zero, one
-    fewer); for ReLU it is the share of positive units.
-    """
-    device = next(model.parameters()).device
-    root = getattr(model, "backbone", model)
-    counts: dict[str, list[int]] = {}
-    hooks = []
-
-    def make_hook(name: str) -> Callable:
-        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            c = counts.setdefault(name, [0, 0])
-            c[0] += int(torch.count_nonzero(output))
-            c[1] += output.numel()
-        return hook
-
-    for name, module in root.named_modules():
-        if isinstance(module, (KWTA, nn.ReLU)):
-            hooks.append(module.register_forward_hook(make_hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device)
-            model(x.float().div(255) if x.dtype == torch.uint8 else x.float())
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return {name: nz / total for name, (nz, total) in counts.items()}
 
 
 # ------------------------------------------------------------------ state files

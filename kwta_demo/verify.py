@@ -69,7 +69,7 @@ def verify_checkpoint(
     manifest: str | Path | None = None, sparsity_images: int = 1000,
 ) -> dict[str, Any]:
     """Run every check on one checkpoint folder; returns the findings (``ok`` says it all)."""
-    from .train import activation_sparsity
+    from .activations import activation_sparsity
 
     folder = Path(folder)
     dev = resolve_device(device)
