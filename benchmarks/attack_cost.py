@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kwta_demo import build_model, load_model  # noqa: E402
-from kwta_demo.attacks.evaluate import robust_accuracy  # noqa: E402
+from kwta_demo.evaluate import robust_accuracy  # noqa: E402
 from kwta_demo.bench import environment  # noqa: E402
 from kwta_demo.data import evaluation_sample, load_cifar10  # noqa: E402
 from kwta_demo.evaluate import RobustColumn  # noqa: E402

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .attacks import run_attack
-from .attacks.base import attack_mode, check_seed, make_generator
+from .attacks.base import ImageStreams, attack_mode, batch_seeds, check_seed
 from .attacks.gradient import ascend, input_gradient
 from .kwta import KWTA
 
@@ -134,8 +134,8 @@ def gradient_statistics(
     previous: list[list[torch.Tensor]] = []
     exact = input_gradient(model, "ce")
 
-    def recording(x, y, target, iteration):
-        logits, grad = exact(x, y, target, iteration)
+    def recording(x, y, target, iteration, rows):
+        logits, grad = exact(x, y, target, iteration, rows)
         if x.shape[0] == images.shape[0]:  # every image still active (no early stop here)
             grads.append(grad.detach().flatten(1))
             masks = _winner_masks(model, x)
@@ -147,7 +147,8 @@ def gradient_statistics(
 
     with attack_mode(model):
         ascend(model, images, labels, None, eps=eps, steps=steps, step_size=eps / 4, loss="ce",
-               gradient=recording, generator=make_generator(images.device, seed),
+               gradient=recording,
+               rng=ImageStreams(batch_seeds(seed, images.shape[0]), images.device),
                random_start=True, keep_best=False)
     stacked = torch.stack(grads)  # (steps, B, D)
     zero = float((stacked == 0).float().mean())

@@ -1,38 +1,58 @@
-"""Clean and robust accuracy tables: `python -m kwta_demo evaluate`.
+"""Accuracy over a data set, clean and under attack: `python -m kwta_demo evaluate`.
 
-Clean accuracy is measured on the whole test split; robust accuracy on a seeded random
-subset (the JPEG copy is ordered by class, so "the first N" would be one class). The
-result is JSON (one row per model x attack x preset, for others to check and plot)
-plus a markdown table.
+Clean accuracy is measured on the whole test split; robust accuracy on a seeded
+class-balanced subset (the JPEG copy is ordered by class, so "the first N" would be one
+class). Every image is attacked with its own seed, ``derived_seed(seed, test index)``, and
+the images are cut into fixed batches: a row is the same for any number of processes
+(``torchrun``, see ``distributed``), and an interrupted row goes on from its last finished
+batch. The result is JSON (one row per model x attack x preset, with the per-image
+outcomes, for others to check and plot) plus a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
-from .data import CifarSplit, batches, evaluation_sample, load_cifar10, seeded_subset
+from .data import CifarSplit, evaluation_sample, load_cifar10, seeded_subset
 from .settings import resolve_device
 
-__all__ = ["RobustColumn", "EvaluationStopped", "clean_accuracy", "evaluate", "load_result",
-           "save_result", "to_markdown", "wilson_interval", "add_arguments", "main"]
+__all__ = ["RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
+           "vga_statistics", "map_batches", "evaluate", "load_result", "save_result",
+           "to_markdown", "wilson_interval", "add_arguments", "main"]
+
+log = logging.getLogger(__name__)
+
+SEEDING = "per image: derived_seed(seed, test-split index)"
+"""How a row's images were seeded; part of a row's identity, so rows seeded otherwise are
+never mixed with these."""
+
+Progress = Callable[[int, int], None]
+"""Called after every batch with (items done, items in all)."""
+
+Outcomes = dict[str, torch.Tensor]
+"""Per-item tensors of one batch (or of all batches, concatenated in order)."""
 
 
 class EvaluationStopped(RuntimeError):
-    """``should_stop`` said stop; every finished row is kept."""
-
+    """``should_stop`` said stop; every finished row and batch is kept."""
 
 @dataclass(frozen=True)
 class RobustColumn:
@@ -60,19 +80,361 @@ class RobustColumn:
         return f"{self.attack}:{self.preset}@{self.eps:g}"
 
 
-@torch.no_grad()
+
+# --------------------------------------------------------------------- batches
+
+class BatchParts:
+    """The finished batches of one row, one JSON file each, so an interrupted row (or one
+    rank of it) goes on where it stopped. Floats are stored exactly (float32 -> JSON ->
+    float32 round-trips)."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    def _path(self, batch: int) -> Path:
+        return self.folder / f"batch-{batch:06d}.json"
+
+    def load(self, batch: int) -> tuple[Outcomes, dict[str, Any]] | None:
+        """Batch ``batch``'s outcomes and params, or None when it was not finished."""
+        path = self._path(batch)
+        try:
+            data = json.loads(path.read_text())
+            tensors = {k: torch.tensor(v, dtype=getattr(torch, data["dtypes"][k]))
+                       for k, v in data["tensors"].items()}
+            return tensors, data["params"]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            path.unlink(missing_ok=True)  # a damaged part is computed again
+            return None
+
+    def save(self, batch: int, tensors: Outcomes, params: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = {"tensors": {k: v.tolist() for k, v in tensors.items()},
+                "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
+                "params": params}
+        atomic_write_text(self._path(batch), json.dumps(data))
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("batch-*.json"))) if self.folder.is_dir() else 0
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def map_batches(
+    n: int,
+    batch_size: int,
+    compute: Callable[[int, int], tuple[Outcomes, dict[str, Any]]],
+    *,
+    parts: BatchParts | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Outcomes, dict[str, Any]]:
+    """``compute(lo, hi)`` on the items ``[lo, hi)`` of every batch, concatenated in order,
+    with the params of batch 0.
+
+    Batch ``b`` is items ``[b * batch_size, (b + 1) * batch_size)``, whatever the number of
+    processes: under ``torchrun`` each rank computes the batches it owns and every rank
+    receives them all. Batches already in ``parts`` are read, not computed; each new one
+    is saved there. ``should_stop()`` is asked before each batch computed.
+    """
+    ranks = distributed.current()
+    count = -(-n // batch_size)
+    mine: dict[int, tuple[Outcomes, dict[str, Any]]] = {}
+    for r in range(-(-count // ranks.world)):  # in rounds, so that the ranks agree on a stop
+        b = r * ranks.world + ranks.rank
+        got = parts.load(b) if parts is not None and b < count else None
+        needed = b < count and got is None
+        if should_stop is not None and distributed.any_rank(needed and should_stop()):
+            raise EvaluationStopped(f"stopped before batch {b} of {count}; "
+                                    "finished batches are saved")
+        if b >= count:
+            continue
+        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        if got is None:
+            got = compute(lo, hi)
+            if parts is not None:
+                parts.save(b, *got)
+        mine[b] = got
+        if progress is not None:
+            progress(min(hi, n), n)
+    merged: dict[int, tuple[Outcomes, dict[str, Any]]] = {}
+    for part in distributed.gather(mine):
+        merged.update(part)
+    ordered = [merged[b] for b in range(count)]
+    tensors = {k: torch.cat([o[0][k] for o in ordered]) for k in ordered[0][0]}
+    return tensors, ordered[0][1]
+
+
+def _reporter(
+    progress: Progress | bool | None, total: int, desc: str
+) -> tuple[Progress | None, Callable[[], None]]:
+    """A progress callback and a closer: a tqdm bar for ``True`` (rank 0 only), nothing for
+    None/False."""
+    if callable(progress):
+        return progress, lambda: None
+    if not progress or not distributed.current().leader:
+        return None, lambda: None
+    bar = tqdm(total=total, desc=desc, leave=False)
+    return (lambda done, _total: bar.update(done - bar.n)), bar.close
+
+
+def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    tensor = next(model.parameters(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images (a CifarSplit's) become floats in [0, 1]; float images pass as they are."""
+    images = images.to(device)
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images
+
+
+def _check_data(images: Any, labels: Any, batch_size: Any) -> torch.Tensor:
+    from .attacks.base import AttackParameterError, check_labels
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        raise AttackParameterError("images must be a non-empty (N, 3, H, W) tensor")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AttackParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return check_labels(labels, images.shape[0], images.device)
+
+
+def _indices(indices: Sequence[int] | torch.Tensor | None, n: int) -> torch.Tensor:
+    """Each image's index (its test-split index, for the seeds); 0..n-1 when not given."""
+    if indices is None:
+        return torch.arange(n)
+    out = torch.as_tensor(indices, dtype=torch.long).flatten()
+    if out.numel() != n:
+        raise ValueError(f"{out.numel()} indices for {n} images; give one per image")
+    return out
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """An attack's params as they read back from JSON, without the per-image seeds."""
+    return json.loads(json.dumps({k: v for k, v in params.items() if k != "seed"}, default=list))
+
+
+def _mean(values: torch.Tensor) -> float:
+    return float(values.double().mean()) if values.numel() else math.nan
+
+
+# ----------------------------------------------------------------- accuracies
+
 def clean_accuracy(
-    model: torch.nn.Module, split: CifarSplit, *, batch_size: int = 500, device: torch.device,
-    progress: bool = False, desc: str = "clean",
+    model: nn.Module, split: CifarSplit, *, batch_size: int = 500,
+    device: str | torch.device | None = None, progress: Progress | bool | None = None,
+    desc: str = "clean", parts: BatchParts | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` over every image of ``split``."""
-    model.eval()
-    correct = 0
-    it = batches(split, batch_size, device=device)
-    for images, labels in tqdm(it, total=-(-len(split.labels) // batch_size), disable=not progress,
-                               desc=desc, leave=False):
-        correct += (model(images).argmax(1) == labels).sum().item()
-    return correct / len(split.labels)
+    return _mean(_clean_outcomes(model, split, batch_size=batch_size, device=device,
+                                 progress=progress, desc=desc, parts=parts,
+                                 should_stop=should_stop))
+
+
+def _clean_outcomes(model, split, *, batch_size, device, progress, desc, parts, should_stop):
+    from .attacks.base import attack_mode
+
+    dev = _device_of(model, device)
+    n = len(split.labels)
+    report, close = _reporter(progress, n, desc)
+
+    def compute(lo: int, hi: int) -> tuple[Outcomes, dict[str, Any]]:
+        with attack_mode(model), torch.no_grad():
+            pred = model(_as_float(split.images[lo:hi], dev)).argmax(1).cpu()
+        return {"correct": pred == split.labels[lo:hi].cpu()}, {}
+
+    try:
+        out, _ = map_batches(n, batch_size, compute, parts=parts, progress=report,
+                             should_stop=should_stop)
+    finally:
+        close()
+    return out["correct"]
+
+
+def robust_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    *,
+    eps: float | None,
+    preset: str = "paper",
+    seed: int = 0,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+    progress: Progress | bool | None = None,
+    indices: Sequence[int] | torch.Tensor | None = None,
+    parts: BatchParts | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Clean and robust accuracy of ``model`` under ``attack`` on ``images`` (uint8 or [0, 1]).
+
+    robust_acc = fraction of images classified correctly *and* not successfully attacked;
+    ``robust_per_image`` says which. Image ``j`` is attacked with seed
+    ``derived_seed(seed, indices[j])`` (``indices``: the images' test-split indices; 0..N-1
+    by default), so an image's outcome does not depend on the batch it is in.
+    ``progress``: a callable ``(done, total)``, True for a tqdm bar, or None/False.
+    mean_linf / mean_l2 average the perturbations of the successful attacks on correctly
+    classified images (NaN if there are none). For ``vga`` the numbers are the
+    all-9-targets statistics of ``vga_statistics``; robust_acc is then the report's
+    metric, the fraction of (image, wrong target) pairs whose prediction after the attack
+    is still the true label, and target_missed_rate the fraction whose target was not
+    reached.
+    """
+    from .attacks import get_attack, run_attack
+    from .attacks.base import derived_seed
+
+    if get_attack(attack).name == "vga":
+        stats = vga_statistics(
+            model, images, labels, eps=eps, preset=preset, seed=seed, batch_size=batch_size,
+            device=device, progress=progress, indices=indices, parts=parts,
+            should_stop=should_stop, **params,
+        )
+        # the report's metric: over (image, target) pairs, the prediction after the attack
+        # still equals the true label; ours, 1 - (target reached), is target_missed_rate
+        return {**stats, "attack": "vga", "robust_acc": stats["true_label_kept_rate"],
+                "target_missed_rate": 1.0 - stats["success_rate"]}
+
+    labels = _check_data(images, labels, batch_size)
+    index = _indices(indices, images.shape[0])
+    dev = _device_of(model, device)
+    start = time.perf_counter()
+    n = images.shape[0]
+    report, close = _reporter(progress, n, f"{attack}:{preset}")
+
+    def compute(lo: int, hi: int) -> tuple[Outcomes, dict[str, Any]]:
+        x = _as_float(images[lo:hi], dev)
+        y = labels[lo:hi].to(dev)
+        result = run_attack(attack, model, x, y, eps=eps, preset=preset,
+                            seed=[derived_seed(seed, int(i)) for i in index[lo:hi]], **params)
+        out = {"correct": (result.clean_pred == y).cpu(), "success": result.success.cpu(),
+               "linf": result.linf.cpu(), "l2": result.l2.cpu()}
+        if "raw_success" in result.info:
+            out["raw_success"] = result.info["raw_success"].cpu()
+            out["raw_l2"] = result.info["raw_l2"].cpu()
+        return out, _json_params(result.params)
+
+    try:
+        got, first_params = map_batches(n, batch_size, compute, parts=parts, progress=report,
+                                        should_stop=should_stop)
+    finally:
+        close()
+    correct_t, success_t = got["correct"], got["success"]
+    broken = correct_t & success_t
+    robust = correct_t & ~success_t
+    out: dict[str, Any] = {
+        "attack": attack,
+        "preset": preset,
+        "eps": first_params["eps"],
+        "seed": seed,
+        "seeding": SEEDING,
+        "n": n,
+        "clean_acc": _mean(correct_t),
+        "robust_acc": _mean(robust),
+        "success_rate": _mean(success_t),
+        "attack_success_rate": _mean(success_t[correct_t]),
+        "mean_linf": _mean(got["linf"][broken]),
+        "mean_l2": _mean(got["l2"][broken]),
+        "params": first_params,
+        "robust_per_image": robust.int().tolist(),
+        "seconds": time.perf_counter() - start,
+    }
+    if "raw_success" in got:
+        # without the eps limit (the attack's own criterion, e.g. C&W's minimal L2)
+        raw_ok = got["raw_success"] & correct_t
+        out["raw_success_rate"] = _mean(got["raw_success"][correct_t])
+        out["raw_l2_median"] = (
+            float(got["raw_l2"][raw_ok].median()) if bool(raw_ok.any()) else math.nan
+        )
+    return out
+
+
+def vga_statistics(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float | None,
+    preset: str = "paper",
+    seed: int = 0,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+    progress: Progress | bool | None = None,
+    indices: Sequence[int] | torch.Tensor | None = None,
+    parts: BatchParts | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Targeted VGA towards every wrong class of every image (9 per image on CIFAR-10).
+
+    ``batch_size`` counts (image, target) pairs per attack call; the pair of image ``j``
+    and its ``k``-th wrong class is seeded ``derived_seed(seed, 9 * indices[j] + k)``.
+    Returns success_rate (targets reached), true_label_kept_rate (pairs still predicted as
+    the true label after the attack: the report's robustness), mean_steps (over the reached
+    targets), per_target (success rate per target class), clean_acc, n (images), n_pairs,
+    robust_per_image (each image's number of pairs that kept the true label).
+    """
+    from .attacks import run_attack
+    from .attacks.base import attack_mode, derived_seed
+
+    labels = _check_data(images, labels, batch_size)
+    index = _indices(indices, images.shape[0])
+    dev = _device_of(model, device)
+    start = time.perf_counter()
+    with attack_mode(model), torch.no_grad():
+        num_classes = int(model(_as_float(images[:1], dev)).shape[1])
+    # pair k: image k // (C - 1), target the (k % (C - 1))-th class after the label
+    n = images.shape[0]
+    wrong = num_classes - 1
+    image_idx = torch.arange(n).repeat_interleave(wrong)
+    offsets = torch.arange(wrong).repeat(n)
+    targets = (labels.cpu()[image_idx] + 1 + offsets) % num_classes
+    pair_seeds = [derived_seed(seed, int(index[i]) * wrong + int(k))
+                  for i, k in zip(image_idx, offsets)]
+    total = image_idx.numel()
+    report, close = _reporter(progress, total, f"vga:{preset}")
+
+    def compute(lo: int, hi: int) -> tuple[Outcomes, dict[str, Any]]:
+        idx = image_idx[lo:hi]
+        x = _as_float(images[idx.to(images.device)], dev)
+        y = labels[idx.to(labels.device)].to(dev)
+        result = run_attack("vga", model, x, y, eps=eps, preset=preset, seed=pair_seeds[lo:hi],
+                            target=targets[lo:hi].to(dev), **params)
+        return ({"success": result.success.cpu(), "kept": (result.adv_pred == y).cpu(),
+                 "steps": result.info["steps_to_success"].cpu(),
+                 "clean_correct": (result.clean_pred == y).cpu()},
+                _json_params(result.params))
+
+    try:
+        got, first_params = map_batches(total, batch_size, compute, parts=parts,
+                                        progress=report, should_stop=should_stop)
+    finally:
+        close()
+    success_t, steps_t = got["success"], got["steps"]
+    per_target = [_mean(success_t[targets == c]) for c in range(num_classes)]
+    return {
+        "attack": "vga",
+        "preset": preset,
+        "eps": first_params["eps"],
+        "seed": seed,
+        "seeding": SEEDING,
+        "n": n,
+        "n_pairs": total,
+        "clean_acc": _mean(got["clean_correct"].view(n, wrong)[:, 0]),
+        "success_rate": _mean(success_t),
+        "true_label_kept_rate": _mean(got["kept"]),
+        "mean_steps": _mean(steps_t[success_t]),
+        "per_target": per_target,
+        "params": first_params,
+        "robust_per_image": got["kept"].view(n, wrong).sum(1).tolist(),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -94,54 +456,72 @@ def evaluate(
     data: str | None = None,
     n_robust: int = 1000,
     seed: int = 0,
-    batch_size: int = 250,
+    batch_size: int = 64,
     device: str | None = None,
     limit_clean: int | None = None,
     progress: bool = True,
     on_update: Callable[[dict[str, Any]], None] | None = None,
     done: Iterable[dict[str, Any]] = (),
     should_stop: Callable[[], bool] | None = None,
+    parts_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Clean accuracy (whole test split) and robust accuracy (seeded subset) of each model.
 
     Returns ``{"meta": ..., "rows": [...]}`` with one row per model x attack x preset
     (``attack`` is ``"none"`` for the clean row). ``on_update`` receives the partial
-    result after every row, so a long run that is killed keeps what it finished.
-    ``done``: rows of an earlier run; a row with the same model weights (sha256),
-    attack, preset, eps, n and seed is kept, not computed again. ``should_stop()`` is
-    asked between rows; when true, ``EvaluationStopped`` is raised.
+    result after every row (on rank 0 only under ``torchrun``), so a long run that is
+    killed keeps what it finished. ``done``: rows of an earlier run; a row with the same
+    model weights (sha256), attack, preset and its parameters, eps, n, seed and seeding is
+    kept, not computed again. ``parts_dir``: where the finished batches of the row in
+    progress are kept, so a stopped or killed row goes on from there. ``should_stop()`` is
+    asked before every batch; when true (on any rank), ``EvaluationStopped`` is raised.
     """
+    ranks = distributed.current()
     dev = resolve_device(device)
     test = load_cifar10("test", data)
     clean_split = seeded_subset(test, limit_clean, seed) if limit_clean else test
     attacks = list(attacks)
-    robust_split = (evaluation_sample(test, min(n_robust, len(test.labels)), seed)[0]
-                    if attacks else None)
+    robust_split, robust_index = (evaluation_sample(test, min(n_robust, len(test.labels)), seed)
+                                  if attacks else (None, None))
+    n_robust = len(robust_split.labels) if robust_split else 0
     meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
-            "n_clean": len(clean_split.labels), "n_robust": len(robust_split.labels) if robust_split else 0,
-            "seed": seed, "clean_sample": CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT,
-            "robust_sample": ROBUST_SAMPLE}
+            "n_clean": len(clean_split.labels), "n_robust": n_robust,
+            "seed": seed, "seeding": SEEDING, "batch_size": batch_size,
+            "processes": ranks.world,
+            "clean_sample": CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT,
+            "robust_sample": ROBUST_SAMPLE,
+            "robust_test_indices": robust_index.tolist() if robust_index is not None else []}
     rows: list[dict[str, Any]] = list(done)
     kept = {_row_key(r): r for r in rows}
 
-    def add(row: dict[str, Any]) -> None:
+    def add(row: dict[str, Any], parts: BatchParts | None) -> None:
         rows.append(row)
         kept[_row_key(row)] = row
-        if on_update is not None:
-            on_update({"meta": meta, "rows": rows})
+        if ranks.leader:
+            if on_update is not None:
+                on_update({"meta": meta, "rows": rows})
+            if parts is not None:
+                parts.remove()
 
-    def check_stop() -> None:
-        if should_stop is not None and should_stop():
-            raise EvaluationStopped(f"stopped after {len(rows)} rows; they are saved")
+    def parts_for(key: tuple) -> BatchParts | None:
+        if parts_dir is None:
+            return None
+        digest = hashlib.sha256(json.dumps([list(key), batch_size], default=str).encode())
+        parts = BatchParts(Path(parts_dir) / digest.hexdigest()[:16])
+        if ranks.leader and parts.count():
+            what = "clean" if key[2] == "none" else f"{key[2]}:{key[3]}"
+            log.info("%s %s: resuming with %d finished batches of %d images", key[0], what,
+                     parts.count(), batch_size)
+        return parts
 
     for name in models:
         folder = find_checkpoint(name)
         sha = weights_sha256(folder)
         label = folder.name if Path(name).is_dir() else name
         n_clean = len(clean_split.labels)
-        clean_key = (label, sha, "none", "", 0.0, n_clean, seed, _sample(limit_clean), "")
-        keys = {s: (label, sha, s.attack, s.preset, s.eps, len(robust_split.labels), seed,
-                    ROBUST_SAMPLE, _preset_params(s)) for s in attacks}
+        clean_key = (label, sha, "none", "", 0.0, n_clean, seed, _sample(limit_clean), "", "")
+        keys = {s: (label, sha, s.attack, s.preset, s.eps, n_robust, seed,
+                    ROBUST_SAMPLE, _preset_params(s), SEEDING) for s in attacks}
         if clean_key in kept and all(k in kept for k in keys.values()):
             continue
         model = load_model(folder, dev)
@@ -149,43 +529,42 @@ def evaluate(
                 "device": str(dev), "seed": seed}
         clean_row = kept.get(clean_key)
         if clean_row is None:
-            check_stop()
             t0 = time.perf_counter()
+            parts = parts_for(clean_key)
             clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
-                                   progress=progress, desc=f"{name} clean")
+                                   progress=progress, desc=f"{name} clean", parts=parts,
+                                   should_stop=should_stop)
             clean_row = {**base, "attack": "none", "preset": "", "eps": 0.0, "n": n_clean,
                          "sample": _sample(limit_clean), "clean_acc": clean, "robust_acc": clean,
                          "robust_ci95": wilson_interval(round(clean * n_clean), n_clean),
                          "seconds": time.perf_counter() - t0}
-            add(clean_row)
+            add(clean_row, parts)
         for spec in attacks:
             if keys[spec] in kept:
                 continue
-            check_stop()
-            from .attacks.evaluate import robust_accuracy  # heavy: only when attacking
-
             t0 = time.perf_counter()
+            parts = parts_for(keys[spec])
             res = robust_accuracy(
                 model, robust_split.images, robust_split.labels, spec.attack, eps=spec.eps,
                 preset=spec.preset, seed=seed, batch_size=batch_size, device=dev,
-                progress=progress,
+                progress=progress, indices=robust_index, parts=parts, should_stop=should_stop,
             )
             # the attacked subset's clean accuracy is named apart from the whole split's
             subset_clean = res.pop("clean_acc", None)
-            trials = res.get("n_pairs", len(robust_split.labels))  # VGA: (image, target) pairs
+            trials = res.get("n_pairs", n_robust)  # VGA: (image, target) pairs
             add({**base, **res, "clean_acc": clean_row["clean_acc"],
                  "clean_acc_subset": subset_clean, "attack": spec.attack,
-                 "preset": spec.preset, "eps": spec.eps, "n": len(robust_split.labels),
+                 "preset": spec.preset, "eps": spec.eps, "n": n_robust,
                  "sample": ROBUST_SAMPLE, "preset_params": _preset_params(spec),
                  "robust_ci95": wilson_interval(round(res["robust_acc"] * trials), trials),
-                 "seconds": time.perf_counter() - t0})
+                 "seconds": time.perf_counter() - t0}, parts)
     return {"meta": meta, "rows": rows}
 
 
 def _row_key(row: dict[str, Any]) -> tuple:
     return (Path(row["model"]).name, row.get("weights_sha256"), row["attack"], row["preset"],
             float(row["eps"]), int(row["n"]), int(row["seed"]), row.get("sample"),
-            row.get("preset_params", ""))
+            row.get("preset_params", ""), row.get("seeding", ""))
 
 
 WHOLE_SPLIT = "the whole test split"
@@ -271,18 +650,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", default="",
                         help="comma-separated name[:preset][@eps], e.g. pgd:paper,pgd:report,deepfool")
     parser.add_argument("--eps", type=float, default=0.031, help="default epsilon for attacks")
-    parser.add_argument("--n", type=int, default=1000, help="images for robust accuracy")
+    parser.add_argument("--images", "--n", dest="n", type=int, default=1000,
+                        help="images for robust accuracy (--images under torchrun, whose own "
+                             "options --n would abbreviate)")
     parser.add_argument("--limit-clean", type=int, default=None,
                         help="seeded subset for clean accuracy (default: whole test split)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per attack call; the batches are also the units the "
+                             "processes of a torchrun share and a stopped row resumes from")
     parser.add_argument("--data", default=None, help="CIFAR-10 source (see README)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:1 ... (default: auto; under torchrun on GPUs, "
+                             "each process takes the GPU of its LOCAL_RANK)")
     parser.add_argument("--out", default="results/evaluation",
                         help="output stem: writes STEM.json (after every row) and STEM.md; rows "
-                             "already in STEM.json for the same weights and settings are kept")
+                             "already in STEM.json for the same weights and settings are kept, "
+                             "and the row in progress keeps its finished batches in STEM.parts/")
     parser.add_argument("--fresh", action="store_true",
                         help="compute every row again instead of keeping those in STEM.json")
+    parser.add_argument("--stop-file", default=None,
+                        help="stop (keeping every finished batch) once this file exists")
+
+
+STOPPED_EXIT = 3
+"""The exit status of a run that stopped on request (its finished work is saved)."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -292,14 +684,33 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     # Appended, not with_suffix: a stem such as "eval-alexnet-kwta-0.1" keeps its dots.
     json_path, md_path = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
+    stop_file = Path(args.stop_file) if args.stop_file else None
+    should_stop = (lambda: stop_file.exists()) if stop_file is not None else None
 
-    earlier = None if args.fresh else load_result(json_path)
-    result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
-                      batch_size=args.batch_size, device=args.device,
-                      limit_clean=args.limit_clean, on_update=lambda r: save_result(json_path, r),
-                      done=earlier["rows"] if earlier else ())
-    save_result(json_path, result)
-    table = to_markdown(result)
-    atomic_write_text(md_path, table)
-    print(table)
+    with distributed.process_group(resolve_device(args.device)) as device:
+        ranks = distributed.current()
+        earlier = None if args.fresh else load_result(json_path)
+        try:
+            result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
+                              batch_size=args.batch_size, device=str(device),
+                              limit_clean=args.limit_clean,
+                              on_update=lambda r: save_result(json_path, r),
+                              done=earlier["rows"] if earlier else (), should_stop=should_stop,
+                              parts_dir=out.parent / f"{out.name}.parts")
+        except EvaluationStopped as e:
+            if ranks.leader:
+                print(f"stopped: {e}", file=sys.stderr)
+            return STOPPED_EXIT
+        except RuntimeError as e:
+            if ranks.world > 1:
+                raise RuntimeError(
+                    f"rank {ranks.rank} of {ranks.world}: {e}. If another process of this run "
+                    "died, rerun the same command: finished rows and batches are kept"
+                ) from None
+            raise
+        if ranks.leader:
+            save_result(json_path, result)
+            table = to_markdown(result)
+            atomic_write_text(md_path, table)
+            print(table)
     return 0

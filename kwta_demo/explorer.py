@@ -917,15 +917,14 @@ class Explorer:
     ) -> SweepOutcome:
         """Accuracy vs epsilon on ``n`` seeded class-balanced test images, for each model.
 
-        The evaluation's own path (``attacks.evaluate.robust_accuracy`` on the images of
-        ``data.evaluation_sample``, batches seeded from (seed, batch)), so the sweep and
-        the evaluation tables agree on the same images. Epsilon 0 is clean accuracy; an
+        The evaluation's own path (``evaluate.robust_accuracy`` on the images of
+        ``data.evaluation_sample``, each seeded from (seed, its test index)), so the sweep
+        and the evaluation tables agree image by image. Epsilon 0 is clean accuracy; an
         image is robust when it is classified correctly and the attack fails on it; a
         targeted attack (VGA) is scored over every wrong target, as the report scored it.
         """
-        from .attacks.evaluate import robust_accuracy
         from .data import DataNotFoundError, evaluation_sample
-        from .evaluate import clean_accuracy
+        from .evaluate import clean_accuracy, robust_accuracy
 
         names = model_names(arch, variants)
         _check_attack(attack, preset)
@@ -933,7 +932,7 @@ class Explorer:
         n = _int(n, "number of images", 1, self.limits.max_sweep_images)
         seed = _int(seed, "seed", 0, 2**31 - 1)
         try:
-            subset, _ = evaluation_sample(self._test_split(), n, seed)
+            subset, index = evaluation_sample(self._test_split(), n, seed)
         except DataNotFoundError as e:
             raise ValueError(f"the sweep needs CIFAR-10 test images: {e}") from None
         device = self.cache.device
@@ -963,7 +962,7 @@ class Explorer:
                         acc = robust_accuracy(model, subset.images, subset.labels, attack,
                                               eps=eps / 255, preset=preset, seed=seed,
                                               batch_size=self.limits.sweep_batch, device=device,
-                                              progress=tick)["robust_acc"]
+                                              progress=tick, indices=index)["robust_acc"]
                     accuracy[name].append(acc)
                     done += 1
         progress(1.0, "done")

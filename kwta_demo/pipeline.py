@@ -2,8 +2,10 @@
 
 ``pipeline run`` trains every stage that has no checkpoint yet, in order, then runs the
 evaluation rows that have no result yet. Everything it does resumes: a training stage
-from its state file (saved every few minutes, inside epochs too), the evaluation row by
-row (a row is written as soon as it is done and never computed again). It detaches and
+from its state file (saved every few minutes, inside epochs too), the evaluation batch
+by batch (a row is written as soon as it is done and never computed again; the row in
+progress keeps its finished batches). With ``eval_processes`` above 1 the evaluation
+runs under ``torchrun``, giving the same rows. It detaches and
 logs to ``<runs>/pipeline/pipeline.log``; ``--foreground`` runs it in this process.
 ``pipeline status`` says what is done, what is running and the time left, estimated
 from the seconds measured so far; ``pipeline stop`` asks the run to stop at its next
@@ -112,6 +114,7 @@ class Plan:
     eval_every: int = 5
     save_every_minutes: float = 5.0
     threads: int | None = None
+    eval_processes: int = 1  # >1: the evaluation runs under torchrun, the batches shared
     limit_train: int | None = None  # seeded subsets: for tests and smoke runs only
     limit_test: int | None = None
     seed: int = 0
@@ -284,7 +287,7 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
         _train_steps(plan, plan.train, files, should_stop, progress)
         for step in plan.evaluate:
             _write_current(files, {"step": "evaluate", "models": list(step.models)})
-            _run_evaluation(plan, step, should_stop)
+            _run_evaluation(plan, step, should_stop, files.stop)
         for step in plan.audits:
             _write_current(files, {"step": "audit", "models": [step.arch]})
             _run_audit(plan, step, should_stop)
@@ -344,22 +347,62 @@ def _stage_done(plan: Plan, step: TrainStep) -> bool:
     return state["epoch"] >= step.epochs and not state.get("partial")
 
 
-def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool]) -> None:
+def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
+                    stop_file: Path) -> None:
     from .evaluate import RobustColumn, EvaluationStopped, evaluate, load_result, save_result
 
     out = Path(plan.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = load_result(out)
-    attacks = [RobustColumn.parse(a, 0.031) for a in step.attacks]
+    stem = out.parent / out.name.removesuffix(".json")
     root = _checkpoint_root(plan)
     models = [str(root / m) if (root / m).is_dir() else m for m in step.models]
+    if plan.eval_processes > 1:
+        _run_evaluation_ranks(plan, step, models, stem, stop_file)
+        return
+    done = load_result(out)
+    attacks = [RobustColumn.parse(a, 0.031) for a in step.attacks]
     try:
         evaluate(models, attacks, data=plan.data, n_robust=step.n, seed=step.seed,
                  batch_size=step.batch_size, limit_clean=step.n_clean or plan.limit_test,
                  progress=False, done=done["rows"] if done else (),
-                 on_update=lambda result: save_result(out, result), should_stop=should_stop)
+                 on_update=lambda result: save_result(out, result), should_stop=should_stop,
+                 parts_dir=stem.with_name(stem.name + ".parts"))
     except EvaluationStopped as e:
         raise PipelineStopped(str(e)) from None
+
+
+def _run_evaluation_ranks(plan: Plan, step: EvalStep, models: list[str], stem: Path,
+                          stop_file: Path) -> None:
+    """The evaluation step as ``torchrun --nproc-per-node eval_processes``: the same rows,
+    written to the same file, the batches shared among the processes."""
+    from .evaluate import STOPPED_EXIT
+
+    limit_clean = step.n_clean or plan.limit_test
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={plan.eval_processes}", "-m", "kwta_demo", "evaluate",
+               "--models", ",".join(models), "--attacks", ",".join(step.attacks),
+               "--images", str(step.n), "--seed", str(step.seed),
+               "--batch-size", str(step.batch_size), "--out", str(stem),
+               "--stop-file", str(stop_file)]
+    command += ["--data", plan.data] if plan.data else []
+    command += ["--limit-clean", str(limit_clean)] if limit_clean else []
+    threads = max(1, _threads() // plan.eval_processes)
+    log.info("evaluation over %d processes of %d threads: %s", plan.eval_processes, threads,
+             " ".join(command))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    code = subprocess.run(command, env=env).returncode
+    if stop_file.exists():
+        raise PipelineStopped("stopped during the evaluation; finished rows and batches are saved")
+    if code != 0:
+        raise RuntimeError(f"the evaluation under torchrun failed (exit {code}"
+                           f"{', stopped' if code == STOPPED_EXIT else ''}); its log is above. "
+                           "Run the pipeline again to go on from the finished batches")
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _run_audit(plan: Plan, step: AuditStep, should_stop: Callable[[], bool]) -> None:

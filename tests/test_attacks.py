@@ -16,10 +16,10 @@ from kwta_demo.attacks import (
     PRESETS,
     AttackParameterError,
     bpda_surrogate,
-    robust_accuracy,
     run_attack,
-    vga_statistics,
 )
+from kwta_demo.attacks.base import ImageStreams, batch_seeds
+from kwta_demo.evaluate import robust_accuracy, vga_statistics
 from kwta_demo.kwta import KWTA
 
 EPS = 0.1  # the synthetic task's classes are ~0.3 apart per pixel: eps=0.1 is enough
@@ -371,7 +371,7 @@ def test_gradient_estimate_points_along_the_true_gradient(relu_model, batch):
     (true,) = torch.autograd.grad((other - logits[torch.arange(20), y]).sum(), xg)
     _, est = estimate_gradient(
         relu_model, x, y, None, loss="margin", samples=400, sigma=0.001,
-        generator=torch.Generator().manual_seed(0), chunk_size=500,
+        rng=ImageStreams(range(20), x.device), chunk_size=500,
     )
     cos = F.cosine_similarity(true.flatten(1), est.flatten(1))
     assert cos.mean() > 0.5  # 200 antithetic pairs in 192 dimensions
@@ -463,6 +463,44 @@ def test_fixed_seed_reproduces_exactly(kwta_model, batch, name):
     assert torch.equal(a.adversarial, b.adversarial) and torch.equal(a.losses, b.losses)
     assert not torch.equal(a.adversarial, c.adversarial)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+
+
+@pytest.mark.parametrize("name,params", [
+    ("pgd", {"random_start": True}),
+    ("gradient-estimation", {"random_start": True}),
+    ("bpda", {"random_start": True}),
+    ("square", {}),  # draws from the global generators: run one image per call
+    ("apgd-ce", {}),
+])
+def test_an_image_is_attacked_the_same_in_any_batch(relu_model, batch, name, params):
+    """Image i draws from its own seed: attacked alone, beside others or elsewhere in a
+    batch, it ends in the same place (up to float rounding of batched kernels)."""
+    x, y = batch
+    x, y = x[:6], y[:6]
+    seeds = batch_seeds(11, 6)
+    whole = run_attack(name, relu_model, x, y, eps=EPS, preset="interactive", seed=11, **params)
+    part = run_attack(name, relu_model, x[[4, 1]], y[[4, 1]], eps=EPS, preset="interactive",
+                      seed=[seeds[4], seeds[1]], **params)
+    assert torch.equal(part.success, whole.success[[4, 1]])
+    assert torch.allclose(part.adversarial, whole.adversarial[[4, 1]], atol=1e-5)
+    other = run_attack(name, relu_model, x[[4, 1]], y[[4, 1]], eps=EPS, preset="interactive",
+                       seed=[seeds[4] + 1, seeds[1] + 1], **params)
+    assert not torch.equal(other.adversarial, part.adversarial)
+
+
+def test_image_streams_do_not_depend_on_how_draws_are_grouped():
+    like = torch.zeros(3, 2, 4, 4)
+    one = ImageStreams([5, 6, 7], like.device).normal(5, like)
+    split = ImageStreams([5, 6, 7], like.device)
+    two = torch.cat([split.normal(2, like), split.normal(3, like)])
+    assert one.shape == (5, 3, 2, 4, 4) and torch.equal(one, two)
+    alone = ImageStreams([7], like.device).normal(5, like[:1])
+    assert torch.equal(alone[:, 0], one[:, 2])  # image 2's stream, whatever its batch
+    rows = ImageStreams([5, 6, 7], like.device).uniform(like[:2], -1, 1, rows=torch.tensor([2, 0]))
+    assert torch.equal(rows[0], ImageStreams([7], like.device).uniform(like[:1], -1, 1)[0])
+    with pytest.raises(AttackParameterError, match="one per image"):
+        batch_seeds([1, 2], 3)
+    assert batch_seeds(4, 2) == batch_seeds([batch_seeds(4, 2)[0], batch_seeds(4, 2)[1]], 2)
 
 
 def test_model_state_is_restored(batch):

@@ -150,3 +150,84 @@ def test_wilson_interval():
     lo, hi = wilson_interval(161, 320)  # the report's 50.3% on its 320 images
     assert 0.448 < lo < 0.450 and 0.557 < hi < 0.559
     assert wilson_interval(5, 0) == [0.0, 1.0]
+
+
+def _tiny_checkpoint(tmp_path, monkeypatch, name="alexnet-kwta-0.1"):
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "ckpts"))
+    torch.manual_seed(0)
+    arch, _, rest = name.partition("-")
+    model = build_model(arch, "kwta", 0.1) if "kwta" in rest else build_model(arch)
+    save_checkpoint(model.eval(), tmp_path / "ckpts" / name, half=True)
+
+
+def _outcomes(result):
+    return [(r["attack"], r["robust_acc"], r.get("robust_per_image")) for r in result["rows"]]
+
+
+def test_rows_do_not_depend_on_the_batch_size(folder_data, tmp_path, monkeypatch):
+    from kwta_demo.evaluate import evaluate
+
+    _tiny_checkpoint(tmp_path, monkeypatch)
+    cols = [RobustColumn("pgd", "interactive", 8 / 255), RobustColumn("vga", "interactive", 1.0)]
+    kw = dict(data=str(folder_data), n_robust=12, seed=3, device="cpu", progress=False)
+    five = evaluate(["alexnet-kwta-0.1"], cols, batch_size=5, **kw)
+    twelve = evaluate(["alexnet-kwta-0.1"], cols, batch_size=12, **kw)
+    assert _outcomes(five) == _outcomes(twelve)
+    pgd = five["rows"][1]
+    assert len(pgd["robust_per_image"]) == 12 and pgd["seeding"].startswith("per image")
+    assert pgd["robust_acc"] == sum(pgd["robust_per_image"]) / 12
+    assert five["meta"]["robust_test_indices"] == twelve["meta"]["robust_test_indices"]
+
+
+def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, monkeypatch):
+    from kwta_demo import evaluate as ev
+
+    _tiny_checkpoint(tmp_path, monkeypatch)
+    cols = [RobustColumn("pgd", "interactive", 8 / 255)]
+    kw = dict(data=str(folder_data), n_robust=12, seed=3, device="cpu", progress=False,
+              batch_size=4)
+    fresh = ev.evaluate(["alexnet-kwta-0.1"], cols, **kw)
+    parts = tmp_path / "parts"
+    asked = []
+
+    def stop_at_the_second_attack_batch() -> bool:
+        asked.append(1)
+        return len(asked) == 5 + 2  # the clean row's 5 batches (20 images), one attack batch
+    calls = []
+    with pytest.raises(ev.EvaluationStopped, match="batch 1 of 3"):
+        ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts,
+                    should_stop=stop_at_the_second_attack_batch, **kw)
+    (row_parts,) = [p for p in parts.iterdir() if any(p.iterdir())]
+    assert len(list(row_parts.glob("batch-*.json"))) == 1  # the finished batch is kept
+
+    from kwta_demo.attacks import registry
+
+    original = registry.run_attack
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "run_attack", counting)
+    monkeypatch.setattr("kwta_demo.attacks.run_attack", counting)
+    resumed = ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts, **kw)
+    assert len(calls) == 2  # batches 1 and 2 only; batch 0 came from its part
+    assert _outcomes(resumed) == _outcomes(fresh)
+    assert not any(p.iterdir() for p in parts.iterdir())  # finished rows leave no parts
+
+
+def test_a_damaged_part_is_computed_again(tmp_path):
+    from kwta_demo.evaluate import BatchParts, map_batches
+
+    parts = BatchParts(tmp_path / "row")
+    done = []
+
+    def compute(lo, hi):
+        done.append(lo)
+        return {"x": torch.arange(lo, hi, dtype=torch.float32) / 3}, {"eps": 0.1}
+
+    first, params = map_batches(7, 3, compute, parts=parts)
+    assert done == [0, 3, 6] and params == {"eps": 0.1}
+    (tmp_path / "row" / "batch-000001.json").write_text("{not json")
+    again, _ = map_batches(7, 3, compute, parts=parts)
+    assert done == [0, 3, 6, 3] and torch.equal(first["x"], again["x"])  # exact floats

@@ -376,10 +376,10 @@ def test_sweep_accuracy_vs_eps(explorer):
     out = explorer.sweep(arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
                          eps_255="8, 0", n=6, seed=2, progress=lambda f, d: calls.append(f))
     assert out.eps_255 == [0.0, 8.0] and set(out.accuracy) == {"alexnet-relu", "alexnet-kwta-0.1"}
-    from kwta_demo.attacks.evaluate import robust_accuracy
     from kwta_demo.data import evaluation_sample, load_cifar10
+    from kwta_demo.evaluate import robust_accuracy
 
-    subset, _ = evaluation_sample(load_cifar10("test"), 6, 2)  # the evaluation's own images
+    subset, index = evaluation_sample(load_cifar10("test"), 6, 2)  # the evaluation's own images
     for name, accs in out.accuracy.items():
         model = explorer.cache.get(name)
         with torch.no_grad():
@@ -389,7 +389,8 @@ def test_sweep_accuracy_vs_eps(explorer):
         # the same number the evaluation path gives on the same images and seed
         expected = robust_accuracy(model, subset.images, subset.labels, "fgsm", eps=8 / 255,
                                    preset="interactive", seed=2,
-                                   batch_size=explorer.limits.sweep_batch)["robust_acc"]
+                                   batch_size=explorer.limits.sweep_batch,
+                                   indices=index)["robust_acc"]
         assert accs[1] == expected
     assert calls == sorted(calls) and calls[-1] == 1.0
     assert len(out.rows()) == 4 and len(out.figure.data) == 2

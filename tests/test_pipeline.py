@@ -94,6 +94,35 @@ def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tm
     assert _outputs(broken) == _outputs(whole), f"killed after {moment:.1f} s of {duration:.1f} s"
 
 
+def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, data):
+    import shutil
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d, processes in ((one, 1), (two, 2)):
+        d.mkdir()
+        plan = tiny_plan(d, data)
+        plan["train"] = plan["train"][:1]
+        plan["train"][0]["epochs"] = 1
+        plan["evaluate"][0]["models"] = ["alexnet-relu"]
+        plan["eval_processes"] = processes
+        (d / "plan.json").write_text(json.dumps(plan))
+    done = _cli(one / "plan.json", "run", "--foreground")
+    assert done.returncode == 0, done.stderr
+    for folder in ("ckpt", "runs"):  # the trained stage, so that only the evaluation runs
+        shutil.copytree(one / folder, two / folder, ignore=shutil.ignore_patterns("pipeline"))
+    ranks = _cli(two / "plan.json", "run", "--foreground")
+    assert ranks.returncode == 0, ranks.stderr
+    assert "evaluation over 2 processes" in ranks.stderr
+
+    def rows(d):
+        result = json.loads((d / "results" / "eval.json").read_text())
+        return [(r["model"], r["attack"], r["robust_acc"], r.get("robust_per_image"))
+                for r in result["rows"]], result["meta"]["processes"]
+
+    (rows_one, p1), (rows_two, p2) = rows(one), rows(two)
+    assert rows_one == rows_two and (p1, p2) == (1, 2)
+
+
 def test_stop_then_status_then_resume(tmp_path, data):
     plan_file = tmp_path / "plan.json"
     plan = tiny_plan(tmp_path, data)

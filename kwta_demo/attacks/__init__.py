@@ -20,7 +20,6 @@ from .base import (
     Param,
     attack_mode,
 )
-from .evaluate import robust_accuracy, vga_statistics
 from .registry import ATTACKS, PRESET_NOTES, PRESETS, get_attack, run_attack
 
 __all__ = [
@@ -33,8 +32,6 @@ __all__ = [
     "Param",
     "run_attack",
     "get_attack",
-    "robust_accuracy",
-    "vga_statistics",
     "bpda_surrogate",
     "estimate_gradient",
     "attack_mode",

@@ -34,6 +34,7 @@ from .base import (
     MAX_STEPS,
     AttackParameterError,
     AttackSpec,
+    ImageStreams,
     Param,
     RawOutput,
     objective,
@@ -156,14 +157,14 @@ def bpda_surrogate(
 
 
 def _run_bpda(
-    model, images, labels, target, *, eps, seed, generator, steps, step_size, rel_step_size,
+    model, images, labels, target, *, eps, rng, steps, step_size, rel_step_size,
     random_start, loss, keep_best, surrogate, temperature,
 ) -> RawOutput:
     step = step_size_of({"step_size": step_size, "rel_step_size": rel_step_size}, eps)
     with bpda_surrogate(model, surrogate, temperature) as swapped:
         raw = ascend(
             model, images, labels, target, eps=eps, steps=steps, step_size=step, loss=loss,
-            gradient=input_gradient(model, loss), generator=generator,
+            gradient=input_gradient(model, loss), rng=rng,
             random_start=random_start, keep_best=keep_best,
         )
     return raw._replace(notes={"abs_step_size": step, "kwta_modules_swapped": swapped})
@@ -217,7 +218,8 @@ def estimate_gradient(
     loss: str,
     samples: int,
     sigma: float,
-    generator: torch.Generator,
+    rng: ImageStreams,
+    rows: torch.Tensor | None = None,
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits at x, antithetic estimate of the objective's gradient) for a batch ``x``.
@@ -235,8 +237,7 @@ def estimate_gradient(
         done = 0
         while done < pairs:
             p = min(per_round, pairs - done)
-            u = torch.randn((p,) + tuple(x.shape), generator=generator, device=x.device,
-                            dtype=x.dtype)
+            u = rng.normal(p, x, rows)
             probes = torch.cat([x + sigma * u, x - sigma * u]).flatten(0, 1)
             out = torch.cat([model(c) for c in probes.split(chunk_size)])
             lab = labels.repeat(2 * p)
@@ -248,26 +249,26 @@ def estimate_gradient(
     return logits, grad / (2 * sigma * pairs)
 
 
-def _estimated(model, loss, sigma, samples, milestones, chunk_size, generator) -> GradientFn:
-    def gradient(x, labels, target, iteration):
+def _estimated(model, loss, sigma, samples, milestones, chunk_size, rng) -> GradientFn:
+    def gradient(x, labels, target, iteration, rows):
         n = samples[bisect.bisect_right(milestones, iteration)]
         return estimate_gradient(
             model, x, labels, target, loss=loss, samples=n, sigma=sigma,
-            generator=generator, chunk_size=chunk_size,
+            rng=rng, rows=rows, chunk_size=chunk_size,
         )
 
     return gradient
 
 
 def _run_estimation(
-    model, images, labels, target, *, eps, seed, generator, steps, step_size, rel_step_size,
+    model, images, labels, target, *, eps, rng, steps, step_size, rel_step_size,
     random_start, loss, sigma, samples, milestones, chunk_size, early_stop,
 ) -> RawOutput:
     step = step_size_of({"step_size": step_size, "rel_step_size": rel_step_size}, eps)
     raw = ascend(
         model, images, labels, target, eps=eps, steps=steps, step_size=step, loss=loss,
-        gradient=_estimated(model, loss, sigma, samples, milestones, chunk_size, generator),
-        generator=generator, random_start=random_start, keep_best=True, early_stop=early_stop,
+        gradient=_estimated(model, loss, sigma, samples, milestones, chunk_size, rng),
+        rng=rng, random_start=random_start, keep_best=True, early_stop=early_stop,
     )
     counts = [samples[bisect.bisect_right(milestones, t)] for t in range(steps)]
     return raw._replace(notes={"abs_step_size": step, "samples_per_image": sum(counts)})

@@ -62,7 +62,7 @@ def _finish(model, images, adversarial, labels, target, eps, backend: str) -> Ra
 
 
 def _run_apgd(loss_type: str):
-    def run(model, images, labels, target, *, eps, seed, generator, steps, rel_step_size,
+    def run(model, images, labels, target, *, eps, rng, steps, rel_step_size,
             restarts) -> RawOutput:
         from art.attacks.evasion import AutoProjectedGradientDescent
 
@@ -73,7 +73,7 @@ def _run_apgd(loss_type: str):
             nb_random_init=restarts, batch_size=len(images), loss_type=loss_type, verbose=False,
         )
         y = (target if target is not None else labels).cpu().numpy()
-        with _seeded(seed):
+        with _seeded(rng.seeds[0]):  # one image per call (global_rng)
             adversarial = attack.generate(x=images.detach().cpu().numpy(), y=y)
         return _finish(model, images, adversarial, labels, target, eps,
                        f"ART {_art_version()} AutoProjectedGradientDescent")
@@ -113,6 +113,7 @@ def _apgd_spec(name: str, loss_type: str, loss: str, description: str) -> Attack
         name=name, title=f"{name.upper()} (AutoAttack)",
         description=description, run=_run_apgd(loss_type), params=_APGD_PARAMS,
         presets=_APGD_PRESETS, preset_notes=_apgd_notes(loss), preset_eps={"paper": 0.031},
+        global_rng=True,
     )
 
 
@@ -128,7 +129,7 @@ APGD_DLR = _apgd_spec(
     "cannot escape it by saturating its softmax. AutoAttack runs it targeted (APGD-T).")
 
 
-def _run_square(model, images, labels, target, *, eps, seed, generator, queries, p_init,
+def _run_square(model, images, labels, target, *, eps, rng, queries, p_init,
                 restarts) -> RawOutput:
     from art.attacks.evasion import SquareAttack
 
@@ -137,7 +138,7 @@ def _run_square(model, images, labels, target, *, eps, seed, generator, queries,
         max_iter=queries, p_init=p_init, nb_restarts=restarts, batch_size=len(images),
         verbose=False,
     )
-    with _seeded(seed):
+    with _seeded(rng.seeds[0]):  # one image per call (global_rng)
         adversarial = attack.generate(x=images.detach().cpu().numpy(), y=labels.cpu().numpy())
     return _finish(model, images, adversarial, labels, None, eps,
                    f"ART {_art_version()} SquareAttack")
@@ -172,4 +173,5 @@ SQUARE = AttackSpec(
     },
     targeted="no",
     preset_eps={"cpu": 0.031, "paper": 0.031},
+    global_rng=True,
 )

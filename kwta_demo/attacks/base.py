@@ -20,12 +20,11 @@ Conventions (the same for every attack in this package):
 from __future__ import annotations
 
 import hashlib
-
 import math
 import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -53,9 +52,10 @@ __all__ = [
     "check_seed",
     "check_target",
     "is_success",
-    "make_generator",
+    "ImageStreams",
     "endpoint_rows",
     "derived_seed",
+    "batch_seeds",
     "objective",
     "project",
     "true_probability",
@@ -223,6 +223,11 @@ class AttackSpec:
     ``exclusive`` lists groups of parameters of which at most one may be set; a caller
     who sets one of them replaces the preset's choice within that group.
     ``preset_eps`` gives the eps a preset was published with (used when ``eps=None``).
+    The runner is called as ``run(model, images, labels, target, eps=, rng=, **params)``
+    with ``rng`` the batch's ``ImageStreams``. ``global_rng`` (a bool, or a test of the
+    resolved parameters) marks a runner whose library draws from the global generator:
+    ``run_attack`` then hands it one image per call, seeded with that image's seed, so
+    its result for an image does not depend on the batch either.
     """
 
     name: str
@@ -236,6 +241,11 @@ class AttackSpec:
     exclusive: tuple[tuple[str, ...], ...] = ()
     preset_eps: Mapping[str, float] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], None] | None = None  # cross-parameter rules
+    global_rng: bool | Callable[[dict[str, Any]], bool] = False
+
+    def draws_globally(self, params: Mapping[str, Any]) -> bool:
+        """Whether the runner, with these resolved parameters, draws from a global generator."""
+        return self.global_rng(dict(params)) if callable(self.global_rng) else self.global_rng
 
     def resolve(self, preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The preset's parameters with ``overrides`` applied, every value validated."""
@@ -462,8 +472,67 @@ def endpoint_rows(
     return losses, probs
 
 
-def make_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A private generator: attacks never touch the global RNG state."""
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return gen
+class ImageStreams:
+    """One random stream per image of a batch, seeded from that image's own seed.
+
+    What image ``i`` draws depends on ``seeds[i]`` only, never on the batch it shares or
+    its place in it: an evaluation split into other batches, or over several processes,
+    gives every image the same noise. Attacks never touch the global RNG through this.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.device = torch.device(device)
+        self._generators: dict[int, torch.Generator] = {}
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def generator(self, row: int) -> torch.Generator:
+        """The generator of image ``row`` of the batch, created on first use."""
+        if row not in self._generators:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(self.seeds[row])
+            self._generators[row] = gen
+        return self._generators[row]
+
+    def _rows(self, rows: torch.Tensor | None, count: int) -> list[int]:
+        picked = list(range(len(self))) if rows is None else [int(r) for r in rows]
+        if len(picked) != count:
+            raise ValueError(f"{count} images but {len(picked)} stream rows")
+        return picked
+
+    def uniform(self, like: torch.Tensor, low: float, high: float,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Uniform noise shaped like ``like`` (B, ...), image ``b`` drawn from stream ``rows[b]``."""
+        return torch.stack([
+            torch.empty(like.shape[1:], device=like.device, dtype=like.dtype)
+            .uniform_(low, high, generator=self.generator(r))
+            for r in self._rows(rows, like.shape[0])
+        ])
+
+    def normal(self, count: int, like: torch.Tensor,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``count`` standard normal draws per image: shape (count, B, ...) for ``like`` (B, ...).
+
+        Each draw is its own call of one image's shape, so an image's k-th draw is the same
+        however the caller groups its draws into rounds.
+        """
+        shape = tuple(like.shape[1:])
+        return torch.stack([
+            torch.stack([torch.randn(shape, generator=self.generator(r), device=like.device,
+                                     dtype=like.dtype) for _ in range(count)])
+            for r in self._rows(rows, like.shape[0])
+        ], dim=1)
+
+
+def batch_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
+    """Per-image seeds: a sequence as given (one per image), an int ``s`` as
+    ``derived_seed(s, i)`` for image ``i`` of the batch."""
+    if isinstance(seed, (list, tuple, torch.Tensor)):
+        seeds = [check_seed(s) for s in (seed.tolist() if isinstance(seed, torch.Tensor) else seed)]
+        if len(seeds) != batch:
+            raise AttackParameterError(f"{len(seeds)} seeds for {batch} images; give one per image")
+        return seeds
+    seed = check_seed(seed)
+    return [derived_seed(seed, i) for i in range(batch)]

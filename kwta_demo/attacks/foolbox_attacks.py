@@ -113,7 +113,7 @@ def foolbox_pgd(
 
 
 def _run_deepfool(
-    model, images, labels, target, *, eps, seed, generator, steps, candidates, overshoot, loss
+    model, images, labels, target, *, eps, rng, steps, candidates, overshoot, loss
 ) -> RawOutput:
     import foolbox as fb
 
@@ -161,7 +161,7 @@ DEEPFOOL = AttackSpec(
 
 
 def _run_cw(
-    model, images, labels, target, *, eps, seed, generator, binary_search_steps, steps,
+    model, images, labels, target, *, eps, rng, binary_search_steps, steps,
     stepsize, confidence, initial_const, abort_early,
 ) -> RawOutput:
     import foolbox as fb

@@ -26,6 +26,7 @@ from .base import (
     MIN_STEPS,
     AttackParameterError,
     AttackSpec,
+    ImageStreams,
     Param,
     RawOutput,
     is_success,
@@ -47,9 +48,11 @@ __all__ = [
 ]
 
 GradientFn = Callable[
-    [torch.Tensor, torch.Tensor, "torch.Tensor | None", int], "tuple[torch.Tensor, torch.Tensor]"
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None", int, torch.Tensor],
+    "tuple[torch.Tensor, torch.Tensor]",
 ]
-"""``(x, labels, target, iteration) -> (logits at x, gradient of the summed objective)``."""
+"""``(x, labels, target, iteration, rows) -> (logits at x, gradient of the summed
+objective)``; ``rows`` are the batch rows of ``x`` (the images still being attacked)."""
 
 
 _RECORDER: contextvars.ContextVar[list[torch.Tensor] | None] = contextvars.ContextVar(
@@ -74,7 +77,8 @@ def input_gradient(model: nn.Module, loss: str) -> GradientFn:
     """The exact gradient of the objective with respect to the input (never the weights)."""
 
     def gradient(
-        x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, iteration: int
+        x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, iteration: int,
+        rows: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         logits = model(x)
@@ -106,7 +110,7 @@ def ascend(
     step_size: float,
     loss: str,
     gradient: GradientFn,
-    generator: torch.Generator,
+    rng: ImageStreams,
     random_start: bool = False,
     norm: str = "sign",
     keep_best: bool = True,
@@ -122,7 +126,7 @@ def ascend(
     x0 = images
     batch = x0.shape[0]
     if random_start:
-        noise = torch.empty_like(x0).uniform_(-eps, eps, generator=generator)
+        noise = rng.uniform(x0, -eps, eps)
         x = (x0 + noise).clamp_(0.0, 1.0)
     else:
         x = x0.clone()
@@ -155,7 +159,7 @@ def ascend(
             continue
         xa = x[idx]
         tgt = None if target is None else target[idx]
-        logits, grad = gradient(xa, labels[idx], tgt, t)
+        logits, grad = gradient(xa, labels[idx], tgt, t, idx)
         succ = record(t, idx, logits, xa)
         if early_stop:
             active[idx[succ]] = False
@@ -209,10 +213,10 @@ def step_size_of(params: dict[str, Any], eps: float) -> float:
 # --------------------------------------------------------------------------- FGSM
 
 
-def _run_fgsm(model, images, labels, target, *, eps, seed, generator, loss) -> RawOutput:
+def _run_fgsm(model, images, labels, target, *, eps, rng, loss) -> RawOutput:
     raw = ascend(
         model, images, labels, target, eps=eps, steps=1, step_size=eps, loss=loss,
-        gradient=input_gradient(model, loss), generator=generator, keep_best=False,
+        gradient=input_gradient(model, loss), rng=rng, keep_best=False,
     )
     return raw._replace(notes={"steps": 1, "abs_step_size": eps})
 
@@ -235,7 +239,7 @@ FGSM = AttackSpec(
 
 
 def _run_pgd(
-    model, images, labels, target, *, eps, seed, generator, steps, step_size, rel_step_size,
+    model, images, labels, target, *, eps, rng, steps, step_size, rel_step_size,
     random_start, loss, keep_best, backend,
 ) -> RawOutput:
     step = step_size_of({"step_size": step_size, "rel_step_size": rel_step_size}, eps)
@@ -245,12 +249,12 @@ def _run_pgd(
 
         raw = foolbox_pgd(
             model, images, labels, target, eps=eps, steps=steps, step_size=step,
-            random_start=random_start, seed=seed, loss=loss,
+            random_start=random_start, seed=rng.seeds[0], loss=loss,
         )
         return raw._replace(notes={**raw.notes, **notes})
     raw = ascend(
         model, images, labels, target, eps=eps, steps=steps, step_size=step, loss=loss,
-        gradient=input_gradient(model, loss), generator=generator,
+        gradient=input_gradient(model, loss), rng=rng,
         random_start=random_start, keep_best=keep_best,
     )
     return raw._replace(notes=notes)
@@ -312,6 +316,7 @@ PGD = AttackSpec(
     exclusive=(("step_size", "rel_step_size"),),
     preset_eps={"report": 0.031, "corrected": 0.031, "paper": 0.031},
     check=_check_pgd,
+    global_rng=lambda p: p["backend"] == "foolbox" and p["random_start"],
 )
 
 
@@ -321,10 +326,10 @@ REPORT_VGA_RMS_STEP = 10 / math.sqrt(3 * 224 * 224)
 """The report's VGA step (L2 length 10 on 3x224x224 inputs) as an RMS change per pixel."""
 
 
-def _run_vga(model, images, labels, target, *, eps, seed, generator, steps, step_size, loss):
+def _run_vga(model, images, labels, target, *, eps, rng, steps, step_size, loss):
     raw = ascend(
         model, images, labels, target, eps=eps, steps=steps, step_size=step_size, loss=loss,
-        gradient=input_gradient(model, loss), generator=generator,
+        gradient=input_gradient(model, loss), rng=rng,
         norm="l2", early_stop=True, keep_best=True,
     )
     info = {**raw.info, "steps_to_success": raw.info["first_success"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -13,16 +13,17 @@ from .base import (
     AttackParameterError,
     AttackResult,
     AttackSpec,
+    ImageStreams,
+    RawOutput,
     attack_mode,
+    batch_seeds,
     check_class_range,
     check_eps,
     check_images,
     check_labels,
     check_model_device,
-    check_seed,
     check_target,
     is_success,
-    make_generator,
     project,
 )
 from .foolbox_attacks import CW, DEEPFOOL
@@ -64,7 +65,7 @@ def run_attack(
     *,
     eps: float | None,
     preset: str = "interactive",
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     target: int | torch.Tensor | None = None,
     **params: Any,
 ) -> AttackResult:
@@ -74,8 +75,11 @@ def run_attack(
     and invalid values raise AttackParameterError). ``eps=None`` takes the eps the preset
     was published with, where it has one (e.g. pgd/report: 0.031). ``target`` (an int or
     a (B,) tensor, never the true label) makes the attack targeted where supported; VGA
-    requires it. The same seed gives the same result. The model is attacked in eval mode
-    with frozen weights and handed back in its previous state.
+    requires it. ``seed``: one per image, or an int ``s`` that seeds image ``i`` with
+    ``derived_seed(s, i)``. Each image draws its random numbers from its own seed, so its
+    result does not depend on the other images of the batch (up to the float rounding of
+    batched kernels) and the same seeds give the same result. The model is attacked in
+    eval mode with frozen weights and handed back in its previous state.
     """
     spec = get_attack(name)
     if not isinstance(preset, str):
@@ -88,7 +92,6 @@ def run_attack(
             )
         eps = spec.preset_eps[preset]
     eps = check_eps(eps)
-    seed = check_seed(seed)
     if spec.targeted == "no" and target is not None:
         raise AttackParameterError(f"{name} is untargeted; target must be None")
     if spec.targeted == "required" and target is None:
@@ -97,6 +100,7 @@ def run_attack(
         raise AttackParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     images = check_images(images)
     labels = check_labels(labels, images.shape[0], images.device)
+    seeds = batch_seeds(seed, images.shape[0])
     check_model_device(model, images)
 
     # inference_mode(False): a caller inside inference_mode (a UI handler) still gets gradients.
@@ -108,10 +112,7 @@ def run_attack(
         num_classes = clean_logits.shape[1]
         check_class_range(labels, num_classes, "labels")
         tgt = None if target is None else check_target(target, labels, num_classes).clone()
-        raw = spec.run(
-            model, images, labels, tgt, eps=eps, seed=seed,
-            generator=make_generator(images.device, seed), **resolved,
-        )
+        raw = _run(spec, model, images, labels, tgt, eps, seeds, resolved)
         adversarial = project(raw.adversarial.detach(), images, eps)  # a safety net; no-op
         with torch.no_grad():
             adv_logits = model(adversarial)
@@ -127,7 +128,9 @@ def run_attack(
             success = success | back
 
     delta = (adversarial - images).flatten(1)
-    out_params = {**resolved, **raw.notes, "eps": eps, "seed": seed, "targeted": tgt is not None}
+    recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else seeds
+    out_params = {**resolved, **raw.notes, "eps": eps, "seed": recorded_seed,
+                  "targeted": tgt is not None}
     out_params.setdefault("per_step", True)
     info = {k: v.detach() for k, v in raw.info.items()}
     if tgt is not None:
@@ -145,4 +148,26 @@ def run_attack(
         attack=name,
         preset=preset,
         info=info,
+    )
+
+
+def _run(spec: AttackSpec, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+         target: torch.Tensor | None, eps: float, seeds: list[int],
+         params: dict[str, Any]) -> RawOutput:
+    """The runner on the whole batch, or one image at a time where it draws globally."""
+    if not spec.draws_globally(params) or images.shape[0] == 1:
+        return spec.run(model, images, labels, target, eps=eps,
+                        rng=ImageStreams(seeds, images.device), **params)
+    parts = [
+        spec.run(model, images[i : i + 1], labels[i : i + 1],
+                 None if target is None else target[i : i + 1], eps=eps,
+                 rng=ImageStreams(seeds[i : i + 1], images.device), **params)
+        for i in range(images.shape[0])
+    ]
+    return RawOutput(
+        adversarial=torch.cat([p.adversarial for p in parts]),
+        losses=torch.cat([p.losses for p in parts], dim=1),
+        true_prob=torch.cat([p.true_prob for p in parts], dim=1),
+        info={k: torch.cat([p.info[k] for p in parts]) for k in parts[0].info},
+        notes=parts[0].notes,
     )

@@ -1,0 +1,104 @@
+"""The evaluation under torchrun: 2 CPU ranks (gloo) give the rows of one process, and a
+rank killed mid-run fails the job, whose rerun goes on from the finished batches."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kwta_demo import build_model, save_checkpoint
+from kwta_demo.models import CIFAR10_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTACKS = "pgd:interactive@0.031,square:interactive@0.031"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(CIFAR10_CLASSES):
+        for i in range(2):
+            path = tmp / "data" / "test" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    torch.manual_seed(0)
+    save_checkpoint(build_model("alexnet", "kwta", 0.1).eval(),
+                    tmp / "ckpts" / "alexnet-kwta-0.1", half=True)
+    env = {**os.environ, "KWTA_CHECKPOINTS": str(tmp / "ckpts"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return tmp, env
+
+
+def _command(tmp: Path, out: str, ranks: int, attacks: str = ATTACKS) -> list[str]:
+    evaluate = ["-m", "kwta_demo", "evaluate", "--models", "alexnet-kwta-0.1", "--attacks",
+                attacks, "--images", "12", "--batch-size", "2", "--data", str(tmp / "data"),
+                "--device", "cpu", "--out", str(tmp / out)]
+    if ranks == 1:
+        return [sys.executable, *evaluate]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={ranks}", *evaluate]
+
+
+def _rows(path: Path) -> list[tuple]:
+    result = json.loads(path.read_text())
+    return [(r["attack"], r["preset"], r["robust_acc"], r.get("robust_per_image"), r["clean_acc"])
+            for r in result["rows"]]
+
+
+def test_two_ranks_give_the_rows_of_one_process(setup):
+    tmp, env = setup
+    one = subprocess.run(_command(tmp, "one", 1), env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(_command(tmp, "two", 2), env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert _rows(tmp / "two.json") == _rows(tmp / "one.json")
+    meta = json.loads((tmp / "two.json").read_text())["meta"]
+    assert meta["processes"] == 2 and json.loads((tmp / "one.json").read_text())["meta"]["processes"] == 1
+    assert two.stdout.count("| alexnet-kwta-0.1 |") == 1  # rank 0 alone prints the table
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_killed_rank_fails_the_job_and_the_rerun_resumes(setup):
+    tmp, env = setup
+    slow = "square:cpu@0.031"  # 1,000 queries an image: seconds per batch
+    job = subprocess.Popen(_command(tmp, "killed", 2, slow), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    parts = tmp / "killed.parts"
+    deadline = time.monotonic() + 240
+    # the clean row is written first (its parts then go); wait for a finished attack batch
+    while not ((tmp / "killed.json").is_file() and any(parts.glob("*/batch-*.json"))):
+        assert time.monotonic() < deadline
+        assert job.poll() is None, job.communicate()
+        time.sleep(0.2)
+    ranks = _children(job.pid)
+    assert len(ranks) == 2 and any(parts.glob("*/batch-*.json"))
+    os.kill(ranks[1], signal.SIGKILL)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert "FAILED" in err and "Signal 9" in err  # torchrun names the rank and its signal
+    finished = len(list(parts.glob("*/batch-*.json")))
+    assert 0 < finished < 6
+
+    rerun = subprocess.run(_command(tmp, "killed", 2, slow), env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming with" in rerun.stderr
+    whole = subprocess.run(_command(tmp, "whole", 1, slow), env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert _rows(tmp / "killed.json") == _rows(tmp / "whole.json")
