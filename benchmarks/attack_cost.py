@@ -66,11 +66,19 @@ def main() -> int:
     parser.add_argument("--data", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--attacks", default=None,
+                        help="comma-separated specs to time (default: every one of the plan); "
+                             "their rows replace those of the same model and spec in the file")
     args = parser.parse_args()
     device = resolve_device("cpu")
     threads = set_threads(args.threads)
     test = load_cifar10("test", args.data)
     specs = list(dict.fromkeys(a for step in DEFAULT_PLAN.evaluate for a in step.attacks))
+    if args.attacks:
+        specs = [a for a in args.attacks.split(",") if a]
+    command = "python benchmarks/attack_cost.py " + " ".join(sys.argv[1:])
+    out = PROJECT_ROOT / "results" / f"attack-cost-{device.type}.json"
+    earlier = json.loads(out.read_text()) if args.attacks and out.is_file() else None
     rows = []
     for name, model in models(args.resnet_state).items():
         for text in specs:
@@ -83,14 +91,19 @@ def main() -> int:
                                   preset=spec.preset, seed=args.seed, batch_size=k, device=device)
             per_image = (time.perf_counter() - t0) / k
             rows.append({"model": name, "attack": text, "images": k, "seconds_per_image": per_image,
-                         "robust_acc_on_these": res["robust_acc"]})
+                         "robust_acc_on_these": res["robust_acc"], "command": command})
             print(f"{name:20s} {text:32s} {per_image:8.2f} s/image ({k} images)", flush=True)
-    out = PROJECT_ROOT / "results" / f"attack-cost-{device.type}.json"
-    out.write_text(json.dumps({"environment": {**environment(device), "threads": threads,
-                                               "resnet_state": args.resnet_state,
-                                               "command": "python benchmarks/attack_cost.py "
-                                                          + " ".join(sys.argv[1:])},
-                               "rows": rows}, indent=2) + "\n")
+    environment_ = {**environment(device), "threads": threads, "resnet_state": args.resnet_state,
+                    "command": command}
+    if earlier is not None:  # keep the other rows, each with the command that measured it
+        new = {(r["model"], r["attack"]) for r in rows}
+        old_command = earlier["environment"].get("command")
+        kept = [{"command": old_command, **r} for r in earlier["rows"]
+                if (r["model"], r["attack"]) not in new]
+        rows = kept + rows
+        environment_ = {**earlier["environment"], **environment_,
+                        "command": "per row (rows measured by different commands)"}
+    out.write_text(json.dumps({"environment": environment_, "rows": rows}, indent=2) + "\n")
     print(f"written to {out}")
     return 0
 

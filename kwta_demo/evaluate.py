@@ -84,19 +84,20 @@ class RobustColumn:
 # --------------------------------------------------------------------- batches
 
 class BatchParts:
-    """The finished batches of one row, one JSON file each, so an interrupted row (or one
-    rank of it) goes on where it stopped. Floats are stored exactly (float32 -> JSON ->
-    float32 round-trips)."""
+    """Finished batches, one JSON file each, named by what they hold: an interrupted row
+    (or one rank of it) goes on where it stopped, and a row over a larger nested sample
+    reads the batches it shares with a smaller one. Floats are stored exactly (float32 ->
+    JSON -> float32 round-trips). A cache: deleting the folder only costs recomputation."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
-    def _path(self, batch: int) -> Path:
-        return self.folder / f"batch-{batch:06d}.json"
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
 
-    def load(self, batch: int) -> tuple[Outcomes, dict[str, Any]] | None:
-        """Batch ``batch``'s outcomes and params, or None when it was not finished."""
-        path = self._path(batch)
+    def load(self, name: str) -> tuple[Outcomes, dict[str, Any]] | None:
+        """The outcomes and params of batch ``name``, or None when it was not finished."""
+        path = self._path(name)
         try:
             data = json.loads(path.read_text())
             tensors = {k: torch.tensor(v, dtype=getattr(torch, data["dtypes"][k]))
@@ -108,18 +109,17 @@ class BatchParts:
             path.unlink(missing_ok=True)  # a damaged part is computed again
             return None
 
-    def save(self, batch: int, tensors: Outcomes, params: dict[str, Any]) -> None:
+    def save(self, name: str, tensors: Outcomes, params: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = {"tensors": {k: v.tolist() for k, v in tensors.items()},
                 "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
                 "params": params}
-        atomic_write_text(self._path(batch), json.dumps(data))
+        atomic_write_text(self._path(name), json.dumps(data))
 
-    def count(self) -> int:
-        return len(list(self.folder.glob("batch-*.json"))) if self.folder.is_dir() else 0
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+def seeds_name(seeds: Sequence[int]) -> str:
+    """A batch's part name from its items' seeds (which name the items and the run)."""
+    return "seeds-" + hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()[:24]
 
 
 def map_batches(
@@ -128,40 +128,50 @@ def map_batches(
     compute: Callable[[int, int], tuple[Outcomes, dict[str, Any]]],
     *,
     parts: BatchParts | None = None,
+    part_name: Callable[[int, int], str] | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    label: str = "",
 ) -> tuple[Outcomes, dict[str, Any]]:
     """``compute(lo, hi)`` on the items ``[lo, hi)`` of every batch, concatenated in order,
     with the params of batch 0.
 
     Batch ``b`` is items ``[b * batch_size, (b + 1) * batch_size)``, whatever the number of
     processes: under ``torchrun`` each rank computes the batches it owns and every rank
-    receives them all. Batches already in ``parts`` are read, not computed; each new one
-    is saved there. ``should_stop()`` is asked before each batch computed.
+    receives them all. Batches already in ``parts`` (under ``part_name(lo, hi)``, by default
+    ``batch-<b>``) are read, not computed; each new one is saved there. ``should_stop()``
+    is asked before each batch computed.
     """
     ranks = distributed.current()
     count = -(-n // batch_size)
     mine: dict[int, tuple[Outcomes, dict[str, Any]]] = {}
+    name = part_name or (lambda lo, hi: f"batch-{lo // batch_size:06d}")
+    read = 0
     for r in range(-(-count // ranks.world)):  # in rounds, so that the ranks agree on a stop
         b = r * ranks.world + ranks.rank
-        got = parts.load(b) if parts is not None and b < count else None
+        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        got = parts.load(name(lo, hi)) if parts is not None and b < count else None
+        read += got is not None
         needed = b < count and got is None
         if should_stop is not None and distributed.any_rank(needed and should_stop()):
             raise EvaluationStopped(f"stopped before batch {b} of {count}; "
                                     "finished batches are saved")
         if b >= count:
             continue
-        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
         if got is None:
             got = compute(lo, hi)
             if parts is not None:
-                parts.save(b, *got)
+                parts.save(name(lo, hi), *got)
         mine[b] = got
         if progress is not None:
             progress(min(hi, n), n)
     merged: dict[int, tuple[Outcomes, dict[str, Any]]] = {}
-    for part in distributed.gather(mine):
-        merged.update(part)
+    gathered = distributed.gather((mine, read))
+    for done, _ in gathered:
+        merged.update(done)
+    read = sum(r for _, r in gathered)
+    if read and ranks.leader and label:
+        log.info("%s: %d of %d batches read from finished parts", label, read, count)
     ordered = [merged[b] for b in range(count)]
     tensors = {k: torch.cat([o[0][k] for o in ordered]) for k in ordered[0][0]}
     return tensors, ordered[0][1]
@@ -231,12 +241,6 @@ def clean_accuracy(
     should_stop: Callable[[], bool] | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` over every image of ``split``."""
-    return _mean(_clean_outcomes(model, split, batch_size=batch_size, device=device,
-                                 progress=progress, desc=desc, parts=parts,
-                                 should_stop=should_stop))
-
-
-def _clean_outcomes(model, split, *, batch_size, device, progress, desc, parts, should_stop):
     from .attacks.base import attack_mode
 
     dev = _device_of(model, device)
@@ -250,10 +254,10 @@ def _clean_outcomes(model, split, *, batch_size, device, progress, desc, parts, 
 
     try:
         out, _ = map_batches(n, batch_size, compute, parts=parts, progress=report,
-                             should_stop=should_stop)
+                             should_stop=should_stop, label=desc)
     finally:
         close()
-    return out["correct"]
+    return _mean(out["correct"])
 
 
 def robust_accuracy(
@@ -308,11 +312,13 @@ def robust_accuracy(
     n = images.shape[0]
     report, close = _reporter(progress, n, f"{attack}:{preset}")
 
+    seeds = [derived_seed(seed, int(i)) for i in index]
+
     def compute(lo: int, hi: int) -> tuple[Outcomes, dict[str, Any]]:
         x = _as_float(images[lo:hi], dev)
         y = labels[lo:hi].to(dev)
-        result = run_attack(attack, model, x, y, eps=eps, preset=preset,
-                            seed=[derived_seed(seed, int(i)) for i in index[lo:hi]], **params)
+        result = run_attack(attack, model, x, y, eps=eps, preset=preset, seed=seeds[lo:hi],
+                            **params)
         out = {"correct": (result.clean_pred == y).cpu(), "success": result.success.cpu(),
                "linf": result.linf.cpu(), "l2": result.l2.cpu()}
         if "raw_success" in result.info:
@@ -321,8 +327,10 @@ def robust_accuracy(
         return out, _json_params(result.params)
 
     try:
-        got, first_params = map_batches(n, batch_size, compute, parts=parts, progress=report,
-                                        should_stop=should_stop)
+        got, first_params = map_batches(n, batch_size, compute, parts=parts,
+                                        part_name=lambda lo, hi: seeds_name(seeds[lo:hi]),
+                                        progress=report, should_stop=should_stop,
+                                        label=f"{attack}:{preset}")
     finally:
         close()
     correct_t, success_t = got["correct"], got["success"]
@@ -413,7 +421,9 @@ def vga_statistics(
 
     try:
         got, first_params = map_batches(total, batch_size, compute, parts=parts,
-                                        progress=report, should_stop=should_stop)
+                                        part_name=lambda lo, hi: seeds_name(pair_seeds[lo:hi]),
+                                        progress=report, should_stop=should_stop,
+                                        label=f"vga:{preset}")
     finally:
         close()
     success_t, steps_t = got["success"], got["steps"]
@@ -472,8 +482,8 @@ def evaluate(
     result after every row (on rank 0 only under ``torchrun``), so a long run that is
     killed keeps what it finished. ``done``: rows of an earlier run; a row with the same
     model weights (sha256), attack, preset and its parameters, eps, n, seed and seeding is
-    kept, not computed again. ``parts_dir``: where the finished batches of the row in
-    progress are kept, so a stopped or killed row goes on from there. ``should_stop()`` is
+    kept, not computed again. ``parts_dir``: where finished batches are kept, so a stopped
+    or killed row goes on from there and a larger nested sample reuses a smaller one's. ``should_stop()`` is
     asked before every batch; when true (on any rank), ``EvaluationStopped`` is raised.
     """
     ranks = distributed.current()
@@ -494,25 +504,20 @@ def evaluate(
     rows: list[dict[str, Any]] = list(done)
     kept = {_row_key(r): r for r in rows}
 
-    def add(row: dict[str, Any], parts: BatchParts | None) -> None:
+    def add(row: dict[str, Any]) -> None:
         rows.append(row)
         kept[_row_key(row)] = row
-        if ranks.leader:
-            if on_update is not None:
-                on_update({"meta": meta, "rows": rows})
-            if parts is not None:
-                parts.remove()
+        if ranks.leader and on_update is not None:
+            on_update({"meta": meta, "rows": rows})
 
     def parts_for(key: tuple) -> BatchParts | None:
+        """One folder per model, attack and settings; a robust row's batches are named by
+        their images' seeds, so rows over nested samples share them (n is left out)."""
         if parts_dir is None:
             return None
-        digest = hashlib.sha256(json.dumps([list(key), batch_size], default=str).encode())
-        parts = BatchParts(Path(parts_dir) / digest.hexdigest()[:16])
-        if ranks.leader and parts.count():
-            what = "clean" if key[2] == "none" else f"{key[2]}:{key[3]}"
-            log.info("%s %s: resuming with %d finished batches of %d images", key[0], what,
-                     parts.count(), batch_size)
-        return parts
+        ident = list(key) if key[2] == "none" else list(key[:5]) + list(key[6:])
+        digest = hashlib.sha256(json.dumps([ident, batch_size], default=str).encode())
+        return BatchParts(Path(parts_dir) / digest.hexdigest()[:16])
 
     for name in models:
         folder = find_checkpoint(name)
@@ -532,13 +537,13 @@ def evaluate(
             t0 = time.perf_counter()
             parts = parts_for(clean_key)
             clean = clean_accuracy(model, clean_split, batch_size=batch_size, device=dev,
-                                   progress=progress, desc=f"{name} clean", parts=parts,
+                                   progress=progress, desc=f"{label} clean", parts=parts,
                                    should_stop=should_stop)
             clean_row = {**base, "attack": "none", "preset": "", "eps": 0.0, "n": n_clean,
                          "sample": _sample(limit_clean), "clean_acc": clean, "robust_acc": clean,
                          "robust_ci95": wilson_interval(round(clean * n_clean), n_clean),
                          "seconds": time.perf_counter() - t0}
-            add(clean_row, parts)
+            add(clean_row)
         for spec in attacks:
             if keys[spec] in kept:
                 continue
@@ -557,7 +562,7 @@ def evaluate(
                  "preset": spec.preset, "eps": spec.eps, "n": n_robust,
                  "sample": ROBUST_SAMPLE, "preset_params": _preset_params(spec),
                  "robust_ci95": wilson_interval(round(res["robust_acc"] * trials), trials),
-                 "seconds": time.perf_counter() - t0}, parts)
+                 "seconds": time.perf_counter() - t0})
     return {"meta": meta, "rows": rows}
 
 
@@ -666,7 +671,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/evaluation",
                         help="output stem: writes STEM.json (after every row) and STEM.md; rows "
                              "already in STEM.json for the same weights and settings are kept, "
-                             "and the row in progress keeps its finished batches in STEM.parts/")
+                             "and finished batches are kept in STEM.parts/ (a cache)")
     parser.add_argument("--fresh", action="store_true",
                         help="compute every row again instead of keeping those in STEM.json")
     parser.add_argument("--stop-file", default=None,

@@ -81,23 +81,23 @@ def test_a_killed_rank_fails_the_job_and_the_rerun_resumes(setup):
     parts = tmp / "killed.parts"
     deadline = time.monotonic() + 240
     # the clean row is written first (its parts then go); wait for a finished attack batch
-    while not ((tmp / "killed.json").is_file() and any(parts.glob("*/batch-*.json"))):
+    while not ((tmp / "killed.json").is_file() and any(parts.glob("*/seeds-*.json"))):
         assert time.monotonic() < deadline
         assert job.poll() is None, job.communicate()
         time.sleep(0.2)
     ranks = _children(job.pid)
-    assert len(ranks) == 2 and any(parts.glob("*/batch-*.json"))
+    assert len(ranks) == 2 and any(parts.glob("*/seeds-*.json"))
     os.kill(ranks[1], signal.SIGKILL)
     _, err = job.communicate(timeout=120)
     assert job.returncode != 0
     assert "FAILED" in err and "Signal 9" in err  # torchrun names the rank and its signal
-    finished = len(list(parts.glob("*/batch-*.json")))
+    finished = len(list(parts.glob("*/seeds-*.json")))
     assert 0 < finished < 6
 
     rerun = subprocess.run(_command(tmp, "killed", 2, slow), env=env, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert "resuming with" in rerun.stderr
+    assert f"square:cpu: {finished} of 6 batches read from finished parts" in rerun.stderr
     whole = subprocess.run(_command(tmp, "whole", 1, slow), env=env, capture_output=True,
                            text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr

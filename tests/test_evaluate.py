@@ -197,8 +197,7 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
     with pytest.raises(ev.EvaluationStopped, match="batch 1 of 3"):
         ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts,
                     should_stop=stop_at_the_second_attack_batch, **kw)
-    (row_parts,) = [p for p in parts.iterdir() if any(p.iterdir())]
-    assert len(list(row_parts.glob("batch-*.json"))) == 1  # the finished batch is kept
+    assert len(list(parts.glob("*/seeds-*.json"))) == 1  # the finished attack batch is kept
 
     from kwta_demo.attacks import registry
 
@@ -213,7 +212,14 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
     resumed = ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts, **kw)
     assert len(calls) == 2  # batches 1 and 2 only; batch 0 came from its part
     assert _outcomes(resumed) == _outcomes(fresh)
-    assert not any(p.iterdir() for p in parts.iterdir())  # finished rows leave no parts
+
+    # a larger sample begins with the smaller one's images (same seeds): 3 batches are read
+    calls.clear()
+    larger = ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts, **{**kw, "n_robust": 20})
+    assert len(calls) == 2  # images 12-19 only
+    alone = ev.evaluate(["alexnet-kwta-0.1"], cols, **{**kw, "n_robust": 20})
+    assert _outcomes(larger) == _outcomes(alone)
+    assert _outcomes(larger)[1][2][:12] == _outcomes(fresh)[1][2]
 
 
 def test_a_damaged_part_is_computed_again(tmp_path):
