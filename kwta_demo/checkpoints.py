@@ -38,6 +38,8 @@ __all__ = [
     "find_checkpoint",
     "hub_reachable",
     "atomic_write_text",
+    "atomic_save_safetensors",
+    "hash_file",
     "write_manifest",
     "verify_manifest",
     "weights_sha256",
@@ -78,6 +80,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                            metadata: dict[str, str]) -> None:
+    """safetensors ``save_file`` through a temporary file, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -132,12 +149,17 @@ def save_checkpoint(
 # ---------------------------------------------------------------- manifest
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def hash_file(path: str | os.PathLike, h: Any = None) -> Any:
+    """``h`` (a new SHA-256 by default) updated with the bytes of ``path``, read in chunks."""
+    h = hashlib.sha256() if h is None else h
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h
+
+
+def _sha256(path: Path) -> str:
+    return hash_file(path).hexdigest()
 
 
 def _weight_files(folder: Path) -> list[Path]:

@@ -439,17 +439,11 @@ def request_stop(plan: Plan = DEFAULT_PLAN) -> int | None:
 
 def _state_summary(plan: Plan, step: TrainStep) -> dict[str, Any] | None:
     """Epochs done, the unfinished epoch's step and the history of a stage's state file."""
-    from safetensors import SafetensorError, safe_open
-
-    from .train import STATE_SUFFIX, _STATE_KEY
+    from .train_state import STATE_SUFFIX, read_state_meta
 
     path = Path(plan.runs) / f"{step.name}{STATE_SUFFIX}"
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get(_STATE_KEY, "{}"))
-    except (SafetensorError, OSError, ValueError):
+    meta = read_state_meta(path) if path.is_file() else None
+    if meta is None:
         return None
     return {"epoch": int(meta.get("epoch", 0)), "partial": meta.get("partial"),
             "history": meta.get("history", []), "config": meta.get("config_full", {}),

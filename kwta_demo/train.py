@@ -36,8 +36,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -55,12 +53,27 @@ from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, 
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
 from .settings import get_settings, resolve_device
+from .train_state import (
+    STATE_SUFFIX,
+    EpochProgress,
+    TrainStateError,
+    check_state_matches,
+    fingerprint_checkpoint,
+    fingerprint_split,
+    read_state,
+    remove_stale_temporaries,
+    restore_partial,
+    restore_state,
+    save_state,
+    state_path,
+)
 
 __all__ = [
     "STAGES",
     "SCHEDULES",
     "TrainConfig",
     "TrainStateError",
+    "CONFIG_DEFAULTS",
     "TrainingStopped",
     "EpochProgress",
     "parse_stage",
@@ -96,30 +109,11 @@ DEFAULT_EPOCHS: dict[str, dict[str, int]] = {
     "resnet18": {"scratch": 30, "finetune": 10},
     "alexnet": {"scratch": 40, "finetune": 10},
 }
-STATE_SUFFIX = ".state.safetensors"
-_STATE_KEY = "kwta_train_state"
-_STATE_FORMAT = 1
 DATA_NAME = "CIFAR-10, JPEG q75 copy"
-
-
-class TrainStateError(ValueError):
-    """A saved training state cannot be resumed (different config or data, or damaged)."""
 
 
 class TrainingStopped(RuntimeError):
     """A run stopped on request (``should_stop``) after saving its state; rerun to resume."""
-
-
-@dataclass
-class EpochProgress:
-    """How far an epoch has got: saved inside a training state to resume mid-epoch."""
-
-    order: torch.Tensor  # the epoch's permutation of the training images
-    step: int = 0  # optimiser steps done in this epoch
-    loss_sum: torch.Tensor | None = None  # float32 sum of loss * batch over those steps
-    correct: torch.Tensor | None = None
-    seen: int = 0
-    seconds: float = 0.0  # training time spent on the epoch before this process
 
 
 # ------------------------------------------------------------------ configuration
@@ -221,6 +215,12 @@ class TrainConfig:
             if epoch <= done:
                 return size
         return IMAGE_SIZE
+
+
+CONFIG_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)
+                                   if f.default is not MISSING}
+"""TrainConfig's defaults: the command line's, and what a field added to TrainConfig since a
+state was saved matches on resume."""
 
 
 def _check_image_sizes(value: Any, epochs: int) -> tuple[tuple[int, int], ...]:
@@ -404,150 +404,6 @@ def evaluate_accuracy(
     return correct.item() / max(len(split.labels), 1)
 
 
-# ------------------------------------------------------------------ state files
-
-
-def _fingerprint_split(split: CifarSplit) -> str:
-    """A checksum of a data split, so a resumed run cannot silently switch data."""
-    h = hashlib.sha256()
-    h.update(split.labels.detach().cpu().contiguous().numpy().tobytes())
-    h.update(split.images.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _fingerprint_checkpoint(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(folder.glob("*.safetensors")):
-        h.update(path.name.encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def _state_path(state_dir: Path, run_name: str) -> Path:
-    return state_dir / f"{run_name}{STATE_SUFFIX}"
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporaries a killed writer of ``path`` left behind (never ``path`` itself)."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """safetensors ``save_file`` through a temporary file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _save_state(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-    device: torch.device, info: dict[str, Any], partial: EpochProgress | None = None,
-) -> None:
-    """The whole training state; ``partial`` when saved inside an epoch (``info["epoch"]``
-    counts the complete epochs only)."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if partial is not None:
-        tensors["partial.order"] = partial.order.detach().cpu().contiguous()
-        tensors["partial.loss_sum"] = partial.loss_sum.detach().cpu().reshape(1)
-        tensors["partial.correct"] = partial.correct.detach().cpu().reshape(1)
-        info = {**info, "partial": {"step": partial.step, "seen": partial.seen,
-                                    "seconds": partial.seconds}}
-    opt = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for pid, entries in opt["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{key}"] = value
-    tensors["rng.data"] = generator.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    meta = {**info, "format": _STATE_FORMAT, "param_groups": opt["param_groups"],
-            "optim_scalars": scalars}
-    _atomic_save_file(tensors, path, {_STATE_KEY: json.dumps(meta)})
-
-
-def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(_STATE_KEY)
-        tensors = load_file(path)
-        meta = json.loads(header) if header else None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise TrainStateError(
-            f"{path}: not a readable training state ({e}); delete it (or pass --fresh) to start over"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
-        raise TrainStateError(f"{path}: not a kwta-demo training state (format {_STATE_FORMAT})")
-    return tensors, meta
-
-
-def _check_state_matches(path: Path, meta: dict[str, Any], expected: dict[str, Any]) -> None:
-    problems = []
-    saved_cfg, want_cfg = meta.get("config", {}), expected["config"]
-    # A field added to TrainConfig after the state was saved matches at its default.
-    defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig)
-                                      if not isinstance(f.default, type(MISSING))}))
-    for key in sorted(set(saved_cfg) | set(want_cfg)):
-        saved = saved_cfg[key] if key in saved_cfg else defaults.get(key)
-        if saved != want_cfg.get(key):
-            problems.append(f"{key}: saved {saved!r}, now {want_cfg.get(key)!r}")
-    for key, what in (("data", "training data"), ("test_data", "test data"),
-                      ("init_sha256", "initial weights")):
-        if meta.get(key) != expected.get(key):
-            problems.append(f"{what} differ (checksum {meta.get(key)} saved, {expected.get(key)} now)")
-    if problems:
-        raise TrainStateError(
-            f"{path} was saved by a different run, so it cannot be resumed: "
-            + "; ".join(problems)
-            + ". Delete that file (or pass --fresh, or use another --state-dir) to start over."
-        )
-
-
-def _restore_state(
-    tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
-    optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
-) -> None:
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                          strict=True)
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for key, value in meta.get("optim_scalars", {}).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    generator.set_state(tensors["rng.data"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-
-
-def _restore_partial(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
-                     device: torch.device) -> EpochProgress | None:
-    """The unfinished epoch a state was saved in, or None (saved at an epoch's end)."""
-    info = meta.get("partial")
-    if not info:
-        return None
-    return EpochProgress(order=tensors["partial.order"], step=int(info["step"]),
-                         loss_sum=tensors["partial.loss_sum"].reshape(()).to(device),
-                         correct=tensors["partial.correct"].reshape(()).to(device),
-                         seen=int(info["seen"]), seconds=float(info["seconds"]))
-
-
 # ------------------------------------------------------------------ training
 
 
@@ -700,16 +556,16 @@ def train_model(
     out = Path(out)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = _state_path(state_dir, out.name)
-    _remove_stale_temporaries(path)
+    path = state_path(state_dir, out.name)
+    remove_stale_temporaries(path)
     if fresh:
         path.unlink(missing_ok=True)
     init_folder = find_checkpoint(cfg.init_from) if cfg.init_from else None
     expected = {
         "config": cfg.identity(),
-        "data": _fingerprint_split(train_split),
-        "test_data": _fingerprint_split(test_split),
-        "init_sha256": _fingerprint_checkpoint(init_folder) if init_folder else None,
+        "data": fingerprint_split(train_split),
+        "test_data": fingerprint_split(test_split),
+        "init_sha256": fingerprint_checkpoint(init_folder) if init_folder else None,
     }
     run_id = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:16]
     if device.type == "cuda":
@@ -723,11 +579,11 @@ def train_model(
     start = 0
     partial: EpochProgress | None = None
     if path.is_file():
-        tensors, meta = _read_state(path)
-        _check_state_matches(path, meta, expected)
-        _restore_state(tensors, meta, model, optimizer, generator, device)
+        tensors, meta = read_state(path)
+        check_state_matches(path, meta, expected, CONFIG_DEFAULTS)
+        restore_state(tensors, meta, model, optimizer, generator, device)
         start, history = int(meta["epoch"]), list(meta["history"])
-        partial = _restore_partial(tensors, meta, device)
+        partial = restore_partial(tensors, meta, device)
         where = (f"in epoch {start + 1} at step {partial.step}" if partial
                  else f"after epoch {start}")
         log.info("%s: resuming %s (of %d epochs) from %s", out.name, where, cfg.epochs, path)
@@ -746,7 +602,7 @@ def train_model(
                  out.name, init_folder.name, acc)
 
     def save(epoch_done: int, progress_now: EpochProgress | None = None) -> None:
-        _save_state(path, model, optimizer, generator, device,
+        save_state(path, model, optimizer, generator, device,
                     {**expected, "run_id": run_id, "epoch": epoch_done, "history": history,
                      "config_full": cfg.to_dict(), "amp": str(amp_dtype)}, progress_now)
 
@@ -1113,13 +969,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=float, default=5.0,
                         help="minutes between training-state saves inside an epoch "
                              "(0: after every step; default: %(default)s)")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clip", type=float, default=None, help="gradient L2-norm clipping")
-    parser.add_argument("--amp", choices=AMP_MODES, default="auto",
-                        help="auto: bf16 autocast on CUDA, float32 on the CPU")
+    d = CONFIG_DEFAULTS
+    parser.add_argument("--momentum", type=float, default=d["momentum"])
+    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    parser.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
+    parser.add_argument("--seed", type=int, default=d["seed"])
+    parser.add_argument("--clip", type=float, default=d["clip_grad_norm"],
+                        help="gradient L2-norm clipping")
+    parser.add_argument("--amp", choices=AMP_MODES, default=d["amp"],
+                        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, "
+                             "else float32; off: float32")
     parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data.py)")
     parser.add_argument("--out", default=None,
                         help="checkpoint folder root (default: KWTA_CHECKPOINTS or checkpoints/)")
@@ -1132,7 +991,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on N seeded random training images (smoke runs)")
     parser.add_argument("--limit-test", type=int, default=None,
                         help="evaluate on N seeded random test images (smoke runs)")
-    parser.add_argument("--eval-every", type=int, default=1,
+    parser.add_argument("--eval-every", type=int, default=d["eval_every"],
                         help="evaluate every N epochs (0: only the final, saved model)")
     parser.add_argument("--fresh", action="store_true",
                         help="discard saved training states instead of resuming them")

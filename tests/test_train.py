@@ -18,6 +18,7 @@ import torch
 
 import kwta_demo
 from kwta_demo import train as T
+from kwta_demo import train_state as TS
 from kwta_demo.data import CifarSplit
 
 TESTS = Path(__file__).resolve().parent
@@ -214,20 +215,20 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
     """)
     env = {**os.environ, "KWTA_CHECKPOINTS": str(tmp_path / "none")}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
-    state = runs / f"alexnet-relu{T.STATE_SUFFIX}"
+    state = runs / f"alexnet-relu{TS.STATE_SUFFIX}"
     deadline = time.monotonic() + 120
     try:
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the child never reached epoch 2"
             if state.exists():  # whatever is at the state path is a complete state
-                T._read_state(state)
+                TS.read_state(state)
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
-    _, meta = T._read_state(state)
+    _, meta = TS.read_state(state)
     assert meta["epoch"] == 1
     assert meta.get("partial") == (None if save_every is None else
                                    {"step": 1, "seen": 16, "seconds": pytest.approx(meta["partial"]["seconds"])})
@@ -254,7 +255,7 @@ def test_a_stop_request_saves_and_the_rerun_matches(tmp_path, reference):
     with pytest.raises(T.TrainingStopped, match="epoch 2 after step 1"):
         T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False,
                       save_every=None, should_stop=stop_in_epoch_2)
-    _, meta = T._read_state(runs / f"alexnet-relu{T.STATE_SUFFIX}")
+    _, meta = TS.read_state(runs / f"alexnet-relu{TS.STATE_SUFFIX}")
     assert (meta["epoch"], meta["partial"]["step"]) == (1, 1)
     result = T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False)
     assert_same_weights(weights(out), ref_weights)
@@ -290,11 +291,11 @@ def test_progressive_resizing(tmp_path):
     assert set(seen[3:]) == {32}
     assert "2 epochs at 16x16, then 1 epochs at 32x32" in (tmp_path / "ckpt" / "resnet18-relu" / "README.md").read_text()
     # a state saved before the field existed resumes: a missing field matches its default
-    path = tmp_path / "runs" / f"resnet18-relu{T.STATE_SUFFIX}"
-    tensors, meta = T._read_state(path)
+    path = tmp_path / "runs" / f"resnet18-relu{TS.STATE_SUFFIX}"
+    tensors, meta = TS.read_state(path)
     meta["config"].pop("image_sizes")
-    T._check_state_matches(path, meta, {**meta, "config": T.TrainConfig(
-        **{**cfg.to_dict(), "image_sizes": ()}).identity()})
+    TS.check_state_matches(path, meta, {**meta, "config": T.TrainConfig(
+        **{**cfg.to_dict(), "image_sizes": ()}).identity()}, T.CONFIG_DEFAULTS)
 
 
 def test_cpu_defaults():
@@ -319,20 +320,20 @@ def test_an_exception_mid_epoch_keeps_the_last_complete_state(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         T.train_model(cfg, part(TRAIN, slice(0, 16)), TEST, "cpu", out=out, state_dir=runs, progress=False,
                       on_step=crash)
-    assert not out.exists() and T._read_state(runs / f"alexnet-relu{T.STATE_SUFFIX}")[1]["epoch"] == 1
-    (runs / f".alexnet-relu{T.STATE_SUFFIX}.999.tmp").write_bytes(b"half a file")  # a killed writer's
+    assert not out.exists() and TS.read_state(runs / f"alexnet-relu{TS.STATE_SUFFIX}")[1]["epoch"] == 1
+    (runs / f".alexnet-relu{TS.STATE_SUFFIX}.999.tmp").write_bytes(b"half a file")  # a killed writer's
     assert T.train_model(cfg, part(TRAIN, slice(0, 16)), TEST, "cpu", out=out, state_dir=runs,
                          progress=False)["resumed_from"] == 1
-    assert sorted(p.name for p in runs.iterdir()) == [f"alexnet-relu{T.STATE_SUFFIX}"]
+    assert sorted(p.name for p in runs.iterdir()) == [f"alexnet-relu{TS.STATE_SUFFIX}"]
 
 
 def test_resuming_with_another_config_or_data_is_a_clear_error(tmp_path):
     kw = dict(out=tmp_path / "ckpt" / "alexnet-relu", state_dir=tmp_path / "runs", progress=False)
     cfg, data = small(epochs=1), part(TRAIN, slice(0, 16))
     T.train_model(cfg, data, TEST, "cpu", **kw)
-    with pytest.raises(T.TrainStateError, match=r"lr: saved 0\.05, now 0\.1.*--fresh"):
+    with pytest.raises(TS.TrainStateError, match=r"lr: saved 0\.05, now 0\.1.*--fresh"):
         T.train_model(replace(cfg, lr=0.1), data, TEST, "cpu", **kw)
-    with pytest.raises(T.TrainStateError, match="training data differ"):
+    with pytest.raises(TS.TrainStateError, match="training data differ"):
         T.train_model(cfg, part(TRAIN, slice(16, 32)), TEST, "cpu", **kw)
     # eval_every changes no weight, so it may differ; --fresh starts over
     assert T.train_model(replace(cfg, eval_every=0), data, TEST, "cpu", **kw)["resumed_from"] == 1
