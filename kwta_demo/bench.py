@@ -497,7 +497,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated, from: {', '.join(WORKLOADS)} (default: per device)")
     parser.add_argument("--impls", default=",".join(IMPLS),
                         help="comma-separated: relu, reference, fast, or a concrete k-WTA impl "
-                             "(kthvalue, topk, numpy, bracket, triton); relu is always added")
+                             "(kthvalue, topk, numpy, triton); relu is always added")
     parser.add_argument("--gamma", type=float, default=GAMMA, help="k-WTA gamma (the click uses 0.2 and 0.1)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs per impl (default 3 CUDA, 1 CPU)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per impl (default 10 CUDA, 5 CPU)")

@@ -21,8 +21,6 @@ found changes, and every exact selection finds the same value, so the mask
 |           |                                                             | larger N          |
 | numpy     | ``numpy.partition`` of each row (CPU only): a vectorised    | CPU               |
 |           | introselect, ~10x faster than ``kthvalue`` there            |                   |
-| bracket   | torch only: a sample brackets the threshold, exact counts   | CPU without numpy |
-|           | prove the bracket, only the values inside are selected from |                   |
 | triton    | an exact radix select in Triton kernels (kwta_triton.py),   | CUDA              |
 |           | checked against the reference once per shape before use     |                   |
 """
@@ -34,13 +32,9 @@ import math
 import threading
 from typing import Callable, Iterator
 
+import numpy
 import torch
 from torch import nn
-
-try:
-    import numpy
-except ImportError:  # torch runs without numpy; the torch-only paths serve then
-    numpy = None
 
 __all__ = [
     "IMPLS",
@@ -60,7 +54,7 @@ __all__ = [
     "threshold",
 ]
 
-IMPLS: tuple[str, ...] = ("auto", "reference", "kthvalue", "topk", "numpy", "bracket", "triton")
+IMPLS: tuple[str, ...] = ("auto", "reference", "kthvalue", "topk", "numpy", "triton")
 
 _default_impl = "auto"
 
@@ -175,8 +169,8 @@ def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     """``numpy.partition`` of each row: a vectorised introselect that does not carry the
     indices along, an order of magnitude faster than ``kthvalue`` on a CPU. NaN sorts
     last, as topk ranks it; 16-bit floats are widened to float32 (exactly) first."""
-    if numpy is None or flat.device.type != "cpu":
-        raise ValueError("the numpy k-WTA path needs numpy and a CPU tensor")
+    if flat.device.type != "cpu":
+        raise ValueError("the numpy k-WTA path needs a CPU tensor")
     n = flat.shape[1]
     dtype = flat.dtype if flat.dtype in (torch.float32, torch.float64) else torch.float32
     work = _scratch_tensor("partition", tuple(flat.shape), dtype)
@@ -189,161 +183,6 @@ def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     return torch.from_numpy(array[:, position : position + 1].copy()).to(flat.dtype)
 
 
-# The bracket select. A sample of _BRACKET_SAMPLE values per row gives a first bracket
-# _BRACKET_Z sample standard deviations wide on each side; exact counts then place two
-# pivots around the interpolated threshold, _BRACKET_Z standard deviations (plus a share
-# for the curvature of the distribution) apart. A row whose bracket misses (a bimodal
-# residual sum can fool the interpolation) falls back to a wider bracket its counts still
-# prove, so misses cost time, never exactness.
-_BRACKET_Z = 3.0
-_BRACKET_SAMPLE = 1024
-_BRACKET_MIN_N = 4096
-_BRACKET_REFINE = 256  # more values than this in a bracket: narrow it first
-_sample_cache: dict[tuple[int, int, str], torch.Tensor] = {}
-
-
-def _sample_index(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """Fixed random positions (sorted) in a row of n: strided positions would all fall on
-    one column of an H x W map, whose border values are not typical of the row."""
-    key = (n, size, str(device))
-    index = _sample_cache.get(key)
-    if index is None:
-        generator = torch.Generator().manual_seed(n)
-        index = torch.randperm(n, generator=generator)[:size].sort().values.to(device)
-        _sample_cache[key] = index
-    return index
-
-
-def _count_at_or_above(flat: torch.Tensor, pivot: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
-    """#(x >= pivot) per row, NaN counted (it ranks above everything); buffer gets x < pivot.
-
-    Comparisons into float are several times faster than into bool on the CPU, and a
-    float32 sum of 0/1 values is exact for any row length used here (< 2**24)."""
-    torch.lt(flat, pivot, out=buffer)
-    return flat.shape[1] - buffer.sum(dim=1, keepdim=True).to(torch.int64)
-
-
-def _count_above(flat: torch.Tensor, pivot: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
-    """#(x > pivot) per row, NaN counted; buffer gets x <= pivot."""
-    torch.le(flat, pivot, out=buffer)
-    return flat.shape[1] - buffer.sum(dim=1, keepdim=True).to(torch.int64)
-
-
-def _select_inside(
-    flat: torch.Tensor, k: int, below_lo: torch.Tensor, up_to_hi: torch.Tensor,
-    at_or_above_lo: torch.Tensor, above_hi: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Thresholds of the rows whose bracket [lo, hi] holds the k-th largest, and which rows.
-
-    ``below_lo`` and ``up_to_hi`` are the float masks x < lo and x <= hi (the first is
-    overwritten), the counts #(x >= lo) and #(x > hi) come with them. The k-th largest is
-    then the (k - #(x > hi))-th largest value inside [lo, hi]."""
-    rows, n = flat.shape
-    device, dtype = flat.device, flat.dtype
-    rank = (k - above_hi).squeeze(1)  # wanted rank from the top among the values inside
-    ok = (at_or_above_lo.squeeze(1) >= k) & (rank >= 1)
-    inside = up_to_hi.sub_(below_lo)  # lo <= x <= hi; NaN is in neither
-    ok_all = bool(ok.all())
-    if not ok_all:
-        inside[~ok] = 0.0  # a row whose bracket missed may have most of its values inside
-    result = torch.empty((rows, 1), dtype=dtype, device=device)
-    if not (ok_all or bool(ok.any())):
-        return result, ok
-    count = inside.sum(dim=1).to(torch.int64)
-    where = inside.view(-1).to(torch.bool).nonzero().squeeze(1)  # grouped by row
-    values = flat.reshape(-1)[where]
-    row_of = torch.div(where, n, rounding_mode="floor")
-    # Lay each row's values out after (top - rank) copies of +inf, so that one common
-    # rank (top) picks every row's own rank: a single kthvalue for all rows.
-    top = int(rank[ok].max())
-    pad = torch.where(ok, top - rank, 0)
-    start = torch.cumsum(count, 0) - count
-    column = torch.arange(where.numel(), device=device) + (pad - start)[row_of]
-    width = max(int((pad + count).max()), top)
-    packed = torch.full((rows, width), -math.inf, dtype=dtype, device=device)
-    packed.masked_fill_(torch.arange(width, device=device) < pad[:, None], math.inf)
-    packed.view(-1)[row_of * width + column] = values
-    return packed.kthvalue(width - top + 1, dim=1, keepdim=True).values, ok
-
-
-def _bracket_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """k-th largest per row by bracketing: sample, count, interpolate, count, select.
-
-    For pivots lo <= hi with #(x >= lo) >= k and #(x > hi) < k, the k-th largest lies in
-    [lo, hi] and is the (k - #(x > hi))-th largest value inside: a few hundred values
-    instead of the whole row. The counts are exact, so a poor guess of a pivot only makes
-    a row fall back to the tightest bracket its counted pivots still prove, and a row that
-    no pivot brackets (NaN-filled) to a full selection.
-    """
-    rows, n = flat.shape
-    if n < _BRACKET_MIN_N:
-        return _kthvalue_threshold(flat, k)
-    device, dtype = flat.device, flat.dtype
-    size = min(_BRACKET_SAMPLE, n // 4)
-    sample = flat.index_select(1, _sample_index(n, size, device))
-    q = k / n
-    margin = math.ceil(_BRACKET_Z * math.sqrt(size * q * (1.0 - q))) + 1
-    rank_hi = max(1, math.floor(q * size) - margin)  # ranks from the top, 1-based
-    rank_lo = min(size, math.ceil(q * size) + margin)
-    hi = sample.kthvalue(size - rank_hi + 1, dim=1, keepdim=True).values
-    lo = sample.kthvalue(size - rank_lo + 1, dim=1, keepdim=True).values
-
-    below_lo = torch.empty(flat.shape, dtype=torch.float32, device=device)
-    up_to_hi = torch.empty_like(below_lo)
-    at_or_above_lo = _count_at_or_above(flat, lo, below_lo)
-    above_hi = _count_above(flat, hi, up_to_hi)
-    inside = at_or_above_lo - above_hi
-    pivots = [(lo, at_or_above_lo, None), (hi, None, above_hi)]
-    if int(inside.max()) > _BRACKET_REFINE:
-        # Narrow [lo, hi] around the interpolated k-th largest. The upper tail of an
-        # activation map falls off roughly exponentially, so the counts are interpolated
-        # in log space; the new bracket covers binomial noise plus a tenth of the old one
-        # for the interpolation error (under 6% on ResNet18 activations, but a residual
-        # sum can be bimodal, and then a row falls back to a wider proven bracket).
-        at_lo, above = at_or_above_lo.double(), above_hi.double().clamp(min=0.5)
-        inside = inside.double().clamp(min=1.0)
-        where_k = torch.log(at_lo / k) / torch.log(at_lo / above)  # 0 at lo, 1 at hi
-        share = where_k.clamp(0.0, 1.0)
-        spread = (_BRACKET_Z * torch.sqrt(inside * share * (1.0 - share)) + inside / 10 + 2) / inside
-        lo64, hi64 = lo.double(), hi.double()
-        lo = (lo64 + (hi64 - lo64) * (where_k - spread).clamp(min=0.0)).to(dtype)
-        hi = (lo64 + (hi64 - lo64) * (where_k + spread).clamp(max=1.0)).to(dtype)
-        at_or_above_lo = _count_at_or_above(flat, lo, below_lo)
-        above_hi = _count_above(flat, hi, up_to_hi)
-        pivots += [(lo, at_or_above_lo, None), (hi, None, above_hi)]
-    result, ok = _select_inside(flat, k, below_lo, up_to_hi, at_or_above_lo, above_hi)
-    if bool(ok.all()):
-        return result
-    # Rows the last bracket missed: the highest counted pivot with #(x >= p) >= k and the
-    # lowest with #(x > p) < k still bracket the k-th largest (#(x > p) <= #(x >= p)).
-    missed = (~ok).nonzero().squeeze(1)
-    low = torch.full((missed.numel(), 1), -math.inf, dtype=dtype, device=device)
-    high = torch.full_like(low, math.inf)
-    for pivot, at_or_above, above in pivots:
-        p = pivot[missed]
-        if at_or_above is not None:
-            low = torch.where(at_or_above[missed] >= k, torch.maximum(low, p), low)
-            high = torch.where(at_or_above[missed] < k, torch.minimum(high, p), high)
-        else:
-            high = torch.where(above[missed] < k, torch.minimum(high, p), high)
-            low = torch.where(above[missed] >= k, torch.maximum(low, p), low)
-    part = flat[missed]
-    below, up_to = torch.empty(part.shape, dtype=torch.float32, device=device), torch.empty(
-        part.shape, dtype=torch.float32, device=device
-    )
-    part_result, part_ok = _select_inside(
-        part, k, below, up_to, _count_at_or_above(part, low, below), _count_above(part, high, up_to)
-    )
-    if not bool(part_ok.all()):  # nothing brackets it: NaN holds the top k
-        lost = (~part_ok).nonzero().squeeze(1)
-        part_result[lost] = _kthvalue_threshold(part[lost], k)
-    result[missed] = part_result
-    return result
-
-
-# Below this many elements the bracket's fixed cost (some twenty small ops) exceeds a
-# plain quickselect.
-_BRACKET_MIN_ELEMENTS = 1 << 16
 # CUDA without Triton: kthvalue is faster for rows of a 32x32 network, topk for larger.
 _CUDA_KTHVALUE_MAX_N = 1 << 17
 
@@ -353,17 +192,15 @@ def resolve_impl(impl: str, flat: torch.Tensor, k: int) -> str:
     impl = check_impl(impl)
     if impl != "auto":
         return impl
-    rows, n = flat.shape
+    n = flat.shape[1]
     if flat.device.type == "cuda":
         from . import kwta_triton
 
         if kwta_triton.usable(flat, k):
             return "triton"
         return "kthvalue" if n <= _CUDA_KTHVALUE_MAX_N else "topk"
-    if flat.device.type == "cpu" and numpy is not None and flat.dtype in _NUMPY_DTYPES:
+    if flat.device.type == "cpu" and flat.dtype in _NUMPY_DTYPES:
         return "numpy"
-    if n >= _BRACKET_MIN_N and rows * n >= _BRACKET_MIN_ELEMENTS:
-        return "bracket"
     return "kthvalue"
 
 
@@ -377,7 +214,6 @@ _THRESHOLDS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "reference": kwta_threshold,
     "kthvalue": _kthvalue_threshold,
     "topk": _topk_threshold,
-    "bracket": _bracket_threshold,
     "numpy": _numpy_threshold,
     "triton": _triton_threshold,
 }

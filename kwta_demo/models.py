@@ -6,7 +6,7 @@ buffers), so an epsilon of 8/255 means the same thing to every attack and to the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -46,7 +46,6 @@ class ModelConfig:
     num_classes: int = 10
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -95,6 +94,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         known = {f for f in cls.__dataclass_fields__}
+        if d.get("extra") == {}:  # written by earlier versions, always empty
+            d = {k: v for k, v in d.items() if k != "extra"}
         unknown = set(d) - known - {"format_version"}
         if unknown:
             raise ValueError(f"config has unknown fields: {', '.join(sorted(unknown))}")
