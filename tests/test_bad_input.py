@@ -36,7 +36,8 @@ from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_ch
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning"),
+              pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_LIMIT_S = 4  # the server's per-request limit (--time-limit); normal requests take < 1 s

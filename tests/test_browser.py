@@ -18,6 +18,8 @@ from PIL import Image
 
 from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("KWTA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

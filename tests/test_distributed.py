@@ -9,27 +9,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from kwta_demo import build_model, save_checkpoint
-from kwta_demo.models import CIFAR10_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = "pgd:interactive@0.031,square:interactive@0.031"
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, image_folder):
     tmp = tmp_path_factory.mktemp("dist")
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(CIFAR10_CLASSES):
-        for i in range(2):
-            path = tmp / "data" / "test" / name / f"{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    (tmp / "data").symlink_to(image_folder)
     torch.manual_seed(0)
     save_checkpoint(build_model("alexnet", "kwta", 0.1).eval(),
                     tmp / "ckpts" / "alexnet-kwta-0.1", half=True)

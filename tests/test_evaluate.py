@@ -2,28 +2,18 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from kwta_demo import build_model, save_checkpoint
 from kwta_demo.__main__ import main as cli
 from kwta_demo.data import load_cifar10
 from kwta_demo.evaluate import RobustColumn, clean_accuracy, to_markdown
-from kwta_demo.models import CIFAR10_CLASSES
 
 
 @pytest.fixture
-def folder_data(tmp_path):
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for label, name in enumerate(CIFAR10_CLASSES):
-            for i in range(2):
-                path = tmp_path / "data" / split / name / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-    return tmp_path / "data"
+def folder_data(image_folder):
+    return image_folder
 
 
 class Constant(torch.nn.Module):

@@ -21,6 +21,8 @@ from safetensors.torch import load_file
 from kwta_demo import pipeline as P
 from kwta_demo.demo_assets import write_image_folder
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
