@@ -1,8 +1,9 @@
 """Start the k-WTA explorer: ``python app.py [--checkpoints DIR] [--data SRC] [--port N] ...``.
 
-Builds the demo from ``kwta_demo.ui`` and launches it; nothing else. Every flag maps to
+Builds the demo from ``kwta_demo.ui`` and launches it; nothing else. Every flag overrides
 the environment variable that ``kwta_demo.settings`` reads (the one place settings are
-read), so a flag and its variable mean exactly the same thing. ``GRADIO_SERVER_NAME`` and
+read) and means exactly the same thing; the settings go to the model cache and the
+explorer as arguments, not through the environment. ``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` are honoured when ``--host`` and ``--port`` are not given. A bad
 flag, variable or device, or a port in use, ends the program with one line saying so
 (exit status 2), not a traceback.
@@ -13,11 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 
-FLAG_TO_ENV = {
-    "checkpoints": "KWTA_CHECKPOINTS",
-    "hub_repo": "KWTA_HUB_REPO",
-    "data": "KWTA_CIFAR10",
-    "device": "KWTA_DEVICE",
+FLAG_TO_SETTING = {
+    "checkpoints": "checkpoint_dir",  # KWTA_CHECKPOINTS
+    "hub_repo": "hub_repo",  # KWTA_HUB_REPO
+    "data": "cifar10",  # KWTA_CIFAR10
+    "device": "device",  # KWTA_DEVICE
 }
 
 
@@ -76,31 +77,44 @@ def parse_args(argv: list[str] | None = None,
     return args
 
 
+def settings_from(args: argparse.Namespace):
+    """The environment's settings (``kwta_demo.settings``) with the flags given applied."""
+    import dataclasses
+    from pathlib import Path
+
+    from kwta_demo.settings import get_settings
+
+    flags = {setting: getattr(args, flag) for flag, setting in FLAG_TO_SETTING.items()
+             if getattr(args, flag)}
+    if "checkpoint_dir" in flags:
+        flags["checkpoint_dir"] = Path(flags["checkpoint_dir"])
+    return dataclasses.replace(get_settings(), **flags)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parse_args(argv, parser)
-    for flag, env in FLAG_TO_ENV.items():
-        value = getattr(args, flag)
-        if value:
-            os.environ[env] = value
     import torch
 
-    from kwta_demo.settings import get_settings, resolve_device  # after the environment is set
+    from kwta_demo.settings import resolve_device
 
     try:  # a bad setting (KWTA_HUB_TIMEOUT, a missing GPU...) fails before Gradio loads
-        get_settings()
-        resolve_device()
+        settings = settings_from(args)
+        device = resolve_device(settings.device)
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from kwta_demo.explorer import Explorer, Limits
+    from kwta_demo.model_cache import ModelCache
     from kwta_demo.ui import LAUNCH_KWARGS, QUEUE_SIZE, create_demo
 
     limits = Limits() if args.time_limit is None else Limits(time_limit_s=args.time_limit)
+    explorer = Explorer(ModelCache(device, settings=settings), data_source=settings.cifar10,
+                        limits=limits)
     try:
-        demo = create_demo(Explorer(limits=limits), concurrency=args.concurrency,
+        demo = create_demo(explorer, concurrency=args.concurrency,
                            queue_size=args.queue_size or QUEUE_SIZE)
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))

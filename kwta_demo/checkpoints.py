@@ -354,8 +354,9 @@ def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
     return folder, where
 
 
-def find_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """The folder holding a checkpoint: a path, else ``<checkpoint_dir>/<name>``, else the Hub."""
+def find_checkpoint(name_or_path: str | os.PathLike, settings: Settings | None = None) -> Path:
+    """The folder holding a checkpoint: a path, else ``<checkpoint_dir>/<name>``, else the Hub
+    (``settings``: the environment's by default)."""
     path = Path(name_or_path)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -367,7 +368,7 @@ def find_checkpoint(name_or_path: str | os.PathLike) -> Path:
             f"no checkpoint folder at {path.resolve()} and {name!r} is not a checkpoint name "
             f"(names look like {MODEL_NAMES[1]})"
         )
-    settings = get_settings()
+    settings = settings or get_settings()
     local = settings.checkpoint_dir / name
     if (local / "config.json").is_file():
         return local
@@ -381,13 +382,14 @@ def find_checkpoint(name_or_path: str | os.PathLike) -> Path:
 
 
 def load_model(
-    name_or_path: str | os.PathLike, device: str | torch.device | None = None
+    name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+    settings: Settings | None = None,
 ) -> Classifier:
     """Load a checkpoint by name (local folder first, then the Hub) or path, in eval mode.
 
     Float32 on ``device`` (default: CUDA when present, else CPU) whatever the stored dtype.
     """
-    folder = find_checkpoint(name_or_path)
+    folder = find_checkpoint(name_or_path, settings)
     verify_manifest(folder)
     model = build_model(_read_config(folder))
     load_state_dict_strict(model, folder)

@@ -37,6 +37,7 @@ from .activations import (
 from .checkpoints import CheckpointError
 from .model_cache import ModelCache, deadline
 from .models import ARCHS, CIFAR10_CLASSES, ModelConfig
+from .settings import Settings, get_settings
 from .uploads import PreparedImage, prepare_image
 
 __all__ = [
@@ -434,6 +435,11 @@ class Explorer:
         self._gallery_lock = threading.Lock()
         self._weights_sha: dict[tuple, str] = {}  # receipts: the weights' SHA-256 by file version
 
+    @property
+    def settings(self) -> Settings:
+        """Where checkpoints and data are looked for: the cache's, else the environment's."""
+        return self.cache.settings or get_settings()
+
     # ------------------------------------------------------------ data
 
     def _test_split(self):
@@ -444,12 +450,11 @@ class Explorer:
     def _test_data(self):
         """(split, test-split index of each image, where it came from)."""
         from .data import DataNotFoundError, load_cifar10, resolve_source
-        from .settings import get_settings
 
         try:
             split = load_cifar10("test", self.data_source)
         except DataNotFoundError:
-            if self.data_source is not None or get_settings().cifar10:
+            if self.data_source is not None or self.settings.cifar10:
                 raise  # a source was asked for: say it is missing, never substitute
             split = load_cifar10("test", GALLERY_SAMPLE)
             index = json.loads((GALLERY_SAMPLE / "index.json").read_text())
@@ -642,7 +647,7 @@ class Explorer:
         weights = {}
         for m in outcome.ok():
             try:
-                folder = find_checkpoint(m.name)
+                folder = find_checkpoint(m.name, self.settings)
                 stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
                               for f in sorted(folder.glob("*.safetensors")))
                 key = (str(folder), stamp)  # hashed once per file version, not per click

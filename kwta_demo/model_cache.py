@@ -25,7 +25,7 @@ from torch import nn
 
 from .checkpoints import MODEL_NAMES, CheckpointError, CheckpointNotFoundError, load_model
 from .models import Classifier
-from .settings import get_settings, resolve_device
+from .settings import Settings, get_settings, resolve_device
 
 __all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline", "RETRY_NOT_FOUND_S"]
 
@@ -73,16 +73,17 @@ class ModelStatus:
         return self.state in ("loaded", "local", "remote")
 
 
-def _default_loader(name: str, device: torch.device) -> Classifier:
-    return load_model(name, device)
-
-
 class ModelCache:
     """Load models lazily by name; ``get`` raises ``CheckpointError`` for a failed one."""
 
-    def __init__(self, device: str | torch.device | None = None, loader: Loader | None = None):
-        self.device = resolve_device(device)
-        self._loader = loader or _default_loader
+    def __init__(self, device: str | torch.device | None = None, loader: Loader | None = None,
+                 settings: Settings | None = None):
+        """``settings``: where checkpoints are looked for (the environment's, read at each
+        use, by default)."""
+        self.settings = settings
+        self.device = resolve_device(device if device is not None or settings is None
+                                     else settings.device)
+        self._loader = loader or (lambda name, dev: load_model(name, dev, self.settings))
         self._models: dict[tuple[str, str], Classifier] = {}
         self._errors: dict[tuple[str, str], tuple[str, float]] = {}  # message, retry after
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -127,7 +128,7 @@ class ModelCache:
 
     def status(self) -> list[ModelStatus]:
         """Where each of the six models stands, without loading anything."""
-        settings = get_settings()
+        settings = self.settings or get_settings()
         out = []
         for name in MODEL_NAMES:
             key = (name, str(self.device))

@@ -380,7 +380,7 @@ class _Handlers:
         return self.explorer.model_status_markdown()
 
     def reproduction(self) -> str:
-        return reproduction_markdown()
+        return reproduction_markdown(checkpoint_dir=self.explorer.settings.checkpoint_dir)
 
     def reproduction_chart(self) -> Any:
         return viz.claims_chart(claims())
@@ -570,7 +570,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
             with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
                 repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
                                       elem_id="reproduction-chart")
-                repro = gr.Markdown(reproduction_markdown(), label="Reproduction tables",
+                repro = gr.Markdown(h.reproduction(), label="Reproduction tables",
                                     elem_id="reproduction")
                 repro_reload = gr.Button("Reload results", size="sm")
 

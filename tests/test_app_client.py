@@ -240,3 +240,21 @@ def test_a_receipt_replayed_through_the_api_gives_the_same_tensors(app, tmp_path
     _, tensors_again = sorted(again[15], key=lambda f: f.endswith(".safetensors"))
     a, b = load_file(tensors_file), load_file(tensors_again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_flags_override_the_environment_without_writing_it(monkeypatch, tmp_path):
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import app
+
+    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "from-env"))
+    monkeypatch.setenv("KWTA_HUB_REPO", "someone/models")
+    monkeypatch.delenv("KWTA_CIFAR10", raising=False)
+    before = dict(os.environ)
+    args = app.parse_args(["--checkpoints", str(tmp_path / "from-flag"), "--data", "d.tar.gz"])
+    settings = app.settings_from(args)
+    assert settings.checkpoint_dir == tmp_path / "from-flag" and settings.cifar10 == "d.tar.gz"
+    assert settings.hub_repo == "someone/models"  # no flag given: the environment's
+    assert dict(os.environ) == before
