@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlencode
 
 import numpy as np
 import torch
@@ -34,10 +35,18 @@ from .activations import (
     comparable_layers,
     flipped_share,
 )
-from .checkpoints import CheckpointError
+from .attacks import ATTACKS, run_attack
+from .attacks.gradient import recording_iterates
+from .audit import audit
+from .checkpoints import CheckpointError, find_checkpoint, weights_sha256
+from .data import DataNotFoundError, balanced_sample, evaluation_sample, load_cifar10, resolve_source
+from .evaluate import clean_accuracy, robust_accuracy
+from .landscape import directions, line_slice, plane_slice
 from .model_cache import ModelCache, deadline
 from .models import ARCHS, CIFAR10_CLASSES, ModelConfig
+from .receipts import receipt, receipt_tensors
 from .settings import Settings, get_settings
+from .transfer import transfer_matrix
 from .uploads import PreparedImage, prepare_image
 
 __all__ = [
@@ -180,19 +189,11 @@ def parse_eps_list(text: str | Sequence[float], max_points: int = 10) -> list[fl
     return values
 
 
-def _attacks():
-    """The attacks package (imported on first use: it pulls in foolbox)."""
-    from . import attacks
-
-    return attacks
-
-
 def _spec(attack: str):
     """The registry entry of ``attack`` (ValueError naming the choices when unknown)."""
-    attacks = _attacks()
-    if not isinstance(attack, str) or attack not in attacks.ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(attacks.ATTACKS)}")
-    return attacks.ATTACKS[attack]
+    if not isinstance(attack, str) or attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    return ATTACKS[attack]
 
 
 def _check_attack(attack: str, preset: str) -> Any:
@@ -204,7 +205,7 @@ def _check_attack(attack: str, preset: str) -> Any:
 
 def attack_names() -> list[str]:
     """The attacks on offer, in registry order."""
-    return list(_attacks().ATTACKS)
+    return list(ATTACKS)
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,6 @@ REPLAY_KEYS = ("test", "arch", "variants", "attack", "preset", "eps", "steps", "
 def replay_query(outcome: "AttackOutcome", test_index: int) -> str:
     """The query string that sets the app up for the same click on test image
     ``test_index`` (``?test=...&arch=...``); ``parse_replay`` reads it back."""
-    from urllib.parse import urlencode
-
     params = outcome.params
     fields = {
         "test": test_index, "arch": outcome.arch,
@@ -449,7 +448,6 @@ class Explorer:
 
     def _test_data(self):
         """(split, test-split index of each image, where it came from)."""
-        from .data import DataNotFoundError, load_cifar10, resolve_source
 
         try:
             split = load_cifar10("test", self.data_source)
@@ -481,7 +479,6 @@ class Explorer:
         return thread
 
     def _load_gallery(self) -> GalleryData:
-        from .data import DataNotFoundError, balanced_sample
 
         try:
             split, test_index, where = self._test_data()
@@ -631,7 +628,7 @@ class Explorer:
         kwargs = dict(eps=eps, preset=preset, seed=seed, **overrides)
         if target is not None:
             kwargs["target"] = torch.tensor([target], device=device)
-        result = _attacks().run_attack(attack, model, x, y, **kwargs)
+        result = run_attack(attack, model, x, y, **kwargs)
         q = quantise_8bit(result.adversarial, x, eps)
         with torch.no_grad():
             adv_probs = model(result.adversarial.to(device)).softmax(1)[0].cpu()
@@ -641,8 +638,6 @@ class Explorer:
 
     def receipt(self, outcome: AttackOutcome) -> tuple[dict[str, Any], bytes]:
         """The JSON receipt and the safetensors bytes of one attack click."""
-        from .checkpoints import find_checkpoint, weights_sha256
-        from .receipts import receipt, receipt_tensors
 
         weights = {}
         for m in outcome.ok():
@@ -699,7 +694,6 @@ class Explorer:
     def _audit_models(self, arch: str, names: Sequence[str], images: torch.Tensor,
                       labels: dict[str, torch.Tensor], attack: str, preset: str,
                       params: dict[str, Any], seed: int) -> AuditOutcome:
-        from .audit import audit
 
         relu = f"{arch}-relu"
         audits, errors = [], {}
@@ -750,7 +744,6 @@ class Explorer:
                            n: Any, seed: Any, what: str) -> tuple[list[str], Any, int]:
         """Checked model names, ``n`` seeded class-balanced test images and the seed, for
         the audit and the transfer matrix (untargeted attacks only)."""
-        from .data import evaluation_sample
 
         names = model_names(arch, variants)
         if _check_attack(attack, preset).targeted == "required":
@@ -783,7 +776,6 @@ class Explorer:
         probability. The attack is run again with the click's settings and seed (the same
         result), recording its iterates; attacks from other libraries give their start
         and end only."""
-        from .attacks.gradient import recording_iterates
 
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the atlas follows its steps")
@@ -804,7 +796,7 @@ class Explorer:
                 if state.get("target") is not None:
                     kwargs["target"] = torch.tensor([state["target"]], device=device)
                 with recording_iterates() as iterates:
-                    result = _attacks().run_attack(state["attack"], model, x, y, **kwargs)
+                    result = run_attack(state["attack"], model, x, y, **kwargs)
                 path = torch.cat(iterates) if iterates else torch.cat([x, result.adversarial])
                 acts = capture_activations(model, torch.cat([x, path]), layers)
                 shares = [[flipped_share(acts[l][0], acts[l][1 + t]) for l in layers]
@@ -825,7 +817,6 @@ class Explorer:
         lines along the gradient sign, a random and the attack's direction (``points``
         each), and the gradient sign x random plane (``plane_points`` squared); the
         radius defaults to twice the attack's eps."""
-        from .landscape import directions, line_slice, plane_slice
 
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the slices pass through its image")
@@ -870,7 +861,6 @@ class Explorer:
         """The last attack's examples (and BPDA ones for its k-WTA models) tried on each of
         its models. The label is the true class when it was given, else the first model's
         own prediction on the clean image (so every model is judged against one label)."""
-        from .transfer import transfer_matrix
 
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the matrix tries its examples on every model")
@@ -892,7 +882,6 @@ class Explorer:
     def transfer_images(self, *, arch: str, variants: Sequence[str], attack: str, preset: str,
                         eps_255: float, n: int, seed: int = 0) -> tuple[Any, dict[str, str]]:
         """The transfer matrix over ``n`` seeded class-balanced test images."""
-        from .transfer import transfer_matrix
 
         names, sample, seed = self._untargeted_sample(arch, variants, attack, preset, n, seed,
                                                       "the transfer matrix")
@@ -928,8 +917,6 @@ class Explorer:
         image is robust when it is classified correctly and the attack fails on it; a
         targeted attack (VGA) is scored over every wrong target, as the report scored it.
         """
-        from .data import DataNotFoundError, evaluation_sample
-        from .evaluate import clean_accuracy, robust_accuracy
 
         names = model_names(arch, variants)
         _check_attack(attack, preset)

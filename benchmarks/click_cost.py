@@ -1,4 +1,4 @@
-"""Time every attack's preset on one image: ``python -m kwta_demo.attacks [--preset P]``.
+"""Time every attack's preset on one image: ``python benchmarks/click_cost.py [--preset P]``.
 
 Random-initialised ResNet18s (ReLU and k-WTA) stand in for trained ones: the cost of a
 preset is its number of model passes, which barely depends on the weights (except where
@@ -10,16 +10,20 @@ forwarded per attack.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from ..models import build_model
-from .registry import ATTACKS, run_attack
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kwta_demo.attacks import ATTACKS, run_attack  # noqa: E402
+from kwta_demo.models import build_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kwta_demo.attacks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python benchmarks/click_cost.py", description=__doc__)
     parser.add_argument("--preset", default="interactive")
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated names")
     parser.add_argument("--models", default="relu,kwta-0.1", help="relu and/or kwta-<gamma>")
