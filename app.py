@@ -48,7 +48,7 @@ def _positive(kind: type):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="k-Winners-Take-All adversarial-defence explorer")
     parser.add_argument("--checkpoints", help="checkpoint folder (KWTA_CHECKPOINTS; default: checkpoints/)")
-    parser.add_argument("--hub-repo", help="Hugging Face Hub repo with the six models (KWTA_HUB_REPO)")
+    parser.add_argument("--hub-repo", help="each model's Hub repo, {name} for its name (KWTA_HUB_REPO)")
     parser.add_argument("--data", help="CIFAR-10 source: batches folder, image folder or .tar.gz (KWTA_CIFAR10)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (KWTA_DEVICE; default: GPU when present)")
     parser.add_argument("--host", help="address to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")

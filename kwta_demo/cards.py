@@ -8,9 +8,11 @@ it says how it was obtained: which data, how many images, which seed and device.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .models import ModelConfig
+from .settings import get_settings
 
 __all__ = ["DATA_CAVEAT", "DATASET", "LICENSE", "model_card", "robust_rows_for"]
 
@@ -31,7 +33,7 @@ ARXIV = {"paper": "1905.10510", "tramer": "2002.08347", "athalye": "1802.00420"}
 
 
 def _header(config: ModelConfig, accuracy: float | None, test_images: int | None,
-            robust: list[dict[str, Any]] | None = None) -> str:
+            robust: list[dict[str, Any]] | None = None, base_model: str | None = None) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     tags = ["image-classification", "cifar10", "pytorch", "safetensors", config.arch]
@@ -65,6 +67,9 @@ def _header(config: ModelConfig, accuracy: float | None, test_images: int | None
         tags=tags,
         model_name=config.name,
         eval_results=results or None,
+        # the lineage on the Hub: k-WTA 0.2 fine-tuned from ReLU, k-WTA 0.1 from k-WTA 0.2
+        base_model=base_model,
+        base_model_relation="finetune" if base_model else None,
     )
     return f"---\n{data.to_yaml()}\n---\n"
 
@@ -175,7 +180,9 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
            else f"k-Winners-Take-All with γ = {config.gamma:g} (each sample keeps the top "
                 f"{100 * config.gamma:g}% of every activation layer's units)")
     robust = metrics.get("robust") or []
-    parts = [_header(config, acc, n_test, robust), f"# {config.name}\n"]
+    init = recipe.get("init_from")
+    base_model = get_settings().repo_for(Path(init).name) if init else None
+    parts = [_header(config, acc, n_test, robust, base_model), f"# {config.name}\n"]
     parts.append(
         f"A CIFAR-10 {config.arch} classifier with {act}, part of the kwta-demo explorer of "
         f"the k-WTA adversarial defence ({_PAPER}; {_REPORT}). Inputs are RGB images in "

@@ -41,6 +41,7 @@ __all__ = [
     "atomic_save_safetensors",
     "hash_file",
     "write_manifest",
+    "manifest_text",
     "verify_manifest",
     "weights_sha256",
 ]
@@ -186,22 +187,32 @@ def write_manifest(root: str | os.PathLike) -> Path:
     return root / MANIFEST
 
 
+def manifest_text(folder: str | os.PathLike) -> str:
+    """The ``SHA256SUMS`` of one checkpoint folder's weights, names relative to the folder
+    (what a model's own Hub repo carries)."""
+    return "".join(f"{_sha256(p)}  {p.name}\n" for p in _weight_files(Path(folder)))
+
+
 def verify_manifest(folder: str | os.PathLike) -> bool:
-    """Check ``folder``'s weights against the ``SHA256SUMS`` of its parent, if that covers it.
+    """Check ``folder``'s weights against its own ``SHA256SUMS`` (a model's Hub repo) or
+    its parent's (a checkpoint root), whichever covers it.
 
     Returns True when verified, False when no manifest covers the folder; raises
     ``CheckpointError`` naming the file on any mismatch, a missing file, or a weights
     file that the manifest does not list.
     """
     folder = Path(folder)
-    manifest = folder.parent / MANIFEST
+    own = folder / MANIFEST
+    manifest = own if own.is_file() else folder.parent / MANIFEST
     if not manifest.is_file():
         return False
     expected: dict[str, str] = {}
     for line in manifest.read_text().splitlines():
         if line.strip():
             digest, _, rel = line.strip().partition("  ")
-            if rel.split("/", 1)[0] == folder.name:
+            if manifest is own:
+                expected[rel] = digest
+            elif rel.split("/", 1)[0] == folder.name:
                 expected[rel.split("/", 1)[1]] = digest
     if not expected:
         return False
@@ -325,21 +336,26 @@ def hub_reachable(endpoint: str, timeout: float) -> str | None:
     return result[0] if result else f"{what}: no answer within {timeout:g} s"
 
 
+HUB_FILES = ["*.safetensors", "*.json", "README.md", MANIFEST]
+"""What a model's Hub repo holds (and all that is downloaded from it)."""
+
+
 def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
-    """Find ``name`` in the Hub repo (or its local cache); return (folder or None, where)."""
+    """Find ``name`` in its Hub repo (or the local Hub cache); return (folder or None, where)."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    where = f"Hub repo {settings.hub_repo}@{settings.hub_revision} at {constants.ENDPOINT}"
+    repo, revision = settings.repo_for(name), settings.revision_for(name)
+    where = f"Hub repo {repo}@{revision} at {constants.ENDPOINT}"
     offline = bool(constants.HF_HUB_OFFLINE)
     reason = "HF_HUB_OFFLINE is set" if offline else hub_reachable(
         constants.ENDPOINT, settings.hub_timeout
     )
     try:
         snapshot = snapshot_download(
-            settings.hub_repo,
-            revision=settings.hub_revision,
-            allow_patterns=[f"{name}/*", MANIFEST],  # the manifest checks what arrived
+            repo,
+            revision=revision,
+            allow_patterns=HUB_FILES,  # SHA256SUMS checks what arrived
             endpoint=constants.ENDPOINT,  # the one probed above, for every request
             local_files_only=reason is not None,
         )
@@ -347,10 +363,13 @@ def _from_hub(name: str, settings: Settings) -> tuple[Path | None, str]:
         return None, f"{where} (unreachable: {reason}; not in the local Hub cache {constants.HF_HUB_CACHE})"
     except (HfHubHTTPError, OSError, ValueError) as e:
         return None, f"{where} ({type(e).__name__}: {e})"
-    folder = Path(snapshot) / name
+    folder = Path(snapshot)
     if not (folder / "config.json").is_file():
         note = f"offline, cached snapshot {snapshot}" if reason else "online"
-        return None, f"{where} ({note}: no {name}/config.json)"
+        return None, f"{where} ({note}: no config.json)"
+    if not (folder / MANIFEST).is_file():
+        raise CheckpointError(f"{where}: no {MANIFEST} beside the weights, so they cannot be "
+                              "checked; republish with `python -m kwta_demo publish`")
     return folder, where
 
 

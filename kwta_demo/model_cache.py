@@ -139,11 +139,12 @@ class ModelCache:
             elif (settings.checkpoint_dir / name / "config.json").is_file():
                 out.append(ModelStatus(name, "local", f"in {settings.checkpoint_dir / name}"))
             else:
-                pinned = "" if _COMMIT.match(settings.hub_revision) else " (a branch or tag, not a pinned commit)"
+                revision = settings.revision_for(name)
+                pinned = "" if _COMMIT.match(revision) else " (a branch or tag, not a pinned commit)"
                 out.append(ModelStatus(
                     name, "remote",
                     f"not in {settings.checkpoint_dir}; the Hub repo "
-                    f"{settings.hub_repo}@{settings.hub_revision}{pinned} is tried on first use",
+                    f"{settings.repo_for(name)}@{revision}{pinned} is tried on first use",
                 ))
         return out
 

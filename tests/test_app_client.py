@@ -250,11 +250,11 @@ def test_flags_override_the_environment_without_writing_it(monkeypatch, tmp_path
     import app
 
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "from-env"))
-    monkeypatch.setenv("KWTA_HUB_REPO", "someone/models")
+    monkeypatch.setenv("KWTA_HUB_REPO", "someone/models-{name}")
     monkeypatch.delenv("KWTA_CIFAR10", raising=False)
     before = dict(os.environ)
     args = app.parse_args(["--checkpoints", str(tmp_path / "from-flag"), "--data", "d.tar.gz"])
     settings = app.settings_from(args)
     assert settings.checkpoint_dir == tmp_path / "from-flag" and settings.cifar10 == "d.tar.gz"
-    assert settings.hub_repo == "someone/models"  # no flag given: the environment's
+    assert settings.hub_repo == "someone/models-{name}"  # no flag given: the environment's
     assert dict(os.environ) == before

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from kwta_demo import CheckpointError, CheckpointNotFoundError, build_model, load_model, save_checkpoint
-from kwta_demo.checkpoints import find_checkpoint, verify_manifest, write_manifest
+from kwta_demo.checkpoints import find_checkpoint, manifest_text, verify_manifest, write_manifest
 from kwta_demo import checkpoints
 
 
@@ -168,7 +168,7 @@ def test_missing_checkpoint_fails_fast_and_says_where(tmp_path):
     assert time.monotonic() - start < 1.0
     message = str(e.value)
     assert str(tmp_path / "empty" / "resnet18-relu") in message
-    assert "kwta-demo/kwta-cifar10@main" in message and "127.0.0.1:9" in message
+    assert "kwta-demo/cifar10-resnet18-relu@main" in message and "127.0.0.1:9" in message
 
 
 def test_silent_hub_times_out_quickly(monkeypatch):
@@ -198,18 +198,20 @@ def test_bad_names_are_rejected_without_lookup(tmp_path):
         load_model(tmp_path / "plain")
 
 
-def _fake_hub_cache(cache: Path, repo: str, model, name: str, revision="main") -> None:
-    """The layout huggingface_hub itself writes: blobs aside, a snapshot per commit, refs."""
+def _fake_hub_cache(cache: Path, repo: str, model, revision="main") -> None:
+    """The layout huggingface_hub itself writes: blobs aside, a snapshot per commit, refs;
+    the model at the repo's root with its SHA256SUMS, as ``publish`` uploads it."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    save_checkpoint(model, repo_dir / "snapshots" / commit / name)
+    snapshot = save_checkpoint(model, repo_dir / "snapshots" / commit)
+    (snapshot / "SHA256SUMS").write_text(manifest_text(snapshot))
     (repo_dir / "refs").mkdir(parents=True)
     (repo_dir / "refs" / revision).write_text(commit)
 
 
 def test_hub_cache_is_used_offline(tmp_path, monkeypatch):
     model = _trained_ish()
-    _fake_hub_cache(tmp_path / "hub-cache", "kwta-demo/kwta-cifar10", model, "alexnet-kwta-0.2")
+    _fake_hub_cache(tmp_path / "hub-cache", "kwta-demo/cifar10-alexnet-kwta-0.2", model)
     loaded = load_model("alexnet-kwta-0.2", device="cpu")
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(loaded(x), model(x))
@@ -220,12 +222,21 @@ def test_hub_cache_is_used_offline(tmp_path, monkeypatch):
 
 
 def test_hub_repo_and_revision_are_settings(tmp_path, monkeypatch):
-    _fake_hub_cache(tmp_path / "hub-cache", "someone/else", _trained_ish(), "alexnet-kwta-0.2", "v1")
+    _fake_hub_cache(tmp_path / "hub-cache", "someone/else-alexnet-kwta-0.2", _trained_ish(), "v1")
     with pytest.raises(CheckpointNotFoundError):
         find_checkpoint("alexnet-kwta-0.2")
-    monkeypatch.setenv("KWTA_HUB_REPO", "someone/else")
+    monkeypatch.setenv("KWTA_HUB_REPO", "someone/else-{name}")
     monkeypatch.setenv("KWTA_HUB_REVISION", "v1")
-    assert find_checkpoint("alexnet-kwta-0.2").name == "alexnet-kwta-0.2"
+    assert (find_checkpoint("alexnet-kwta-0.2") / "config.json").is_file()
+    monkeypatch.setenv("KWTA_HUB_REVISION", "alexnet-relu=v2,alexnet-kwta-0.2=v1")  # per model
+    assert (find_checkpoint("alexnet-kwta-0.2") / "config.json").is_file()
+    from kwta_demo.settings import get_settings
+
+    assert get_settings().revision_for("resnet18-relu") == "main"
+    for bad_repo in ("someone/else", "no-slash-{name}"):
+        monkeypatch.setenv("KWTA_HUB_REPO", bad_repo)
+        with pytest.raises(ValueError, match="KWTA_HUB_REPO"):
+            get_settings()
 
 
 def test_cuda_without_gpu_is_a_clear_error(tmp_path):
@@ -274,19 +285,19 @@ def local_hub(tmp_path, monkeypatch):
 
     repo = tmp_path / "repo"
     models = {"alexnet-kwta-0.2": _trained_ish(seed=3), "alexnet-relu": _trained_ish("alexnet", "relu", None)}
-    for name, model in models.items():
-        save_checkpoint(model, repo / name, half=True)
-    write_manifest(repo)
     hub = Hub()
     commit = "c0ffee" + "0" * 34
-    hub.add_folder("org/kwta", commit, repo)
+    for name, model in models.items():  # one repo per model, as publish makes them
+        folder = save_checkpoint(model, repo / name, half=True)
+        (folder / "SHA256SUMS").write_text(manifest_text(folder))
+        hub.add_folder(f"org/kwta-{name}", commit, folder)
     server = serve(hub)
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     # what HF_ENDPOINT set before the import would have made (both are read at import)
     monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
     monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                         endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setenv("KWTA_HUB_REPO", "org/kwta")
+    monkeypatch.setenv("KWTA_HUB_REPO", "org/kwta-{name}")
     monkeypatch.setenv("KWTA_HUB_REVISION", commit)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     yield hub, commit, models, repo
@@ -299,7 +310,7 @@ def test_a_pinned_revision_downloads_then_serves_offline_from_the_cache(local_hu
     for k, v in models["alexnet-kwta-0.2"].state_dict().items():
         if v.is_floating_point():
             assert torch.equal(loaded.state_dict()[k], v.half().float()), k
-    assert ("GET", f"/org/kwta/resolve/{commit}/alexnet-kwta-0.2/model.safetensors") in hub.requests
+    assert ("GET", f"/org/kwta-alexnet-kwta-0.2/resolve/{commit}/model.safetensors") in hub.requests
     assert not any("alexnet-relu" in path for _, path in hub.requests)  # only what was asked
     seen = len(hub.requests)
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
@@ -310,18 +321,18 @@ def test_a_pinned_revision_downloads_then_serves_offline_from_the_cache(local_hu
 
 def test_a_tampered_file_from_the_hub_is_refused(local_hub):
     hub, commit, _, _ = local_hub
-    files = hub.repos["org/kwta"][commit]
-    data = bytearray(files["alexnet-relu/model.safetensors"])
+    files = hub.repos["org/kwta-alexnet-relu"][commit]
+    data = bytearray(files["model.safetensors"])
     data[-1] ^= 0xFF  # one flipped bit in the last tensor; the manifest still lists the original
-    files["alexnet-relu/model.safetensors"] = bytes(data)
+    files["model.safetensors"] = bytes(data)
     with pytest.raises(CheckpointError, match="checksum|SHA256SUMS"):
         load_model("alexnet-relu", device="cpu")
 
 
 def test_a_missing_repo_fails_fast_and_names_it(local_hub, monkeypatch):
-    monkeypatch.setenv("KWTA_HUB_REPO", "org/nothing-here")
+    monkeypatch.setenv("KWTA_HUB_REPO", "org/nothing-here-{name}")
     start = time.monotonic()
     with pytest.raises(CheckpointNotFoundError) as info:
         find_checkpoint("alexnet-relu")
     assert time.monotonic() - start < 5
-    assert "org/nothing-here" in str(info.value) and "KWTA_HUB_REPO" in str(info.value)
+    assert "org/nothing-here-alexnet-relu" in str(info.value) and "KWTA_HUB_REPO" in str(info.value)
