@@ -27,7 +27,6 @@ from urllib.parse import urlencode
 import numpy as np
 import torch
 
-from . import viz
 from .activations import (
     LayerInfo,
     active_share,
@@ -42,7 +41,7 @@ from .checkpoints import CheckpointError, find_checkpoint, weights_sha256
 from .data import DataNotFoundError, balanced_sample, evaluation_sample, load_cifar10, resolve_source
 from .evaluate import clean_accuracy, robust_accuracy
 from .landscape import directions, line_slice, plane_slice
-from .model_cache import ModelCache, deadline
+from .model_cache import ModelCache, ModelStatus, deadline
 from .models import ARCHS, CIFAR10_CLASSES, ModelConfig
 from .receipts import receipt, receipt_tensors
 from .settings import Settings, get_settings
@@ -372,8 +371,14 @@ class AttackOutcome:
 class ActivationView:
     layer: LayerInfo
     stats: list[dict[str, Any]]  # per model: active share clean/adv, flipped share
-    heatmaps: Any  # plotly Figure
-    grid: Any  # plotly Figure
+    maps: dict[str, tuple[torch.Tensor, torch.Tensor]]  # per model: (clean, adversarial) maps
+
+
+@dataclass
+class LandscapeOutcome:
+    lines: dict[str, dict[str, Any]]  # per model, per direction: the line slice
+    planes: dict[str, torch.Tensor]  # per model: the gradient-sign x random plane
+    radius: float  # in pixel units
 
 
 @dataclass
@@ -399,7 +404,6 @@ class SweepOutcome:
     attack: str
     preset: str
     seconds: float
-    figure: Any  # plotly Figure
 
     def rows(self) -> list[list[Any]]:
         return [[name, eps, round(acc, 4)] for name, accs in self.accuracy.items()
@@ -520,18 +524,9 @@ class Explorer:
 
     # ------------------------------------------------------------ models
 
-    def model_status_markdown(self) -> str:
-        """Which of the six models are loaded, available, missing or broken, in plain words."""
-        lines = [f"**Models** (device: `{self.cache.device}`)", ""]
-        icon = {"loaded": "loaded", "local": "found, loads on first use",
-                "remote": "missing locally", "failed": "FAILED"}
-        for s in self.cache.status():
-            lines.append(f"- `{s.name}`: {icon[s.state]} ({s.detail})")
-        missing = [s.name for s in self.cache.status() if s.state in ("remote", "failed")]
-        if missing:
-            lines += ["", f"Not available here yet: {', '.join(missing)}. "
-                      "Models that are present keep working."]
-        return "\n".join(lines)
+    def model_status(self) -> list[ModelStatus]:
+        """Where each of the six models stands (loaded, local, remote, failed), loading none."""
+        return self.cache.status()
 
     def layers(self, arch: str) -> list[LayerInfo]:
         """The layers offered for activation maps for ``arch``."""
@@ -686,8 +681,7 @@ class Explorer:
                 "active_adversarial": round(active_share(a_adv), 4),
                 "flipped": round(flipped_share(a_clean, a_adv), 4),
             })
-        return ActivationView(info, stats, viz.activation_heatmaps(maps, layer=info.name),
-                              viz.channel_grid(maps, layer=info.name))
+        return ActivationView(info, stats, maps)
 
     # ------------------------------------------------------------ audit
 
@@ -770,7 +764,7 @@ class Explorer:
 
     # ------------------------------------------------------------ winner-flip atlas
 
-    def atlas(self, state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    def atlas(self, state: dict[str, Any] | None) -> dict[str, Any]:
         """Layers x attack steps: the share of the clean image's k-WTA winners (ReLU: active
         units) switched off at each iterate of the last attack, under its true-class
         probability. The attack is run again with the click's settings and seed (the same
@@ -807,12 +801,12 @@ class Explorer:
                              "per_step": bool(iterates)}
         if not out:
             raise ValueError("none of the attacked models can be loaded now")
-        return viz.atlas_figure(out), out
+        return out
 
     # ------------------------------------------------------------ landscape
 
     def landscape(self, state: dict[str, Any] | None, *, radius_255: float | None = None,
-                  points: int = 41, plane_points: int = 21) -> Any:
+                  points: int = 41, plane_points: int = 21) -> LandscapeOutcome:
         """Loss-landscape slices around the last attack's image, for each of its models:
         lines along the gradient sign, a random and the attack's direction (``points``
         each), and the gradient sign x random plane (``plane_points`` squared); the
@@ -844,7 +838,7 @@ class Explorer:
                                            dirs["random"], radius=radius, points=plane_points).cpu()
         if not lines:
             raise ValueError("none of the attacked models can be loaded now")
-        return viz.landscape_figure(lines, planes, radius), lines
+        return LandscapeOutcome(lines, planes, radius)
 
     # ------------------------------------------------------------ transfer
 
@@ -959,6 +953,4 @@ class Explorer:
                     done += 1
         progress(1.0, "done")
         seconds = time.monotonic() - start
-        fig = viz.robustness_curves(eps_list, accuracy, n=n,
-                                    title=f"Accuracy under {attack} ({preset})")
-        return SweepOutcome(eps_list, accuracy, errors, n, seed, attack, preset, seconds, fig)
+        return SweepOutcome(eps_list, accuracy, errors, n, seed, attack, preset, seconds)

@@ -37,10 +37,11 @@ from .explorer import (
     parse_replay,
     replay_query,
 )
+from .model_cache import ModelStatus
 from .models import CIFAR10_CLASSES
 from .report_tables import claims, reproduction_markdown
 
-__all__ = ["create_demo", "CSS", "LAUNCH_KWARGS", "ABOUT"]
+__all__ = ["create_demo", "model_status_markdown", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 
 # 32x32 pictures: scale them up to their box, without smoothing, so pixels stay visible.
 CSS = """
@@ -177,6 +178,20 @@ def _traces(outcome: AttackOutcome):
     title = "Along the attack" + ("" if per_step else " (this attack reports its start and end only)")
     return viz.attack_traces({m.name: m.result.true_prob[:, 0] for m in ok},
                              {m.name: m.result.losses[:, 0] for m in ok}, title=title)
+
+
+def model_status_markdown(device: Any, statuses: list[ModelStatus]) -> str:
+    """Which of the six models are loaded, available, missing or broken, in plain words."""
+    lines = [f"**Models** (device: `{device}`)", ""]
+    icon = {"loaded": "loaded", "local": "found, loads on first use",
+            "remote": "missing locally", "failed": "FAILED"}
+    for s in statuses:
+        lines.append(f"- `{s.name}`: {icon[s.state]} ({s.detail})")
+    missing = [s.name for s in statuses if s.state in ("remote", "failed")]
+    if missing:
+        lines += ["", f"Not available here yet: {', '.join(missing)}. "
+                  "Models that are present keep working."]
+    return "\n".join(lines)
 
 
 def _stats_markdown(view: ActivationView) -> str:
@@ -321,7 +336,8 @@ class _Handlers:
         if any(layer == info.name for a in other_archs for info in self.explorer.layers(a)):
             layer = None  # the picker follows the architecture radio, changed since the attack
         view = self.explorer.activations(state, layer)
-        return _stats_markdown(view), view.heatmaps, view.grid
+        return (_stats_markdown(view), viz.activation_heatmaps(view.maps, layer=view.layer.name),
+                viz.channel_grid(view.maps, layer=view.layer.name))
 
     @_user_facing
     def audit(self, state: dict | None):
@@ -338,13 +354,12 @@ class _Handlers:
 
     @_user_facing
     def atlas(self, state: dict | None):
-        figure, _ = self.explorer.atlas(state)
-        return figure
+        return viz.atlas_figure(self.explorer.atlas(state))
 
     @_user_facing
     def landscape(self, state: dict | None):
-        figure, _ = self.explorer.landscape(state)
-        return figure
+        out = self.explorer.landscape(state)
+        return viz.landscape_figure(out.lines, out.planes, out.radius)
 
     @_user_facing
     def transfer(self, state: dict | None):
@@ -374,10 +389,12 @@ class _Handlers:
         note = f"{out.n} images (seed {out.seed}), {out.attack} `{out.preset}`, {out.seconds:.1f} s."
         if out.errors:
             note += "  \n" + "  \n".join(f"**{k} not available:** {v}" for k, v in out.errors.items())
-        return out.figure, out.rows(), note
+        figure = viz.robustness_curves(out.eps_255, out.accuracy, n=out.n,
+                                       title=f"Accuracy under {out.attack} ({out.preset})")
+        return figure, out.rows(), note
 
     def model_status(self) -> str:
-        return self.explorer.model_status_markdown()
+        return model_status_markdown(self.explorer.cache.device, self.explorer.model_status())
 
     def reproduction(self) -> str:
         return reproduction_markdown(checkpoint_dir=self.explorer.settings.checkpoint_dir)
@@ -422,7 +439,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
             "at work. Pick an image, choose the models and an attack, press **Run attack**."
         )
         with gr.Accordion("Models and data", open=not all(s.state in ("local", "loaded") for s in statuses)):
-            status_md = gr.Markdown(explorer.model_status_markdown(), label="Model status",
+            status_md = gr.Markdown(h.model_status(), label="Model status",
                                     elem_id="model-status")
             data_status = gr.Markdown("Loading the CIFAR-10 test images...", label="Data status",
                                       elem_id="data-status")

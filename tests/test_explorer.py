@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from kwta_demo import viz
 from kwta_demo.activations import active_share, comparable_layers, flipped_share
 from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
 from kwta_demo.explorer import Explorer, Limits, attack_controls, model_names, parse_eps_list
@@ -167,7 +168,9 @@ def test_without_data_the_gallery_is_empty_but_uploads_work(assets, tmp_path):
 
 
 def test_model_status_names_what_is_missing(explorer):
-    text = explorer.model_status_markdown()
+    from kwta_demo.ui import model_status_markdown
+
+    text = model_status_markdown(explorer.cache.device, explorer.model_status())
     for name in ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1"):
         assert f"`{name}`: missing locally" in text
     assert "Not available here yet: resnet18-relu, resnet18-kwta-0.2, resnet18-kwta-0.1" in text
@@ -212,7 +215,8 @@ def test_a_broken_checkpoint_does_not_stop_the_others(assets, tmp_path):
         errors = {m.name: m.error for m in out.models}
         assert errors["alexnet-relu"] is None and errors["alexnet-kwta-0.1"] is None
         assert "safetensors" in errors["alexnet-kwta-0.2"]
-        assert "`alexnet-kwta-0.2`: FAILED" in ex.model_status_markdown()
+        status = {s.name: s for s in ex.model_status()}
+        assert status["alexnet-kwta-0.2"].state == "failed" and not status["alexnet-kwta-0.2"].usable
         assert set(out.state()["adversarial"]) == {"alexnet-relu", "alexnet-kwta-0.1"}
     finally:
         mp.undo()
@@ -340,7 +344,11 @@ def test_activation_maps_compare_clean_and_adversarial(explorer):
     assert 0.1 <= kwta["active_clean"] < 0.11  # gamma of the units win (ties may add a few)
     assert 0.0 <= kwta["flipped"] <= 1.0
     assert stats["alexnet-relu"]["active_clean"] > 0.2  # ReLU is far less sparse
-    assert len(view.heatmaps.data) == 4 and len(view.grid.data) == 4
+    assert set(view.maps) == {"alexnet-relu", "alexnet-kwta-0.1"}
+    clean, adv = view.maps["alexnet-kwta-0.1"]
+    assert clean.shape == adv.shape and round(active_share(clean), 4) == kwta["active_clean"]
+    heat = viz.activation_heatmaps(view.maps, layer=view.layer.name)
+    assert len(heat.data) == 4 and len(viz.channel_grid(view.maps, layer=view.layer.name).data) == 4
     default = explorer.activations(out.state())
     assert default.layer.name == comparable_layers("alexnet")[0].name
 
@@ -393,7 +401,8 @@ def test_sweep_accuracy_vs_eps(explorer):
                                    indices=index)["robust_acc"]
         assert accs[1] == expected
     assert calls == sorted(calls) and calls[-1] == 1.0
-    assert len(out.rows()) == 4 and len(out.figure.data) == 2
+    assert len(out.rows()) == 4
+    assert len(viz.robustness_curves(out.eps_255, out.accuracy, n=out.n).data) == 2
 
 
 def test_sweep_inputs_are_validated(explorer):
@@ -573,7 +582,9 @@ def test_the_landscape_of_the_last_attack(explorer):
     image, _ = _image(explorer)
     out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
                           preset="paper", eps_255=8, true_class=None)
-    figure, lines = explorer.landscape(out.state(), points=5, plane_points=3)
+    view = explorer.landscape(out.state(), points=5, plane_points=3)
+    lines = view.lines
+    figure = viz.landscape_figure(view.lines, view.planes, view.radius)
     assert set(lines) == {"alexnet-relu", "alexnet-kwta-0.1"}
     assert set(lines["alexnet-kwta-0.1"]) == {"gradient sign", "random", "attack"} or \
         set(lines["alexnet-kwta-0.1"]) == {"gradient sign", "random"}
@@ -591,7 +602,8 @@ def test_the_winner_flip_atlas_follows_the_attack(explorer):
     image, _ = _image(explorer)
     out = explorer.attack(image, arch="alexnet", variants=["kwta-0.1"], attack="pgd",
                           preset="interactive", eps_255=8, steps=4, true_class=None, seed=2)
-    figure, atlas = explorer.atlas(out.state())
+    atlas = explorer.atlas(out.state())
+    figure = viz.atlas_figure(atlas)
     a = atlas["alexnet-kwta-0.1"]
     assert a["per_step"] and len(a["shares"]) == 5 and len(a["layers"]) == 7  # start + 4 steps
     assert all(0.0 <= v <= 1.0 for row in a["shares"] for v in row)  # iterate 0: the random start
