@@ -50,6 +50,7 @@ from .checkpoints import (
 )
 from .activations import activation_sparsity
 from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, shuffled_order
+from .evaluate import clean_accuracy
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
 from .settings import get_settings, resolve_device
@@ -383,7 +384,6 @@ def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module,
     split: CifarSplit,
@@ -392,16 +392,11 @@ def evaluate_accuracy(
     batch_size: int = 1000,
     amp_dtype: torch.dtype | None = None,
 ) -> float:
-    """Top-1 accuracy of ``model`` (switched to eval mode) over every image of ``split``."""
+    """Top-1 accuracy of ``model`` over every image of ``split``: ``evaluate.clean_accuracy``
+    under the training's autocast (``amp_dtype``; None: float32)."""
     device = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    for x, y in batches(split, batch_size, device=device):
-        with _autocast(device, amp_dtype):
-            correct += (model(_prepare(x, device)).argmax(1) == y).sum()
-    model.train(was_training)
-    return correct.item() / max(len(split.labels), 1)
+    with _autocast(device, amp_dtype):
+        return clean_accuracy(model, split, batch_size=batch_size, device=device)
 
 
 # ------------------------------------------------------------------ training
