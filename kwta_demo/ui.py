@@ -194,6 +194,16 @@ def model_status_markdown(device: Any, statuses: list[ModelStatus]) -> str:
     return "\n".join(lines)
 
 
+def default_arch(statuses: list[ModelStatus]) -> str:
+    """The architecture the page starts on: the first whose three models are all here
+    (found locally or loaded), else the first."""
+    present = {s.name for s in statuses if s.state in ("loaded", "local")}
+    for arch in ARCH_LABELS.values():
+        if all(f"{arch}-{v}" in present for v in VARIANTS.values()):
+            return arch
+    return next(iter(ARCH_LABELS.values()))
+
+
 def _stats_markdown(view: ActivationView) -> str:
     lines = [f"Layer `{view.layer.label}`. Active = non-zero units (for k-WTA: the winners).", "",
              "| model | active, clean | active, adversarial | clean winners the attack switched off |",
@@ -218,6 +228,7 @@ def _audit_markdown(out: Any) -> str:
 
 
 AUDIT_HEADERS = ["model", "check", "flags a problem", "evidence"]
+AUDIT_WIDTHS = ["15%", "27%", "10%", "48%"]
 TRANSFER_HEADERS = ["examples crafted on", "tried on", "fooled share", "images", "95% interval"]
 
 
@@ -425,6 +436,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
     controls = attack_controls(default_attack, "interactive")
     default_preset = "interactive" if "interactive" in controls.presets else controls.presets[0]
     arch_choices = [(label, value) for label, value in ARCH_LABELS.items()]
+    start_arch = default_arch(explorer.model_status())
     variant_choices = [(label, suffix) for label, suffix in VARIANTS.items()]
     all_variants = list(VARIANTS.values())
     heavy = dict(concurrency_id="compute", concurrency_limit="default")
@@ -471,7 +483,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                         true_class = gr.Dropdown([(UNKNOWN_LABEL, UNKNOWN), *[(c, c) for c in CIFAR10_CLASSES]],
                                                  value=UNKNOWN, label="True class", elem_id="true-class")
                 with gr.Row(elem_id="attack-models"):
-                    arch = gr.Radio(arch_choices, value="resnet18", label="Architecture", elem_id="arch")
+                    arch = gr.Radio(arch_choices, value=start_arch, label="Architecture", elem_id="arch")
                     variants = gr.CheckboxGroup(variant_choices, value=all_variants,
                                                 label="Models to compare", elem_id="variants")
                 with gr.Row():
@@ -518,7 +530,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                         "(safetensors)", file_count="multiple", interactive=False,
                                         elem_id="receipt")
                 with gr.Accordion("Sparse activation maps", open=True, elem_id="activation-maps"):
-                    layer_choices = h.layer_choices("resnet18")
+                    layer_choices = h.layer_choices(start_arch)
                     # Custom values: the choices change with the architecture, and the
                     # handler checks the name against the attacked architecture's layers.
                     layer = gr.Dropdown(layer_choices, value=layer_choices[0][1], label="Layer",
@@ -534,8 +546,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                            "steps, a gradient-free attack and examples from the "
                                            "ReLU twin are set against its result.",
                                            elem_id="audit-verdict")
-                    audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
-                                               interactive=False, wrap=True)
+                    audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
+                                               label="Audit checks", interactive=False, wrap=True)
                 with gr.Accordion("Winner-flip atlas", open=False, elem_id="atlas"):
                     atlas_run = gr.Button("Follow the winners along the attack",
                                           elem_id="run-atlas")
@@ -554,7 +566,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
                             "clean accuracy. On a CPU, keep N and the steps small.")
                 with gr.Row():
-                    s_arch = gr.Radio(arch_choices, value="resnet18", label="Architecture")
+                    s_arch = gr.Radio(arch_choices, value=start_arch, label="Architecture",
+                                      elem_id="sweep-arch")
                     s_variants = gr.CheckboxGroup(variant_choices, value=all_variants, label="Models")
                     s_attack = gr.Dropdown(attacks, value=default_attack, label="Attack")
                     s_preset = gr.Dropdown(controls.presets, value=default_preset, label="Preset",
@@ -576,8 +589,8 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                     s_audit_run = gr.Button("Audit gradient masking on these N images",
                                             elem_id="run-sweep-audit")
                 s_audit_md = gr.Markdown(elem_id="sweep-audit-verdict")
-                s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, label="Audit checks",
-                                             interactive=False, wrap=True)
+                s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
+                                             label="Audit checks", interactive=False, wrap=True)
                 s_transfer_run = gr.Button("Transfer matrix on these N images (audit ε)",
                                            elem_id="run-sweep-transfer")
                 s_transfer_plot = gr.Plot(label="Transfer matrix", elem_id="sweep-transfer-plot")

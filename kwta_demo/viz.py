@@ -302,8 +302,8 @@ def transfer_heatmap(matrix) -> go.Figure:
     ))
     sizes = ", ".join(f"{t}: {k}" for t, k in zip(matrix.targets, matrix.n))
     fig.update_layout(
-        title=f"Transfer: {matrix.attack} `{matrix.preset}` examples (rows) on each model "
-              f"(columns), eps {matrix.eps:.4g}; images each model gets right: {sizes}",
+        title=f"Transfer: {matrix.attack} {matrix.preset} examples (rows) on each model "
+              f"(columns), eps {matrix.eps:.4g}<br><sup>images each model gets right: {sizes}</sup>",
         xaxis=dict(title="target model"), yaxis=dict(title="examples crafted on", autorange="reversed"),
         height=140 + 60 * len(matrix.sources), **_LAYOUT)
     return fig

@@ -258,3 +258,18 @@ def test_flags_override_the_environment_without_writing_it(monkeypatch, tmp_path
     assert settings.checkpoint_dir == tmp_path / "from-flag" and settings.cifar10 == "d.tar.gz"
     assert settings.hub_repo == "someone/models-{name}"  # no flag given: the environment's
     assert dict(os.environ) == before
+
+
+def test_the_page_starts_on_an_architecture_whose_models_are_here():
+    from kwta_demo.model_cache import ModelStatus
+    from kwta_demo.ui import default_arch
+
+    def statuses(present):
+        return [ModelStatus(f"{a}-{v}", "local" if f"{a}-{v}" in present else "remote", "")
+                for a in ("resnet18", "alexnet") for v in ("relu", "kwta-0.2", "kwta-0.1")]
+
+    alexnets = {"alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"}
+    assert default_arch(statuses(alexnets)) == "alexnet"
+    assert default_arch(statuses(alexnets | {"resnet18-relu", "resnet18-kwta-0.2",
+                                             "resnet18-kwta-0.1"})) == "resnet18"
+    assert default_arch(statuses({"alexnet-relu"})) == "resnet18"  # none complete: the first

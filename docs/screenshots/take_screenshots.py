@@ -2,9 +2,10 @@
 
 Starts ``python app.py`` on a free local port and drives it with Playwright and Debian's
 Chromium (as tests/test_browser.py does). The data is the configured CIFAR-10 source
-(KWTA_CIFAR10 or the default search). The models are the six checkpoints when all are in
-the checkpoint folder; otherwise randomly initialised stand-ins written to a temporary
-folder, and the captions must say so (their predictions mean nothing).
+(KWTA_CIFAR10 or the default search). The models are the trained checkpoints of one
+architecture (``--arch``; by default ResNet18 when its three are in the checkpoint folder,
+else AlexNet); only with ``--stand-ins`` randomly initialised models written to a
+temporary folder, and then the captions must say so (their predictions mean nothing).
 """
 
 from __future__ import annotations
@@ -25,13 +26,27 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 LONG_MS = 600_000
 
 
-def _checkpoints() -> tuple[str, bool]:
-    from kwta_demo.checkpoints import MODEL_NAMES
+LAYER = {"resnet18": "layer2.0.act1", "alexnet": "features.6"}
+ARCH_LABEL = {"resnet18": "ResNet18", "alexnet": "AlexNet"}
+
+
+def _trained(arch: str) -> bool:
     from kwta_demo.settings import get_settings
 
     folder = get_settings().checkpoint_dir
-    if all((folder / n / "config.json").is_file() for n in MODEL_NAMES):
-        return str(folder), True
+    return all((folder / f"{arch}-{v}" / "config.json").is_file()
+               for v in ("relu", "kwta-0.2", "kwta-0.1"))
+
+
+def _checkpoints(arch: str, stand_ins: bool) -> tuple[str, bool]:
+    from kwta_demo.settings import get_settings
+
+    if not stand_ins:
+        if not _trained(arch):
+            raise SystemExit(f"the three {arch} checkpoints are not all in "
+                             f"{get_settings().checkpoint_dir}; pass --stand-ins to use "
+                             "randomly initialised models (and say so in the captions)")
+        return str(get_settings().checkpoint_dir), True
     from kwta_demo.demo_assets import write_random_checkpoints
 
     tmp = Path(tempfile.mkdtemp(prefix="kwta-shots-"))
@@ -44,6 +59,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--gallery-index", type=int, default=12)
+    parser.add_argument("--arch", choices=sorted(LAYER), default=None,
+                        help="default: resnet18 when its three checkpoints are present, else alexnet")
+    parser.add_argument("--stand-ins", action="store_true",
+                        help="randomly initialised models instead of the trained checkpoints")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -51,8 +70,10 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt, trained = _checkpoints()
-    print(f"models: {'trained checkpoints' if trained else 'RANDOMLY INITIALISED stand-ins'} in {ckpt}")
+    arch = args.arch or ("resnet18" if _trained("resnet18") else "alexnet")
+    ckpt, trained = _checkpoints(arch, args.stand_ins)
+    print(f"models: {arch}, {'trained checkpoints' if trained else 'RANDOMLY INITIALISED stand-ins'} "
+          f"in {ckpt}")
     app_args = ["--checkpoints", ckpt, "--device", "cpu"]
     try:
         with tempfile.TemporaryDirectory() as logs, serve_app(
@@ -64,6 +85,7 @@ def main() -> None:
             page.set_default_timeout(LONG_MS)
             page.goto(url, wait_until="load")
             page.wait_for_selector("#run-attack")
+            page.locator("#arch label", has_text=ARCH_LABEL[arch]).click()
             page.locator("#gallery button.thumbnail-item").nth(args.gallery_index).click()
             page.wait_for_selector("#model-input img")
             page.locator("#run-attack").click()
@@ -71,9 +93,9 @@ def main() -> None:
                 "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
             page.wait_for_function("document.querySelectorAll('#heatmaps .js-plotly-plot').length == 1")
             page.locator("#layer input").click()
-            page.locator("ul[role=listbox] li", has_text="layer2.0.act1").first.click()
+            page.locator("ul[role=listbox] li", has_text=LAYER[arch]).first.click()
             page.wait_for_function(
-                "document.querySelector('#activation-stats').innerText.includes('layer2.0.act1')")
+                f"document.querySelector('#activation-stats').innerText.includes('{LAYER[arch]}')")
             time.sleep(1)
             page.locator("#attack-inputs").screenshot(path=str(out / "attack-input.png"))
             page.locator("#attack-results").screenshot(path=str(out / "attack-results.png"))
@@ -83,7 +105,22 @@ def main() -> None:
             page.locator("#trace-plot").screenshot(path=str(out / "attack-trace.png"))
             page.locator("#activation-maps").screenshot(path=str(out / "activation-maps.png"))
 
+            page.locator("#run-audit").click()
+            page.wait_for_function(
+                "document.querySelector('#audit-verdict').innerText.includes('Gradient-masking audit')")
+            page.locator("#audit").screenshot(path=str(out / "audit.png"))
+            for panel, button, plot, name in (
+                    ("#transfer", "#run-transfer", "#transfer-plot", "transfer.png"),
+                    ("#atlas", "#run-atlas", "#atlas-plot", "atlas.png"),
+                    ("#landscape", "#run-landscape", "#landscape-plot", "landscape.png")):
+                page.locator(f"{panel} button").first.click()  # open the accordion
+                page.locator(button).click()
+                page.wait_for_selector(f"{plot} .js-plotly-plot")
+                time.sleep(1)
+                page.locator(panel).screenshot(path=str(out / name))
+
             page.get_by_role("tab", name="Robustness sweep").click()
+            page.locator("#sweep-arch label", has_text=ARCH_LABEL[arch]).click()
             page.locator("#sweep-eps textarea, #sweep-eps input").first.fill("0, 2, 4, 8")
             n_box = page.locator("#sweep-n input[type=number]")
             n_box.fill("10")
