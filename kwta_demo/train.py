@@ -503,7 +503,9 @@ def _sync(device: torch.device) -> None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return (f"CPU ({platform.machine()}, {os.cpu_count()} cores, {threads} "
+            f"thread{'s' if threads != 1 else ''})")
 
 
 def _build(cfg: TrainConfig, device: torch.device, init_folder: Path | None) -> Classifier:

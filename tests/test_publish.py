@@ -150,3 +150,20 @@ def test_the_space_front_matter_names_the_six_repos_and_the_tested_gradio():
     assert front["models"] == [DEFAULT_HUB_REPO.replace("{name}", n) for n in MODEL_NAMES]
     assert front["sdk"] == "gradio" and front["sdk_version"] == gradio.__version__
     assert front["app_file"] == "app.py" and front["datasets"] == ["uoft-cs/cifar10"]
+
+
+def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
+    import yaml
+
+    from kwta_demo.cards import model_card
+    from kwta_demo.models import ModelConfig
+
+    monkeypatch.setenv("KWTA_HUB_REPO", "me/cifar10-{name}")
+    metrics = {"clean_accuracy": 0.8, "test_images": 100}
+    card = model_card(ModelConfig("alexnet", "kwta", 0.1), metrics,
+                      {"init_from": "/somewhere/checkpoints/alexnet-kwta-0.2"})
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["base_model"] == "me/cifar10-alexnet-kwta-0.2"
+    assert front["base_model_relation"] == "finetune"
+    scratch = yaml.safe_load(model_card(ModelConfig("alexnet"), metrics, {}).split("---\n")[1])
+    assert "base_model" not in scratch
