@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .checkpoints import hash_file
 from .models import CIFAR10_CLASSES
 from .settings import PROJECT_ROOT, get_settings
 
@@ -127,6 +128,15 @@ def resolve_source(source: str | Path | None = None) -> tuple[str, Path]:
         what = "does not exist" if not path.exists() else "is not a CIFAR-10 source"
         raise DataNotFoundError(f"{path} ({origin}) {what}. {_HOW_TO_POINT}")
     return found
+
+
+def describe_source(source: str | Path | None = None) -> str:
+    """Which data a result was measured on, by content: the source's name and kind, and for
+    a single file (a tar) the first 16 hex digits of its SHA-256."""
+    kind, path = resolve_source(source)
+    if path.is_file():
+        return f"{path.name} ({kind}, sha256 {hash_file(path).hexdigest()[:16]})"
+    return f"{path.name} ({kind})"
 
 
 # -- decoding -----------------------------------------------------------------------------

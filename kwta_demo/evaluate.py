@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
-from .data import CifarSplit, evaluation_sample, load_cifar10, seeded_subset
+from .data import CifarSplit, describe_source, evaluation_sample, load_cifar10, seeded_subset
 from .settings import resolve_device
 
 __all__ = ["RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
@@ -494,7 +494,7 @@ def evaluate(
     robust_split, robust_index = (evaluation_sample(test, min(n_robust, len(test.labels)), seed)
                                   if attacks else (None, None))
     n_robust = len(robust_split.labels) if robust_split else 0
-    meta = {**_environment(dev), "data": data or "default search (see kwta_demo.data)",
+    meta = {**_environment(dev), "data": describe_source(data),
             "n_clean": len(clean_split.labels), "n_robust": n_robust,
             "seed": seed, "seeding": SEEDING, "batch_size": batch_size,
             "processes": ranks.world,

@@ -49,7 +49,7 @@ def test_evaluate_command_writes_json_and_markdown(folder_data, tmp_path, monkey
     assert row["clean_acc"] == pytest.approx(expected.item())
     table = out.with_name("eval-v0.1.md").read_text()
     assert f"| alexnet-kwta-0.1 | {100 * row['clean_acc']:.2f} |" in table
-    assert "Clean: 20 test images" in table and str(folder_data) in table
+    assert "Clean: 20 test images" in table and f"{folder_data.name} (folder)" in table
     assert table in capsys.readouterr().out
 
 
