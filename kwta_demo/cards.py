@@ -133,7 +133,7 @@ def _sizes(phases: Any) -> str:
     return ", then ".join(parts) + " (progressive resizing: the augmented crop, downsampled)"
 
 
-def _verification_lines(v: dict[str, Any]) -> str:
+def _verification_lines(v: dict[str, Any], config: ModelConfig) -> str:
     lines = ["## Verification\n",
              f"Checked on {v.get('date', 'n/a')} by `{v.get('command', 'python -m kwta_demo verify')}`"
              f" on {v.get('device', 'n/a')}: weights against {v.get('manifest') or 'no manifest'}, "
@@ -141,7 +141,8 @@ def _verification_lines(v: dict[str, Any]) -> str:
              f"{v.get('test_images')} test images"]
     sp = v.get("sparsity") or {}
     if sp:
-        lines[-1] += (f", non-zero share of every k-WTA layer {min(sp.values()):.4f} to "
+        which = "k-WTA layer" if config.activation == "kwta" else "ReLU layer (no k-WTA here)"
+        lines[-1] += (f", non-zero share of every {which} {min(sp.values()):.4f} to "
                       f"{max(sp.values()):.4f} on {v.get('sparsity_images')} seeded test images")
     lines[-1] += "."
     return "\n".join(lines)
@@ -233,7 +234,7 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
                       "`docs/reproduction.md`.")
     parts.append("\n".join(result) + "\n")
     if metrics.get("verification"):
-        parts.append(_verification_lines(metrics["verification"]) + "\n")
+        parts.append(_verification_lines(metrics["verification"], config) + "\n")
     parts.append(f"## Data caveat\n\n{DATA_CAVEAT}\n")
     if recipe.get("command"):
         parts.append(

@@ -167,3 +167,17 @@ def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
     assert front["base_model_relation"] == "finetune"
     scratch = yaml.safe_load(model_card(ModelConfig("alexnet"), metrics, {}).split("---\n")[1])
     assert "base_model" not in scratch
+
+
+def test_a_relu_card_does_not_call_its_layers_k_wta():
+    from kwta_demo.cards import model_card
+    from kwta_demo.models import ModelConfig
+
+    verification = {"date": "d", "command": "c", "device": "cpu", "manifest": "SHA256SUMS",
+                    "clean_accuracy": 0.9, "test_images": 10, "sparsity": {"a": 0.2, "b": 0.5},
+                    "sparsity_images": 10}
+    metrics = {"clean_accuracy": 0.9, "test_images": 10, "verification": verification}
+    relu = model_card(ModelConfig("alexnet"), metrics, {})
+    kwta = model_card(ModelConfig("alexnet", "kwta", 0.2), metrics, {})
+    assert "every ReLU layer (no k-WTA here) 0.2000 to 0.5000" in relu and "k-WTA layer 0.2" not in relu
+    assert "every k-WTA layer 0.2000 to 0.5000" in kwta
