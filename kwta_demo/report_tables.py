@@ -229,11 +229,37 @@ def _audit_section(results: Path) -> list[str]:
         for source, rates in zip(r["sources"], r["rates"]):
             cells = ["n/a" if v is None else f"{100 * v:.0f}%" for v in rates]
             lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    lines += ["", _audit_provenance(rows)]
     lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
               "from the image must succeed; five times the steps must not change the audited "
               "attack's success; Square (no gradients) and PGD examples made on the ReLU twin "
               "must not beat it. A flag means the audited attack's robustness is not real."]
     return lines
+
+
+def _audit_provenance(rows: list[dict[str, Any]]) -> str:
+    """How the audit rows were obtained: per architecture, the command, images, seed, eps
+    and device, read from the rows themselves."""
+    by_arch: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        arch = r["model"].split("-")[0]
+        entry = by_arch.setdefault(arch, {"attacks": [], "n": set(), "seed": set(),
+                                          "eps": set(), "device": set(), "seconds": 0.0})
+        if r.get("kind") == "audit" and r["attack"] not in entry["attacks"]:
+            entry["attacks"].append(r["attack"])
+        for field in ("n", "seed", "eps", "device"):
+            if r.get(field) is not None:
+                entry[field].add(r[field])
+        entry["seconds"] += float(r.get("seconds") or 0.0)
+    parts = []
+    for arch, e in by_arch.items():
+        join = lambda values: "/".join(str(v) for v in sorted(values))  # noqa: E731
+        parts.append(
+            f"{arch}: `python -m kwta_demo audit --arch {arch} --n {join(e['n'])} --seed "
+            f"{join(e['seed'])} --attacks {','.join(e['attacks'])}` (the pipeline runs the same), "
+            f"class-balanced images of the JPEG test split, L-inf eps {join(e['eps'])}, "
+            f"device {join(e['device'])}, {e['seconds'] / 60:.0f} min in all")
+    return "How these rows were obtained: " + "; ".join(parts) + "."
 
 
 def _outside() -> list[str]:

@@ -125,10 +125,14 @@ def test_the_audit_section(tmp_path):
     assert "The gradient-masking audit" in text and "python -m kwta_demo audit" in text
     (tmp_path / "audit.json").write_text(json.dumps({"rows": [
         {"kind": "audit", "model": "alexnet-kwta-0.1", "attack": "pgd:report", "n": 64, "seed": 0,
-         "correct": 50, "verdict": "Robustness here comes from gradient masking: x."},
+         "correct": 50, "eps": 0.031, "device": "cpu", "seconds": 300.0,
+         "verdict": "Robustness here comes from gradient masking: x."},
         {"kind": "transfer", "model": "alexnet", "attack": "pgd:corrected", "n": 64, "seed": 0,
          "sources": ["alexnet-relu", "alexnet-kwta-0.1 (BPDA)"], "targets": ["alexnet-relu"],
          "rates": [[1.0], [None]]}]}))
     text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
     assert "| alexnet-kwta-0.1 | `pgd:report` | 50 of 64 (seed 0) | Robustness here comes" in text
     assert "| alexnet-relu | 100% |" in text and "| alexnet-kwta-0.1 (BPDA) | n/a |" in text
+    # how the rows were obtained, read from the rows: command, images, seed, eps, device
+    assert ("alexnet: `python -m kwta_demo audit --arch alexnet --n 64 --seed 0 --attacks "
+            "pgd:report`") in text and "eps 0.031, device cpu, 5 min in all" in text
