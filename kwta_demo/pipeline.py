@@ -64,12 +64,18 @@ class TrainStep:
     batch_size: int = 128
     eval_every: int | None = None  # None: the plan's
     out: str | None = None  # checkpoint root for this stage (None: the plan's checkpoints)
+    label_smoothing: float = 0.0
 
     @property
     def name(self) -> str:
         from .train import _stage_name
 
         return _stage_name(self.arch, self.stage)
+
+    def state_dir(self, plan: "Plan") -> Path:
+        """Where this stage's training state lives: beside its checkpoint when it has its own
+        root (two roots may train stages of the same name), else the plan's ``runs``."""
+        return Path(self.out) if self.out else Path(plan.runs)
 
 
 @dataclass(frozen=True)
@@ -166,8 +172,15 @@ DEFAULT_PLAN = Plan(
     ),
     # is the robustness real? the audit and the transfer matrix, AlexNet first (cheaper)
     audits=(AuditStep("alexnet"), AuditStep("resnet18")),
-    # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs
-    after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1, out="runs/findings"),),
+    # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs;
+    # then what a 10-epoch ReLU budget buys (docs/training.md): 32 px only, progressive
+    # resizing, and resizing with label smoothing (~1.6 CPU-hours for the three)
+    after=(TrainStep("alexnet", "kwta-0.2:scratch", 3, eval_every=1, out="runs/findings"),
+           TrainStep("resnet18", "relu", 10, out="runs/recipes/10ep-32px"),
+           TrainStep("resnet18", "relu", 10, sizes="16x3+24x3+32x4",
+                     out="runs/recipes/10ep-16-24-32px"),
+           TrainStep("resnet18", "relu", 10, sizes="16x3+24x3+32x4", label_smoothing=0.1,
+                     out="runs/recipes/10ep-16-24-32px-ls0.1")),
     data=None,
     # two torchrun ranks of one thread: 1.12x (PGD) to 1.28x (APGD) faster than one process
     # of two threads on the 2-core CPU, the same rows (benchmarks/distributed_eval.py)
@@ -241,10 +254,14 @@ def _checkpoint_root(plan: Plan) -> Path:
 
 
 def _train_groups(steps: tuple[TrainStep, ...]) -> list[list[TrainStep]]:
-    """Consecutive steps of one architecture: one ``train_schedule`` call each."""
+    """Consecutive steps of one architecture, root and shared settings: one
+    ``train_schedule`` call each (a fine-tuning stage starts from the one before it)."""
+    def key(step: TrainStep) -> tuple[Any, ...]:
+        return (step.arch, step.out, step.batch_size, step.eval_every, step.label_smoothing)
+
     groups: list[list[TrainStep]] = []
     for step in steps:
-        if groups and groups[-1][0].arch == step.arch:
+        if groups and key(groups[-1][0]) == key(step):
             groups[-1].append(step)
         else:
             groups.append([step])
@@ -326,13 +343,14 @@ def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
             train_schedule(
                 group[0].arch, [s.stage for s in group], train, test,
                 out_root=Path(group[0].out) if group[0].out else _checkpoint_root(plan),
-                state_dir=plan.runs,
+                state_dir=group[0].state_dir(plan),
                 epochs=[s.epochs for s in group], lr=[s.lr for s in group],
                 image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
                 half=plan.half, progress=progress, data_hint=plan.data,
                 limit_train=plan.limit_train, save_every=60 * plan.save_every_minutes,
                 should_stop=should_stop, seed=plan.seed,
                 eval_every=group[0].eval_every or plan.eval_every,
+                label_smoothing=group[0].label_smoothing,
             )
         except TrainingStopped as e:
             raise PipelineStopped(str(e)) from None
@@ -441,7 +459,7 @@ def _state_summary(plan: Plan, step: TrainStep) -> dict[str, Any] | None:
     """Epochs done, the unfinished epoch's step and the history of a stage's state file."""
     from .train_state import STATE_SUFFIX, read_state_meta
 
-    path = Path(plan.runs) / f"{step.name}{STATE_SUFFIX}"
+    path = step.state_dir(plan) / f"{step.name}{STATE_SUFFIX}"
     meta = read_state_meta(path) if path.is_file() else None
     if meta is None:
         return None
@@ -530,7 +548,8 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
             reference[step.arch] = per32
         remaining = 0.0 if done else _stage_remaining(step, state, reference.get(step.arch))
         stages.append({
-            "name": step.name, "done": done, "epochs": step.epochs,
+            "name": step.name + (f" ({step.out})" if step.out else ""), "done": done,
+            "epochs": step.epochs,
             "epochs_done": state["epoch"] if state else (step.epochs if done else 0),
             "partial_step": (state.get("partial") or {}).get("step") if state else None,
             "last_test_acc": next((h["test_acc"] for h in reversed(state["history"])
