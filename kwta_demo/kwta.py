@@ -190,8 +190,9 @@ def _numpy_select(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, bool]:
     threshold is > 0 with no NaN or -inf in ``flat`` (then the winners are exactly the
     positive outputs, and ``kwta`` may use ReLU's backward).
 
-    The floats are partitioned as the signed integers of their bits, which is two to three
-    times faster (half the bytes for 16-bit floats, integer compares). Those integers
+    The floats are partitioned as the signed integers of their bits: twice as fast for
+    16-bit floats (half the bytes, no widening to float32), a little faster for float32
+    (docs/performance.md). Those integers
     order every float with the sign bit clear as the floats do and put every float with it
     set below them; so wherever a row's k-th largest integer is > 0, its k largest
     integers are positive floats in float order, and that integer is the row's threshold.
@@ -206,7 +207,7 @@ def _numpy_select(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, bool]:
     work.copy_(flat.detach().view(itype))
     array = work.numpy()
     # One thread: on these 2-vCPU machines a second thread partitioning half of the rows
-    # measured no faster (the two vCPUs share a core's vector units).
+    # measured no faster.
     array.partition(position, axis=1)
     bits = torch.from_numpy(array[:, position : position + 1].copy())
     # One pass over the whole tensor (NaN propagates), rows only if it finds a NaN: a
