@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PLAN",
     "PipelineStopped",
     "load_plan",
+    "typical_epoch_seconds",
     "run_pipeline",
     "pipeline_status",
     "request_stop",
@@ -480,12 +481,27 @@ def _typical(values: list[float]) -> float:
     return ordered[len(ordered) // 4]
 
 
-def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
-    """Typical seconds of the measured epochs at ``size`` px (or scaled from another size)."""
+def _measured(history: list[dict[str, Any]]) -> dict[int, list[float]]:
     measured: dict[int, list[float]] = {}
     for h in history:
         if h.get("epoch", 0) > 0 and "train_seconds" in h:
             measured.setdefault(int(h.get("image_size", 32)), []).append(h["train_seconds"])
+    return measured
+
+
+def typical_epoch_seconds(history: list[dict[str, Any]], size: int = 32) -> float | None:
+    """The lower quartile of a run's epoch times at ``size`` px (None: no such epoch).
+
+    Epochs that shared the CPU with other work run long (up to 6x here); the lower quartile
+    stands for an epoch with the CPU to itself, which a median of a shared run does not.
+    """
+    times = _measured(history).get(size)
+    return _typical(times) if times else None
+
+
+def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
+    """Typical seconds of the measured epochs at ``size`` px (or scaled from another size)."""
+    measured = _measured(history)
     if size in measured:
         return _typical(measured[size])
     if measured:
