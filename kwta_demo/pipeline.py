@@ -510,6 +510,126 @@ def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
     return None
 
 
+def _arch(model: str) -> str:
+    return Path(model).name.split("-")[0]
+
+
+_CostKey = tuple[str, str, str, float]  # (arch, attack, preset, eps)
+
+
+def _seconds_per_image(plan: Plan, rows: list[dict[str, Any]]) -> Callable[[_CostKey], float | None]:
+    """Seconds per image of an attack on an architecture: the slower of that architecture's
+    models in the evaluation's own rows, else in ``attack-cost-cpu.json`` beside the
+    results (``benchmarks/attack_cost.py``), else the mean of everything known."""
+    from .evaluate import RobustColumn
+
+    measured: dict[_CostKey, list[float]] = {}
+    for r in rows:
+        if r.get("seconds") and r.get("n"):
+            key = (_arch(r["model"]), r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)))
+            measured.setdefault(key, []).append(r["seconds"] / r["n"])
+    costs: dict[_CostKey, list[float]] = {}
+    cost_file = Path(plan.results).parent / "attack-cost-cpu.json"
+    try:
+        cost_rows = json.loads(cost_file.read_text()).get("rows", []) if cost_file.is_file() else []
+    except (OSError, ValueError):
+        cost_rows = []
+    for c in cost_rows:
+        spec = RobustColumn.parse(c["attack"], 0.031)
+        costs.setdefault((_arch(c["model"]), spec.attack, spec.preset, spec.eps),
+                         []).append(float(c["seconds_per_image"]))
+    everything = [v for values in (*measured.values(), *costs.values()) for v in values]
+    fallback = sum(everything) / len(everything) if everything else None
+
+    def lookup(key: _CostKey) -> float | None:
+        found = measured.get(key) or costs.get(key)
+        return max(found) if found else fallback
+
+    return lookup
+
+
+def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]]
+                   ) -> tuple[int, int, float | None]:
+    """Audit rows done, in all, and the seconds left: an architecture's own rows' mean
+    seconds, else another's scaled by how much slower its PGD is per image."""
+    per_image = _seconds_per_image(plan, eval_rows)
+    seconds: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("seconds"):
+            seconds.setdefault(_arch(r["model"]), []).append(float(r["seconds"]))
+    done = total = 0
+    left: float | None = 0.0
+    for step in plan.audits:
+        n_rows = 3 * len(step.attacks) + 1  # three models per attack, one transfer matrix
+        have = sum(1 for r in rows if _arch(r["model"]) == step.arch)
+        done, total = done + min(have, n_rows), total + n_rows
+        if have >= n_rows:
+            continue
+        own = seconds.get(step.arch)
+        if own:
+            row = sum(own) / len(own)
+        else:
+            other = next(iter(seconds), None)
+            pgd = [per_image((a, "pgd", "report", 0.031)) for a in (step.arch, other)]
+            row = (sum(seconds[other]) / len(seconds[other]) * pgd[0] / pgd[1]
+                   if other and None not in pgd and pgd[1] else None)
+        left = None if left is None or row is None else left + row * (n_rows - have)
+    return done, total, left
+
+
+def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, int, float | None]:
+    """Rows of the plan's evaluation done, rows in all, and the seconds left (None: no
+    measurement to go on).
+
+    A missing row costs its new images (the samples are nested, so a larger row reuses a
+    smaller one's) times the seconds per image measured for its attack
+    (name, preset, eps) on its architecture: by this evaluation's own rows, else by
+    ``benchmarks/attack_cost.py`` (``attack-cost-cpu.json`` beside the results), else the
+    mean of what is known. Attacks differ by 20x per image here, so the mean of the rows
+    done so far is no estimate of the rest.
+    """
+    from .evaluate import RobustColumn
+
+    per_image = _seconds_per_image(plan, rows)
+    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
+             int(r.get("n", 0))) for r in rows if r.get("attack") != "none"}
+    clean = {Path(r["model"]).name for r in rows if r.get("attack") == "none"}
+    clean_per_image = [r["seconds"] / r["n"] for r in rows
+                       if r.get("attack") == "none" and r.get("seconds") and r.get("n")]
+    done = total = 0
+    left: float | None = 0.0
+    for model in dict.fromkeys(m for step in plan.evaluate for m in step.models):
+        total += 1
+        if model in clean:
+            done += 1
+            continue
+        # the clean row is one float32 pass over the test split, which train timed too
+        metrics = _checkpoint_root(plan) / model / "metrics.json"
+        try:
+            seconds = json.loads(metrics.read_text()).get("eval_seconds")
+        except (OSError, ValueError):
+            seconds = None
+        if seconds is None and clean_per_image:
+            seconds = max(clean_per_image) * (plan.limit_test or 10_000)
+        left = None if left is None or seconds is None else left + seconds
+    for step in plan.evaluate:
+        for model in step.models:
+            for text in step.attacks:
+                spec = RobustColumn.parse(text, 0.031)
+                total += 1
+                if (model, spec.attack, spec.preset, spec.eps, step.n) in have:
+                    done += 1
+                    continue
+                # the samples are nested: a larger row reuses a smaller one's images
+                reused = max((h[4] for h in have if h[:4] == (model, spec.attack, spec.preset,
+                                                              spec.eps) and h[4] < step.n),
+                             default=0)
+                cost = per_image((_arch(model), spec.attack, spec.preset, spec.eps))
+                left = (None if left is None or cost is None
+                        else left + cost * (step.n - reused))
+    return done, total, left
+
+
 def _stage_remaining(step: TrainStep, state: dict[str, Any] | None,
                      reference: float | None) -> float | None:
     """Seconds left for a stage: its own measured epochs, else ``reference`` s per 32 px epoch."""
@@ -574,18 +694,11 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         })
     from .audit import load_rows
 
-    audit_done = len(load_rows(plan.audit_results))
-    audit_total = sum(3 * len(a.attacks) + 1 for a in plan.audits)
     result = load_result(Path(plan.results))
-    rows_done = len(result["rows"]) if result else 0
-    rows_total = (len({m for s in plan.evaluate for m in s.models})  # one clean row per model
-                  + sum(len(s.models) * len(s.attacks) for s in plan.evaluate))
-    row_seconds = [r.get("seconds") for r in (result["rows"] if result else []) if r.get("seconds")]
-    eval_left = None
-    if rows_done >= rows_total:
-        eval_left = 0.0
-    elif row_seconds:
-        eval_left = sum(row_seconds) / len(row_seconds) * (rows_total - rows_done)
+    eval_rows = result["rows"] if result else []
+    rows_done, rows_total, eval_left = evaluation_estimate(plan, eval_rows)
+    audit_done, audit_total, audit_left = audit_estimate(plan, load_rows(plan.audit_results),
+                                                         eval_rows)
     train_left = [s["remaining_seconds"] for s in stages]
     return {
         "running": pid is not None, "pid": pid, "current": current,
@@ -593,10 +706,10 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         "stages": stages,
         "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
                        "remaining_seconds": eval_left, "results": plan.results},
-        "audit": {"rows_done": min(audit_done, audit_total), "rows_total": audit_total,
-                  "results": plan.audit_results},
-        "remaining_seconds": None if None in train_left or eval_left is None
-        else sum(train_left) + eval_left,
+        "audit": {"rows_done": audit_done, "rows_total": audit_total,
+                  "remaining_seconds": audit_left, "results": plan.audit_results},
+        "remaining_seconds": None if None in train_left or None in (eval_left, audit_left)
+        else sum(train_left) + eval_left + audit_left,
         "train_remaining_seconds": None if None in train_left else sum(train_left),
     }
 
@@ -633,7 +746,9 @@ def format_status(status: dict[str, Any]) -> str:
                  + ("" if ev["rows_done"] >= ev["rows_total"]
                     else f", {_hours(ev['remaining_seconds'])} left"))
     au = status["audit"]
-    lines.append(f"  audit: {au['rows_done']}/{au['rows_total']} rows in {au['results']}")
+    lines.append(f"  audit: {au['rows_done']}/{au['rows_total']} rows in {au['results']}"
+                 + ("" if au["rows_done"] >= au["rows_total"]
+                    else f", {_hours(au['remaining_seconds'])} left"))
     lines.append(f"time left: {_hours(status['remaining_seconds'])} "
                  f"(training: {_hours(status['train_remaining_seconds'])}); log: {status['log']}")
     return "\n".join(lines)

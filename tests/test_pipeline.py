@@ -200,3 +200,38 @@ def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
         assert metrics["recipe"]["label_smoothing"] == smoothing
     assert not (tmp_path / "runs" / "alexnet-relu.state.safetensors").exists()
     assert all(P._stage_done(plan, s) for s in plan.after)
+
+
+def test_time_left_comes_from_each_attacks_cost(tmp_path):
+    # Attacks differ by 20x per image: the estimate takes each missing row's own measured
+    # cost (this evaluation's rows, else the attack-cost file), its new images only (a
+    # larger row reuses a smaller one's), and the clean pass the checkpoint timed.
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "attack-cost-cpu.json").write_text(json.dumps({"rows": [
+        {"model": "resnet18-relu", "attack": "square:cpu", "seconds_per_image": 2.0},
+        {"model": "resnet18-kwta-0.1", "attack": "square:cpu", "seconds_per_image": 0.5},
+        {"model": "alexnet-relu", "attack": "square:cpu", "seconds_per_image": 1.0},
+        {"model": "resnet18-relu", "attack": "pgd:report", "seconds_per_image": 0.9}]}))
+    (tmp_path / "ckpt" / "resnet18-relu").mkdir(parents=True)
+    (tmp_path / "ckpt" / "resnet18-relu" / "metrics.json").write_text('{"eval_seconds": 40.0}')
+    plan = P.Plan(evaluate=(P.EvalStep(("alexnet-relu", "resnet18-relu"),
+                                       ("pgd:report", "square:cpu"), n=10),
+                            P.EvalStep(("alexnet-relu",), ("pgd:report",), n=30)),
+                  audits=(P.AuditStep("alexnet"), P.AuditStep("resnet18")),
+                  results=str(results / "eval.json"), checkpoints=str(tmp_path / "ckpt"))
+    rows = [{"model": "alexnet-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 100,
+             "seconds": 2.0},
+            {"model": "alexnet-relu", "attack": "pgd", "preset": "report", "eps": 0.031, "n": 10,
+             "seconds": 5.0}]
+    done, total, left = P.evaluation_estimate(plan, rows)
+    assert (done, total) == (2, 7)
+    # resnet18 clean 40 s; alexnet square 10 x 1.0; resnet18 pgd 10 x 0.9 and square 10 x 2.0
+    # (the slower of its models); alexnet pgd on 30 images, 20 of them new, x 0.5 measured
+    assert left == pytest.approx(40 + 10 + 9 + 20 + 10)
+    audit_rows = [{"kind": "audit", "model": "alexnet-relu", "seconds": 100.0},
+                  {"kind": "audit", "model": "alexnet-kwta-0.2", "seconds": 140.0}]
+    done, total, left = P.audit_estimate(plan, audit_rows, rows)
+    assert (done, total) == (2, 14)
+    # alexnet: 5 rows at its own 120 s; resnet18: 7 rows at 120 s x (0.9 / 0.5), its PGD's cost
+    assert left == pytest.approx(5 * 120 + 7 * 120 * 0.9 / 0.5)
