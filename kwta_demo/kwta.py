@@ -224,10 +224,6 @@ def _numpy_select(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, bool]:
     return thr, bool(low > -math.inf)
 
 
-def _numpy_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
-    return _numpy_select(flat, k)[0]
-
-
 # CUDA without Triton: kthvalue is faster for rows of a 32x32 network, topk for larger.
 _CUDA_KTHVALUE_MAX_N = 1 << 17
 
@@ -255,18 +251,20 @@ def _triton_threshold(flat: torch.Tensor, k: int) -> torch.Tensor:
     return kwta_triton.checked_threshold(flat, k, kwta_threshold)
 
 
+# The selections other than numpy's (``_numpy_select``, which also says whether every
+# winner is positive).
 _THRESHOLDS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "reference": kwta_threshold,
     "kthvalue": _kthvalue_threshold,
     "topk": _topk_threshold,
-    "numpy": _numpy_threshold,
     "triton": _triton_threshold,
 }
 
 
 def _select(flat: torch.Tensor, k: int, impl: str) -> tuple[torch.Tensor, bool]:
-    """``threshold`` and whether the winners are exactly the positive outputs (known for
-    free on the numpy path; the other paths say False)."""
+    """The threshold of every row by ``impl``, and whether the winners are exactly the
+    positive outputs (known for free on the numpy path; the other paths say False). The
+    one dispatch behind ``threshold`` and ``kwta``."""
     name = resolve_impl(impl, flat, k)
     if name == "numpy":
         return _numpy_select(flat, k)
@@ -281,7 +279,7 @@ def threshold(flat: torch.Tensor, k: int, impl: str = "auto") -> torch.Tensor:
     if flat.dim() != 2 or not 1 <= k <= flat.shape[1]:
         raise ValueError(f"need a 2-D tensor and 1 <= k <= N, got {tuple(flat.shape)}, k={k}")
     with torch.no_grad():
-        return _THRESHOLDS[resolve_impl(impl, flat, k)](flat, k)
+        return _select(flat, k, impl)[0]
 
 
 def _flatten(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
