@@ -39,6 +39,7 @@ __all__ = [
     "PipelineStopped",
     "load_plan",
     "typical_epoch_seconds",
+    "arch_of",
     "run_pipeline",
     "pipeline_status",
     "request_stop",
@@ -510,7 +511,9 @@ def _epoch_seconds(history: list[dict[str, Any]], size: int) -> float | None:
     return None
 
 
-def _arch(model: str) -> str:
+def arch_of(model: str) -> str:
+    """The architecture part of a model's name or folder (``resnet18-kwta-0.2``: resnet18);
+    the transfer rows' bare architecture names pass through."""
     return Path(model).name.split("-")[0]
 
 
@@ -526,7 +529,7 @@ def _seconds_per_image(plan: Plan, rows: list[dict[str, Any]]) -> Callable[[_Cos
     measured: dict[_CostKey, list[float]] = {}
     for r in rows:
         if r.get("seconds") and r.get("n"):
-            key = (_arch(r["model"]), r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)))
+            key = (arch_of(r["model"]), r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)))
             measured.setdefault(key, []).append(r["seconds"] / r["n"])
     costs: dict[_CostKey, list[float]] = {}
     cost_file = Path(plan.results).parent / "attack-cost-cpu.json"
@@ -536,7 +539,7 @@ def _seconds_per_image(plan: Plan, rows: list[dict[str, Any]]) -> Callable[[_Cos
         cost_rows = []
     for c in cost_rows:
         spec = RobustColumn.parse(c["attack"], 0.031)
-        costs.setdefault((_arch(c["model"]), spec.attack, spec.preset, spec.eps),
+        costs.setdefault((arch_of(c["model"]), spec.attack, spec.preset, spec.eps),
                          []).append(float(c["seconds_per_image"]))
     everything = [v for values in (*measured.values(), *costs.values()) for v in values]
     fallback = sum(everything) / len(everything) if everything else None
@@ -556,12 +559,12 @@ def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[
     seconds: dict[str, list[float]] = {}
     for r in rows:
         if r.get("seconds"):
-            seconds.setdefault(_arch(r["model"]), []).append(float(r["seconds"]))
+            seconds.setdefault(arch_of(r["model"]), []).append(float(r["seconds"]))
     done = total = 0
     left: float | None = 0.0
     for step in plan.audits:
         n_rows = 3 * len(step.attacks) + 1  # three models per attack, one transfer matrix
-        have = sum(1 for r in rows if _arch(r["model"]) == step.arch)
+        have = sum(1 for r in rows if arch_of(r["model"]) == step.arch)
         done, total = done + min(have, n_rows), total + n_rows
         if have >= n_rows:
             continue
@@ -624,7 +627,7 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
                 reused = max((h[4] for h in have if h[:4] == (model, spec.attack, spec.preset,
                                                               spec.eps) and h[4] < step.n),
                              default=0)
-                cost = per_image((_arch(model), spec.attack, spec.preset, spec.eps))
+                cost = per_image((arch_of(model), spec.attack, spec.preset, spec.eps))
                 left = (None if left is None or cost is None
                         else left + cost * (step.n - reused))
     return done, total, left

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import published as P
 from .evaluate import load_result as read_result
-from .pipeline import typical_epoch_seconds
+from .pipeline import arch_of, typical_epoch_seconds
 from .settings import PROJECT_ROOT
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "best_rows",
@@ -236,7 +236,7 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
     and device, read from the rows themselves."""
     by_arch: dict[str, dict[str, Any]] = {}
     for r in rows:
-        arch = r["model"].split("-")[0]
+        arch = arch_of(r["model"])
         entry = by_arch.setdefault(arch, {"attacks": [], "n": set(), "seed": set(),
                                           "eps": set(), "device": set(), "seconds": 0.0})
         if r.get("kind") == "audit" and r["attack"] not in entry["attacks"]:
