@@ -64,9 +64,22 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Bit-identity holds for one thread count: a CPU's parallel reductions are summed in
+    an order that depends on it. The runs compared here, in this process and in the child
+    processes, all use one thread, whatever the machine's default."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "no-checkpoints"))
+    yield
+    torch.set_num_threads(1)  # the tests of --threads change it
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +214,10 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
         import sys, time
         sys.path.insert(0, {str(TESTS)!r})
         from pathlib import Path
+        import torch
         import test_train as tt
         from kwta_demo import train as T
+        torch.set_num_threads(1)
 
         def stall(epoch, step):
             if (epoch, step) == (2, 1):  # in the middle of epoch 2: wait to be killed
@@ -213,7 +228,7 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
                       state_dir=Path({str(runs)!r}), progress=False, on_step=stall,
                       save_every={save_every!r})
     """)
-    env = {**os.environ, "KWTA_CHECKPOINTS": str(tmp_path / "none")}
+    env = {**os.environ, "KWTA_CHECKPOINTS": str(tmp_path / "none"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
     state = runs / f"alexnet-relu{TS.STATE_SUFFIX}"
     deadline = time.monotonic() + 120
