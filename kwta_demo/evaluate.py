@@ -454,9 +454,13 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "command": " ".join(["python -m kwta_demo"] + sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "date": _utc_now(),
     }
     return env
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
 def evaluate(
@@ -505,6 +509,13 @@ def evaluate(
     kept = {_row_key(r): r for r in rows}
 
     def add(row: dict[str, Any]) -> None:
+        # Rows of one file come from several runs (each keeps the rows before it): each
+        # row says when it was finished, the meta describes the latest run.
+        row["finished"] = _utc_now()
+        if ranks.leader:
+            log.info("%s %s%s: %.1f%% of %d (%.0f s)", row["model"], row["attack"],
+                     f":{row['preset']}" if row["preset"] else "", 100 * row["robust_acc"],
+                     row.get("n_pairs", row["n"]), row["seconds"])
         rows.append(row)
         kept[_row_key(row)] = row
         if ranks.leader and on_update is not None:

@@ -378,7 +378,7 @@ def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
     out.parent.mkdir(parents=True, exist_ok=True)
     stem = out.parent / out.name.removesuffix(".json")
     root = _checkpoint_root(plan)
-    models = [str(root / m) if (root / m).is_dir() else m for m in step.models]
+    models = [_shown(root / m) if (root / m).is_dir() else m for m in step.models]
     if plan.eval_processes > 1:
         _run_evaluation_ranks(plan, step, models, stem, stop_file)
         return
@@ -392,6 +392,15 @@ def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
                  parts_dir=stem.with_name(stem.name + ".parts"))
     except EvaluationStopped as e:
         raise PipelineStopped(str(e)) from None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies inside it, so that the
+    command recorded in the results carries no machine's layout; else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _run_evaluation_ranks(plan: Plan, step: EvalStep, models: list[str], stem: Path,

@@ -256,6 +256,17 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
     return "How these rows were obtained: " + "; ".join(parts) + "."
 
 
+def _finished_note(rows: list[dict[str, Any]]) -> str:
+    """Where to read when each row was computed: a results file keeps the rows of earlier
+    runs, and only rows computed since rows were stamped carry a ``finished`` time."""
+    stamped = sum("finished" in r for r in rows)
+    if not rows or not stamped:
+        return ""
+    which = "each row" if stamped == len(rows) else f"{stamped} of its {len(rows)} rows"
+    return (f"; the file keeps rows of earlier runs, and {which} says when it was finished "
+            "(`finished` in `results/reproduction.json`)")
+
+
 def _outside() -> list[str]:
     rb = {f.key: f for f in P.find_figures(publication="robustbench")}
     claim, clean = rb["paper.claim.densenet121"], rb["paper.robustbench.clean"]
@@ -357,8 +368,10 @@ def reproduction_markdown(
     else:
         meta = result.get("meta", {})
         parts.append("Ours: " + ", ".join(f"{k} {meta[k]}" for k in
-                                          ("data", "device", "device_name", "torch", "seed", "date")
-                                          if k in meta) + ".")
+                                          ("data", "device", "device_name", "torch", "seed")
+                                          if k in meta)
+                     + (f"; the latest run started {meta['date']}" if "date" in meta else "")
+                     + _finished_note(result["rows"]) + ".")
     parts += ["", "Data caveat: our CIFAR-10 is a JPEG re-encoding (quality 75), so clean "
               "accuracy runs a point or two below figures on the canonical data; the report "
               "fine-tuned ImageNet-pretrained models at 224x224, ours are CIFAR-sized networks "

@@ -1,6 +1,8 @@
 """The evaluate command on a tiny generated image folder and tiny checkpoints."""
 
 import json
+import logging
+import re
 
 import pytest
 import torch
@@ -82,8 +84,11 @@ def test_markdown_lays_out_models_by_attack():
     assert "| m | 90.00 | 12.50 |" in table
 
 
-def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_data, tmp_path, monkeypatch):
+def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_data, tmp_path, monkeypatch,
+                                                                         caplog):
     from kwta_demo.evaluate import evaluate
+
+    caplog.set_level(logging.INFO, logger="kwta_demo.evaluate")
 
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "ckpts"))
     torch.manual_seed(0)
@@ -100,6 +105,10 @@ def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_
     assert result["meta"]["n_robust"] == 12
     lo, hi = robust["robust_ci95"]
     assert lo <= robust["robust_acc"] <= hi
+    # each row says when it was finished (rows of one file come from several runs), and
+    # the log says what it measured
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", r["finished"]) for r in (clean, robust))
+    assert f"alexnet-relu fgsm:paper: {100 * robust['robust_acc']:.1f}% of 12 (" in caplog.text
 
     # a second run keeps every finished row; a changed preset is measured again
     again = evaluate(["alexnet-relu"], [RobustColumn("fgsm", "paper", 8 / 255)], data=str(folder_data),

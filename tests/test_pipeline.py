@@ -235,3 +235,12 @@ def test_time_left_comes_from_each_attacks_cost(tmp_path):
     assert (done, total) == (2, 14)
     # alexnet: 5 rows at its own 120 s; resnet18: 7 rows at 120 s x (0.9 / 0.5), its PGD's cost
     assert left == pytest.approx(5 * 120 + 7 * 120 * 0.9 / 0.5)
+
+
+def test_recorded_model_paths_are_relative_inside_the_working_directory(tmp_path, monkeypatch):
+    inside = tmp_path / "work" / "checkpoints" / "alexnet-relu"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    assert P._shown(inside) == str(Path("checkpoints") / "alexnet-relu")
+    outside = tmp_path / "elsewhere"
+    assert P._shown(outside) == str(outside.resolve())

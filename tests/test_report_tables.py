@@ -74,6 +74,13 @@ def test_our_rows_fill_their_cells_with_n_and_intervals(tmp_path):
     # the lower quartile of the 32 px epochs: a shared-CPU epoch does not move it
     assert "| ResNet18 ReLU | 381 s | 10 s | 250 s | 30 s |" in text
     assert "resnet18-kwta-0.1: 51.2% [45.7–56.6], n=320 with the report's step" in text
+    assert "`finished`" not in text  # no row is stamped: nothing to point at
+    rows[0]["finished"] = "2026-12-01 20:40:00 UTC"
+    (results / "reproduction.json").write_text(json.dumps(
+        {"meta": {"device": "cpu", "seed": 0, "date": "2026-12-01 20:22:21 UTC"}, "rows": rows}))
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    assert ("seed 0; the latest run started 2026-12-01 20:22:21 UTC; the file keeps rows of "
+            "earlier runs, and 1 of its 5 rows says when it was finished") in text
     (results / "reproduction.json").write_text("{broken")
     assert "Unreadable results files" in reproduction_markdown(results, tmp_path / "ckpt")
 
