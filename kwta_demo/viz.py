@@ -335,6 +335,9 @@ def landscape_figure(lines: Mapping[str, Mapping[str, object]], planes: Mapping[
             mean = [sum(v[i] for v in layers) / len(layers) for i in range(len(grad.alphas))]
             fig.add_trace(go.Scatter(x=list(grad.alphas), y=mean, mode="lines", showlegend=False,
                                      line=dict(color=model_color(name))), row=row, col=2)
+        else:
+            fig.add_annotation(text="no k-WTA layers: no winners to change", showarrow=False,
+                               xref="x domain", yref="y domain", x=0.5, y=0.5, row=row, col=2)
         plane = planes[name]
         axis = torch.linspace(-radius, radius, plane.shape[0]).tolist()
         fig.add_trace(go.Heatmap(z=plane.tolist(), x=axis, y=axis, colorscale="Viridis",

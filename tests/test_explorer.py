@@ -590,6 +590,10 @@ def test_the_landscape_of_the_last_attack(explorer):
         set(lines["alexnet-kwta-0.1"]) == {"gradient sign", "random"}
     assert lines["alexnet-relu"]["random"].alphas[0] == pytest.approx(-16 / 255)
     assert figure.layout.title.text.startswith("Loss landscape")
+    # ReLU's winner panel says why it is empty; k-WTA's has its curve
+    notes = [a for a in figure.layout.annotations if a.text == "no k-WTA layers: no winners to change"]
+    assert [(a.xref, a.yref) for a in notes] == [("x2 domain", "y2 domain")]
+    assert any(t.type == "scatter" and t.xaxis == "x5" for t in figure.data)  # row 2, column 2
     with pytest.raises(ValueError, match="run an attack first"):
         explorer.landscape(None)
 
