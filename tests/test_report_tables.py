@@ -73,7 +73,9 @@ def test_our_rows_fill_their_cells_with_n_and_intervals(tmp_path):
     assert "83.7% [" in alexnet and "n=10000" in alexnet  # from the checkpoint's metrics.json
     # the lower quartile of the 32 px epochs: a shared-CPU epoch does not move it
     assert "| ResNet18 ReLU | 381 s | 10 s | 250 s | 30 s |" in text
-    assert "resnet18-kwta-0.1: 51.2% [45.7–56.6], n=320 with the report's step" in text
+    assert ("| resnet18-kwta-0.1 | 50.3% (n=320) | 51.2% [45.7–56.6], n=320 | "
+            "0.1% [0.0–0.6], n=1000 |") in text  # the step finding, every model
+    assert f"| alexnet-relu | 8.8% (n=320) | {NOT_MEASURED} | {NOT_MEASURED} |" in text
     assert "`finished`" not in text  # no row is stamped: nothing to point at
     rows[0]["finished"] = "2026-12-01 20:40:00 UTC"
     (results / "reproduction.json").write_text(json.dumps(
