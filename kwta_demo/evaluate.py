@@ -687,6 +687,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compute every row again instead of keeping those in STEM.json")
     parser.add_argument("--stop-file", default=None,
                         help="stop (keeping every finished batch) once this file exists")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars (for a log file: each finished row is logged)")
 
 
 STOPPED_EXIT = 3
@@ -709,7 +711,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
                               batch_size=args.batch_size, device=str(device),
-                              limit_clean=args.limit_clean,
+                              limit_clean=args.limit_clean, progress=args.progress,
                               on_update=lambda r: save_result(json_path, r),
                               done=earlier["rows"] if earlier else (), should_stop=should_stop,
                               parts_dir=out.parent / f"{out.name}.parts")

@@ -415,7 +415,7 @@ def _run_evaluation_ranks(plan: Plan, step: EvalStep, models: list[str], stem: P
                "--models", ",".join(models), "--attacks", ",".join(step.attacks),
                "--images", str(step.n), "--seed", str(step.seed),
                "--batch-size", str(step.batch_size), "--out", str(stem),
-               "--stop-file", str(stop_file)]
+               "--stop-file", str(stop_file), "--no-progress"]
     command += ["--data", plan.data] if plan.data else []
     command += ["--limit-clean", str(limit_clean)] if limit_clean else []
     threads = max(1, _threads() // plan.eval_processes)

@@ -115,6 +115,10 @@ def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, data):
     ranks = _cli(two / "plan.json", "run", "--foreground")
     assert ranks.returncode == 0, ranks.stderr
     assert "evaluation over 2 processes" in ranks.stderr
+    # the log has a line per finished row, written once (by the leading process), and
+    # no progress bars
+    assert ranks.stderr.count("INFO kwta_demo.evaluate: alexnet-relu none: ") == 1
+    assert "\r" not in ranks.stderr and "it/s]" not in ranks.stderr
 
     def rows(d):
         result = json.loads((d / "results" / "eval.json").read_text())
