@@ -148,3 +148,19 @@ def test_the_audit_section(tmp_path):
     # how the rows were obtained, read from the rows: command, images, seed, eps, device
     assert ("alexnet: `python -m kwta_demo audit --arch alexnet --n 64 --seed 0 --attacks "
             "pgd:report`") in text and "eps 0.031, device cpu, 5 min in all" in text
+
+
+def test_the_step_finding_in_words_needs_every_model_and_quotes_the_rows(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    names = [f"{a}-{v}" for a in ("resnet18", "alexnet") for v in ("relu", "kwta-0.2", "kwta-0.1")]
+    rows = [_row(n, "pgd", "report", 0.6 + 0.01 * i) for i, n in enumerate(names)]
+    rows += [_row(n, "pgd", "corrected", 0.002 * i) for i, n in enumerate(names[:-1])]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    assert "our ReLU models" not in reproduction_markdown(results, tmp_path / "ckpt")
+    rows.append(_row(names[-1], "pgd", "corrected", 0.066))
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    assert ("our ReLU models (resnet18-relu, alexnet-relu) keep 60.0% and 63.0% of their images, "
+            "where the report's kept 0% and 8.8%") in text
+    assert "no model keeps more than 6.6% (alexnet-kwta-0.1)" in text
