@@ -132,6 +132,32 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
     return lines
 
 
+def _time_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Minutes each (attack, model) took, summed over its rows (a larger nested sample
+    counts only its new images), and the total: the evaluation's measured cost."""
+    models = [f"{arch}-{variant}" for arch in ARCHS for variant, _ in VARIANTS]
+    spent: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = (f"{r['attack']}:{r['preset']}" if r.get("preset") else "clean",
+               Path(str(r.get("model", ""))).name)
+        spent[key] = spent.get(key, 0.0) + float(r.get("seconds") or 0.0)
+    if not spent:
+        return []
+    lines = ["### What the evaluation cost", "",
+             "| attack | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for attack in dict.fromkeys(a for a, _ in spent):
+        cells = [f"{spent[(attack, m)] / 60:.1f}" if (attack, m) in spent else "" for m in models]
+        lines.append(f"| `{attack}` | " + " | ".join(cells) + " |")
+    total = sum(spent.values())
+    lines += ["", "Minutes of the 2-core CPU per row, from the rows' own `seconds`: the wall "
+              "time of the run that finished the row, which counts only the batches it "
+              "computed. A row over 1,000 images reads its first 320 from the 320-image row, "
+              "and a row stopped and resumed counts only the time after the resumption, so a "
+              f"resumed row's figure is a lower bound. In all **{total / 3600:.1f} hours** for "
+              f"the {len(rows)} rows so far."]
+    return lines
+
+
 def _checkpoint_metrics(root: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for path in sorted(root.glob("*/metrics.json")) if root.is_dir() else ():
@@ -402,6 +428,8 @@ def reproduction_markdown(
     parts += _pgd_finding(best) + [""]
     for arch in ARCHS:
         parts += _attack_table(arch, best, metrics) + [""]
+    if result is not None:
+        parts += _time_table(result["rows"]) + [""]
     parts += _table3(metrics, bench) + [""] + _audit_section(results) + [""] + _outside()
     parts += ["", ADAPTIVE_NOTE]
     if problems:

@@ -164,3 +164,18 @@ def test_the_step_finding_in_words_needs_every_model_and_quotes_the_rows(tmp_pat
     assert ("our ReLU models (resnet18-relu, alexnet-relu) keep 60.0% and 63.0% of their images, "
             "where the report's kept 0% and 8.8%") in text
     assert "no model keeps more than 6.6% (alexnet-kwta-0.1)" in text
+
+
+def test_the_cost_table_sums_each_attacks_rows(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [_row("alexnet-relu", "none", "", 0.8, n=10000, seconds=30.0),
+            _row("alexnet-relu", "pgd", "report", 0.7, seconds=60.0),
+            _row("alexnet-relu", "pgd", "report", 0.7, n=1000, seconds=120.0),  # 680 new images
+            _row("resnet18-kwta-0.1", "pgd", "report", 0.7, seconds=3420.0)]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    table = text.split("### What the evaluation cost")[1].split("###")[0]
+    assert "| `clean` |  |  |  | 0.5 |  |  |" in table
+    assert "| `pgd:report` |  |  | 57.0 | 3.0 |  |  |" in table
+    assert "In all **1.0 hours** for the 4 rows so far." in table
