@@ -717,13 +717,20 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         "stop_requested": files.stop.exists(), "log": str(files.log),
         "stages": stages,
         "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
-                       "remaining_seconds": eval_left, "results": plan.results},
+                       "remaining_seconds": eval_left, "results": plan.results,
+                       "last": _last_finished(eval_rows)},
         "audit": {"rows_done": audit_done, "rows_total": audit_total,
                   "remaining_seconds": audit_left, "results": plan.audit_results},
         "remaining_seconds": None if None in train_left or None in (eval_left, audit_left)
         else sum(train_left) + eval_left + audit_left,
         "train_remaining_seconds": None if None in train_left else sum(train_left),
     }
+
+
+def _last_finished(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row finished last (of those that say when; the later one in the file on a tie)."""
+    stamped = [(r["finished"], i, r) for i, r in enumerate(rows) if r.get("finished")]
+    return max(stamped, key=lambda t: t[:2])[2] if stamped else None
 
 
 def _hours(seconds: float | None) -> str:
@@ -757,6 +764,11 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"  evaluate: {ev['rows_done']}/{ev['rows_total']} rows in {ev['results']}"
                  + ("" if ev["rows_done"] >= ev["rows_total"]
                     else f", {_hours(ev['remaining_seconds'])} left"))
+    if last := ev.get("last"):
+        attack = f"{last['attack']}:{last['preset']}" if last.get("preset") else last["attack"]
+        lines.append(f"    last row: {Path(last['model']).name} {attack}, "
+                     f"{100 * last['robust_acc']:.1f}% of {last.get('n_pairs', last['n'])}, "
+                     f"finished {last['finished']}")
     au = status["audit"]
     lines.append(f"  audit: {au['rows_done']}/{au['rows_total']} rows in {au['results']}"
                  + ("" if au["rows_done"] >= au["rows_total"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,7 @@ def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tm
     status = _cli(whole / "plan.json", "status").stdout
     assert "not running" in status and "train alexnet-kwta-0.2: done" in status
     assert "evaluate: 4/4 rows" in status and "time left: 0 min" in status
+    assert re.search(r"last row: alexnet-kwta-0\.2 fgsm:paper, \d+\.\d% of 10, finished 20\d\d-", status)
 
     # the same plan, SIGKILLed at a random moment (after start-up, before the end), then rerun
     moment = random.Random().uniform(0.3, 0.9) * duration
