@@ -284,11 +284,17 @@ def audit_checkpoints(
     images; one row per (model, attack) and one per matrix. Rows in ``done`` with the same
     weights and settings are kept; ``on_row`` gets each new row."""
     from .checkpoints import find_checkpoint, load_model, weights_sha256
-    from .data import evaluation_sample, load_cifar10
+    from .data import describe_source, evaluation_sample, load_cifar10
     from .settings import resolve_device
     from .transfer import transfer_matrix
 
+    def stamped(row: dict[str, Any]) -> dict[str, Any]:
+        # what the row was measured on, and when (results/audit.json keeps earlier runs' rows)
+        return _json_safe({**row, "data": source, "torch": torch.__version__,
+                           "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+
     dev = resolve_device(device)
+    source = describe_source(data)
     names = [f"{arch}-relu", f"{arch}-kwta-0.2", f"{arch}-kwta-0.1"]
     where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
     shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
@@ -311,6 +317,7 @@ def audit_checkpoints(
             if not bool(keep.any()):
                 row.update(correct=0, eps=None, masked=None, checks=[], seconds=0.0,
                            verdict="misclassifies every image: nothing to audit", device=str(dev))
+                row = stamped(row)
                 rows.append(row)
                 if on_row:
                     on_row(row)
@@ -326,7 +333,7 @@ def audit_checkpoints(
                            "kind": c.kind, "evidence": c.evidence, "values": c.values}
                            for c in result.checks],
                        seconds=time.perf_counter() - t0, device=str(dev))
-            row = _json_safe(row)
+            row = stamped(row)
             rows.append(row)
             if on_row:
                 on_row(row)
@@ -344,7 +351,7 @@ def audit_checkpoints(
         row.update(sources=list(m.sources), targets=list(m.targets),
                    rates=[list(r) for r in m.rates], ci95=[[list(c) for c in r] for r in m.ci95],
                    correct=list(m.n), eps=m.eps, seconds=time.perf_counter() - t0, device=str(dev))
-        row = _json_safe(row)
+        row = stamped(row)
         rows.append(row)
         if on_row:
             on_row(row)

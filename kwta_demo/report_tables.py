@@ -286,12 +286,14 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         arch = arch_of(r["model"])
         entry = by_arch.setdefault(arch, {"attacks": [], "n": set(), "seed": set(),
-                                          "eps": set(), "device": set(), "seconds": 0.0})
+                                          "eps": set(), "device": set(), "data": set(),
+                                          "seconds": 0.0})
         if r.get("kind") == "audit" and r["attack"] not in entry["attacks"]:
             entry["attacks"].append(r["attack"])
         for field in ("n", "seed", "eps", "device"):
             if r.get(field) is not None:
                 entry[field].add(r[field])
+        entry["data"].add(r.get("data") or "data not recorded")
         entry["seconds"] += float(r.get("seconds") or 0.0)
     parts = []
     for arch, e in by_arch.items():
@@ -299,7 +301,8 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
         parts.append(
             f"{arch}: `python -m kwta_demo audit --arch {arch} --n {join(e['n'])} --seed "
             f"{join(e['seed'])} --attacks {','.join(e['attacks'])}` (the pipeline runs the same), "
-            f"class-balanced images of the JPEG test split, L-inf eps {join(e['eps'])}, "
+            f"seeded class-balanced test images of {' and '.join(sorted(e['data']))}, "
+            f"L-inf eps {join(e['eps'])}, "
             f"device {join(e['device'])}, {e['seconds'] / 60:.0f} min in all")
     return "How these rows were obtained: " + "; ".join(parts) + "."
 

@@ -114,6 +114,11 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path):
         ("audit", "alexnet-relu"), ("audit", "alexnet-kwta-0.2"), ("audit", "alexnet-kwta-0.1"),
         ("transfer", "alexnet")]
     assert load_rows(out) == found
+    # each row says what it was measured on and when
+    from kwta_demo.data import describe_source
+
+    assert {r["data"] for r in found} == {describe_source(str(tmp_path / "data"))}
+    assert all(r["finished"].endswith(" UTC") and r["torch"] == torch.__version__ for r in found)
     transfer = found[-1]
     assert transfer["sources"][-2:] == ["alexnet-kwta-0.2 (BPDA)", "alexnet-kwta-0.1 (BPDA)"]
     calls = []

@@ -138,6 +138,7 @@ def test_the_audit_section(tmp_path):
     (tmp_path / "audit.json").write_text(json.dumps({"rows": [
         {"kind": "audit", "model": "alexnet-kwta-0.1", "attack": "pgd:report", "n": 64, "seed": 0,
          "correct": 50, "eps": 0.031, "device": "cpu", "seconds": 300.0,
+         "data": "cifar10-jpeg.tar.gz (tar, sha256 0972)",
          "verdict": "Robustness here comes from gradient masking: x."},
         {"kind": "transfer", "model": "alexnet", "attack": "pgd:corrected", "n": 64, "seed": 0,
          "sources": ["alexnet-relu", "alexnet-kwta-0.1 (BPDA)"], "targets": ["alexnet-relu"],
@@ -148,6 +149,9 @@ def test_the_audit_section(tmp_path):
     # how the rows were obtained, read from the rows: command, images, seed, eps, device
     assert ("alexnet: `python -m kwta_demo audit --arch alexnet --n 64 --seed 0 --attacks "
             "pgd:report`") in text and "eps 0.031, device cpu, 5 min in all" in text
+    # the data too; a row that does not record it says so
+    assert ("test images of cifar10-jpeg.tar.gz (tar, sha256 0972) and data not recorded, "
+            "L-inf eps 0.031") in text
 
 
 def test_the_step_finding_in_words_needs_every_model_and_quotes_the_rows(tmp_path):
