@@ -336,8 +336,11 @@ def landscape_figure(lines: Mapping[str, Mapping[str, object]], planes: Mapping[
             fig.add_trace(go.Scatter(x=list(grad.alphas), y=mean, mode="lines", showlegend=False,
                                      line=dict(color=model_color(name))), row=row, col=2)
         else:
+            # in paper coordinates: the browser's plotly.js may not know "x2 domain" refs
+            cell = fig.get_subplot(row, 2)
             fig.add_annotation(text="no k-WTA layers: no winners to change", showarrow=False,
-                               xref="x domain", yref="y domain", x=0.5, y=0.5, row=row, col=2)
+                               xref="paper", yref="paper", x=sum(cell.xaxis.domain) / 2,
+                               y=sum(cell.yaxis.domain) / 2)
         plane = planes[name]
         axis = torch.linspace(-radius, radius, plane.shape[0]).tolist()
         fig.add_trace(go.Heatmap(z=plane.tolist(), x=axis, y=axis, colorscale="Viridis",
