@@ -285,13 +285,14 @@ def audit_checkpoints(
     weights and settings are kept; ``on_row`` gets each new row."""
     from .checkpoints import find_checkpoint, load_model, weights_sha256
     from .data import describe_source, evaluation_sample, load_cifar10
+    from .evaluate import utc_now
     from .settings import resolve_device
     from .transfer import transfer_matrix
 
     def stamped(row: dict[str, Any]) -> dict[str, Any]:
         # what the row was measured on, and when (results/audit.json keeps earlier runs' rows)
         return _json_safe({**row, "data": source, "torch": torch.__version__,
-                           "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+                           "finished": utc_now()})
 
     dev = resolve_device(device)
     source = describe_source(data)

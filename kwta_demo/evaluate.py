@@ -454,12 +454,12 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "command": " ".join(["python -m kwta_demo"] + sys.argv[1:]),
-        "date": _utc_now(),
+        "date": utc_now(),
     }
     return env
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
@@ -511,7 +511,7 @@ def evaluate(
     def add(row: dict[str, Any]) -> None:
         # Rows of one file come from several runs (each keeps the rows before it): each
         # row says when it was finished, the meta describes the latest run.
-        row["finished"] = _utc_now()
+        row["finished"] = utc_now()
         if ranks.leader:
             log.info("%s %s%s: %.1f%% of %d (%.0f s)", row["model"], row["attack"],
                      f":{row['preset']}" if row["preset"] else "", 100 * row["robust_acc"],
