@@ -460,6 +460,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
 
 
 def utc_now() -> str:
+    """The time now as results rows record it, e.g. "2026-12-01 20:40:00 UTC"."""
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
