@@ -151,7 +151,8 @@ def _time_table(rows: list[dict[str, Any]]) -> list[str]:
     total = sum(spent.values())
     lines += ["", "Minutes of the 2-core CPU per row, from the rows' own `seconds`: the wall "
               "time of the run that finished the row, which counts only the batches it "
-              "computed. A row over 1,000 images reads its first 320 from the 320-image row, "
+              "computed. A row on more images than another of its model and attack reads the "
+              "smaller row's images from it, "
               "and a row stopped and resumed counts only the time after the resumption, so a "
               f"resumed row's figure is a lower bound. In all **{total / 3600:.1f} hours** for "
               f"the {len(rows)} rows so far."]
