@@ -54,6 +54,29 @@ def _checkpoints(arch: str, stand_ins: bool) -> tuple[str, bool]:
     return str(tmp), False
 
 
+def masking_example(arch: str, results: Path = ROOT / "results" / "reproduction.json",
+                    attack: str = "deepfool", preset: str = "paper") -> int | None:
+    """The test-split index of the first evaluation image on which ``attack:preset`` fools
+    ``arch``'s ReLU model and leaves both of its k-WTA models standing (None: no such image
+    in ``results``): an image whose audit shows what masking looks like."""
+    import json
+
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return None
+    indices = data["meta"].get("robust_test_indices") or []
+    robust = {Path(r["model"]).name: r.get("robust_per_image") for r in data["rows"]
+              if r.get("attack") == attack and r.get("preset") == preset
+              and r.get("n") == len(indices)}
+    names = [f"{arch}-{v}" for v in ("relu", "kwta-0.2", "kwta-0.1")]
+    if not all(robust.get(n) for n in names):
+        return None
+    relu, k2, k1 = (robust[n] for n in names)
+    return next((indices[i] for i in range(len(indices)) if not relu[i] and k2[i] and k1[i]),
+                None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(HERE))
@@ -119,6 +142,26 @@ def main() -> None:
                 time.sleep(1)
                 page.locator(panel).screenshot(path=str(out / name))
 
+            example = masking_example(arch)
+            if example is not None and trained:  # DeepFool, where k-WTA seems to resist it
+                print(f"DeepFool audit on test image #{example}", flush=True)
+                page.goto(f"{url}?test={example}&arch={arch}&attack=deepfool&preset=paper",
+                          wait_until="load")
+                page.wait_for_selector("#attack-summary")
+                page.wait_for_function("document.querySelector('#attack-summary').innerText"
+                                       f".includes('test image #{example}')")
+                page.wait_for_selector("#model-input img")
+                print("  set up from the replay link", flush=True)
+                page.locator("#run-attack").click()
+                page.wait_for_function(
+                    "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
+                print("  attack done; auditing", flush=True)
+                page.locator("#run-audit").click()
+                page.wait_for_function("document.querySelector('#audit-verdict').innerText"
+                                       ".includes('Gradient-masking audit')")
+                page.locator("#audit").screenshot(path=str(out / "audit-deepfool.png"))
+                page.goto(url, wait_until="load")
+                page.wait_for_selector("#run-attack")
             page.get_by_role("tab", name="Robustness sweep").click()
             page.locator("#sweep-arch label", has_text=ARCH_LABEL[arch]).click()
             page.locator("#sweep-eps textarea, #sweep-eps input").first.fill("0, 2, 4, 8")
