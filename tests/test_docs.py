@@ -52,3 +52,29 @@ def test_the_training_tables_have_every_shipped_checkpoints_rows():
 def test_the_readme_quotes_each_checkpoints_accuracy(name):
     accuracy = json.loads((CHECKPOINTS / name / "metrics.json").read_text())["clean_accuracy"]
     assert f"{100 * accuracy:.2f}%" in (ROOT / "README.md").read_text()
+
+
+def test_the_deepfool_audit_screenshot_image_is_the_first_the_rule_picks(tmp_path):
+    """The README says how the screenshot's image was chosen; the script must pick by it."""
+    sys.path.insert(0, str(ROOT / "docs" / "screenshots"))
+    from take_screenshots import masking_example
+
+    def row(model, robust, attack="deepfool", preset="paper"):
+        return {"model": f"checkpoints/{model}", "attack": attack, "preset": preset,
+                "n": 4, "robust_per_image": robust}
+
+    rows = [row("resnet18-relu", [False, True, False, False]),
+            row("resnet18-kwta-0.2", [True, True, False, True]),
+            row("resnet18-kwta-0.1", [False, True, True, True]),
+            row("resnet18-kwta-0.1", [True, True, True, True], attack="pgd")]
+    results = tmp_path / "reproduction.json"
+    results.write_text(json.dumps({"meta": {"robust_test_indices": [7, 3, 9, 5]},
+                                   "rows": rows}))
+    # image 0: k-WTA 0.1 fooled; 1: ReLU robust; 2: k-WTA 0.2 fooled; 3: the one
+    assert masking_example("resnet18", results) == 5
+    assert masking_example("alexnet", results) is None  # no AlexNet rows
+    rows[1]["robust_per_image"][3] = False
+    results.write_text(json.dumps({"meta": {"robust_test_indices": [7, 3, 9, 5]},
+                                   "rows": rows}))
+    assert masking_example("resnet18", results) is None
+    assert masking_example("resnet18", tmp_path / "missing.json") is None
