@@ -215,8 +215,8 @@ def _stats_markdown(view: ActivationView) -> str:
 
 
 def _audit_markdown(out: Any) -> str:
-    lines = [f"**Gradient-masking audit** ({out.images} image(s) per model before each model's "
-             f"misclassified ones are set aside; {out.seconds:.1f} s). The checks of Carlini et "
+    lines = [f"**Gradient-masking audit** ({out.images} image(s), each model audited on "
+             f"those it classifies correctly; {out.seconds:.1f} s). The checks of Carlini et "
              "al. 2019: an unbounded PGD must succeed; more steps must not change the result; a "
              "gradient-free attack (Square) and examples from the ReLU twin must not beat the "
              "audited attack.", ""]
