@@ -132,6 +132,89 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
     return lines
 
 
+def _short_label(attack: str, preset: str) -> str:
+    """'PGD corrected', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words."""
+    names = {"pgd": "PGD", "deepfool": "DeepFool", "bpda": "BPDA", "apgd-ce": "APGD-CE",
+             "apgd-dlr": "APGD-DLR", "square": "Square", "cw": "C&W",
+             "gradient-estimation": "gradient estimation"}
+    name = names.get(attack, attack)
+    return f"{name} ({preset})" if attack == "pgd" else name
+
+
+def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0.031
+                ) -> list[str]:
+    """Per model: the strongest single attack, and the worst case per image over every
+    attack run on the same images at ``eps`` (an image is robust only if all fail on it)."""
+    from .evaluate import wilson_interval
+
+    lines = ["### Every attack at once: the worst case per image", "",
+             "| model | attacks on the same images | the strongest alone | all of them, per image |",
+             "|---|---|---|---|"]
+    worst: dict[str, tuple[float, list[float], int]] = {}
+    for arch in ARCHS:
+        for variant, _ in VARIANTS:
+            model = f"{arch}-{variant}"
+            rows = [(attack, preset, best[(model, attack, preset)])
+                    for attack, preset, _, _ in COLUMNS
+                    if attack != "none" and (model, attack, preset) in best]
+            rows = [(a, p, r) for a, p, r in rows if math.isclose(float(r.get("eps", 0)), eps)
+                    and r.get("robust_per_image") and r.get("robust_acc") is not None]
+            n = max((int(r["n"]) for _, _, r in rows), default=0)
+            rows = [(a, p, r) for a, p, r in rows
+                    if int(r["n"]) == n and len(r["robust_per_image"]) == n]
+            if not rows:
+                lines.append(f"| {model} | {NOT_MEASURED} | | |")
+                continue
+            a, p, strongest = min(rows, key=lambda t: t[2]["robust_acc"])
+            kept = sum(all(bool(r["robust_per_image"][i]) for _, _, r in rows) for i in range(n))
+            ci = wilson_interval(kept, n)
+            worst[model] = (kept / n, ci, n)
+            lines.append(f"| {model} | {len(rows)}: {', '.join(_short_label(a2, p2) for a2, p2, _ in rows)} "
+                         f"| {_short_label(a, p)}: {format_cell(strongest)} "
+                         f"| {format_cell({'robust_acc': kept / n, 'robust_ci95': ci, 'n': n})} |")
+    lines += ["", f"All at eps = {eps:g} (L-inf) on the models' largest common set of images; "
+              "the report's VGA, which has no eps-ball, is left out, and so are attacks run on "
+              "fewer images (their rows are in Tables 1-2). An image counts as robust in the "
+              "last column only if every attack listed failed on it, as AutoAttack scores "
+              "its ensemble."]
+    return lines + _worst_case_in_words(worst)
+
+
+def _worst_case_in_words(worst: dict[str, tuple[float, list[float], int]]) -> list[str]:
+    """Each k-WTA model's worst case beside its ReLU twin's, in words, from the rows."""
+    kwta, relu, within, above = [], [], [], []
+    for arch in ARCHS:
+        twin = worst.get(f"{arch}-relu")
+        if twin is None:
+            continue
+        relu.append(f"{_pct(twin[0])} ({arch}-relu)")
+        for variant, _ in VARIANTS[1:]:
+            model = f"{arch}-{variant}"
+            if model not in worst:
+                continue
+            acc, ci, _n = worst[model]
+            kwta.append(f"{_pct(acc)} ({model})")
+            (within if ci[0] <= twin[1][1] else above).append(model)
+    if not kwta:
+        return []
+    sizes = sorted({n for _acc, _ci, n in worst.values()})
+    images = " or ".join(f"{n:,}" for n in sizes)
+    said = (f"Under every attack at once, the k-WTA models keep {_and(kwta)} of their images, "
+            f"the ReLU models {_and(relu)}.")
+    if within:
+        whose = "its 95% interval overlaps" if len(within) == 1 else "their 95% intervals overlap"
+        said += (f" {_and(within)}: {whose} the ReLU twin's, so no robustness beyond the "
+                 f"ReLU model's is measurable on {images} images.")
+    if above:
+        said += (f" {_and(above)}: above the ReLU twin's 95% interval; these attacks leave "
+                 "more standing there than on the ReLU model.")
+    return ["", said]
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _time_table(rows: list[dict[str, Any]]) -> list[str]:
     """Minutes each (attack, model) took, summed over its rows (a larger nested sample
     counts only its new images), and the total: the evaluation's measured cost."""
@@ -433,7 +516,7 @@ def reproduction_markdown(
     for arch in ARCHS:
         parts += _attack_table(arch, best, metrics) + [""]
     if result is not None:
-        parts += _time_table(result["rows"]) + [""]
+        parts += _worst_case(best) + [""] + _time_table(result["rows"]) + [""]
     parts += _table3(metrics, bench) + [""] + _audit_section(results) + [""] + _outside()
     parts += ["", ADAPTIVE_NOTE]
     if problems:

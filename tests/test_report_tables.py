@@ -183,3 +183,35 @@ def test_the_cost_table_sums_each_attacks_rows(tmp_path):
     assert "| `clean` |  |  |  | 0.5 |  |  |" in table
     assert "| `pgd:report` |  |  | 57.0 | 3.0 |  |  |" in table
     assert "In all **1.0 hours** for the 4 rows so far." in table
+
+
+def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def row(model, attack, preset, per_image, **extra):
+        acc = sum(per_image) / len(per_image)
+        return _row(model, attack, preset, acc, n=len(per_image), robust_per_image=per_image,
+                    **extra)
+
+    rows = [row("alexnet-relu", "pgd", "corrected", [False] * 8),
+            # each attack alone leaves 2 of 8 standing, together only image 0
+            row("alexnet-kwta-0.1", "pgd", "corrected", [True, True, False, False] + [False] * 4),
+            row("alexnet-kwta-0.1", "deepfool", "paper", [True, False, True, False] + [False] * 4),
+            # not on the same images or not in the eps-ball: left out
+            row("alexnet-kwta-0.1", "cw", "paper", [False] * 4),
+            row("alexnet-kwta-0.1", "vga", "report", [False] * 8, eps=1.0),
+            row("alexnet-kwta-0.2", "pgd", "corrected", [True] * 6 + [False] * 2)]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    table = text.split("### Every attack at once")[1].split("###")[0]
+    line = next(l for l in table.splitlines() if l.startswith("| alexnet-kwta-0.1 "))
+    assert "| 2: PGD (corrected), DeepFool |" in line
+    assert "| PGD (corrected): 25.0%" in line
+    assert line.endswith("| 12.5% [2.2–47.1], n=8 |")
+    assert f"| resnet18-relu | {NOT_MEASURED} |" in table
+    assert ("the k-WTA models keep 75.0% (alexnet-kwta-0.2) and 12.5% (alexnet-kwta-0.1) of "
+            "their images, the ReLU models 0.0% (alexnet-relu)") in table
+    assert ("alexnet-kwta-0.1: its 95% interval overlaps the ReLU twin's, so no robustness "
+            "beyond the ReLU model's is measurable on 8 images") in table
+    assert "alexnet-kwta-0.2: above the ReLU twin's 95% interval" in table
