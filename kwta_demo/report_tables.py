@@ -21,8 +21,8 @@ from .evaluate import load_result as read_result
 from .pipeline import arch_of, typical_epoch_seconds
 from .settings import PROJECT_ROOT
 
-__all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "best_rows",
-           "claims", "reproduction_markdown", "format_cell"]
+__all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "WorstCase",
+           "best_rows", "claims", "reproduction_markdown", "format_cell", "worst_case"]
 
 NOT_RUN = "not run by the report"
 NOT_MEASURED = "not measured yet"
@@ -141,37 +141,60 @@ def _short_label(attack: str, preset: str) -> str:
     return f"{name} ({preset})" if attack == "pgd" else name
 
 
+@dataclass(frozen=True)
+class WorstCase:
+    """A model's robust accuracy when every attack run on the same images counts: an image
+    is robust only if all of them failed on it."""
+
+    attacks: tuple[tuple[str, str], ...]  # (attack, preset), in the order of Tables 1-2
+    strongest: dict[str, Any]  # the row with the lowest robust accuracy alone
+    acc: float
+    ci95: list[float]
+    n: int
+    eps: float
+
+
+def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
+               eps: float = 0.031) -> WorstCase | None:
+    """``model``'s worst case over its Tables 1-2 rows at ``eps`` on its largest common set
+    of images (None: no such row has per-image outcomes)."""
+    from .evaluate import wilson_interval
+
+    rows = [(attack, preset, best[(model, attack, preset)]) for attack, preset, _, _ in COLUMNS
+            if attack != "none" and (model, attack, preset) in best]
+    rows = [(a, p, r) for a, p, r in rows if math.isclose(float(r.get("eps", 0)), eps)
+            and r.get("robust_per_image") and r.get("robust_acc") is not None]
+    n = max((int(r["n"]) for _, _, r in rows), default=0)
+    rows = [(a, p, r) for a, p, r in rows if int(r["n"]) == n and len(r["robust_per_image"]) == n]
+    if not rows:
+        return None
+    kept = sum(all(bool(r["robust_per_image"][i]) for _, _, r in rows) for i in range(n))
+    return WorstCase(tuple((a, p) for a, p, _ in rows),
+                     min((r for _, _, r in rows), key=lambda r: r["robust_acc"]),
+                     kept / n, wilson_interval(kept, n), n, eps)
+
+
 def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0.031
                 ) -> list[str]:
     """Per model: the strongest single attack, and the worst case per image over every
-    attack run on the same images at ``eps`` (an image is robust only if all fail on it)."""
-    from .evaluate import wilson_interval
-
+    attack run on the same images at ``eps``."""
     lines = ["### Every attack at once: the worst case per image", "",
              "| model | attacks on the same images | the strongest alone | all of them, per image |",
              "|---|---|---|---|"]
-    worst: dict[str, tuple[float, list[float], int]] = {}
+    worst: dict[str, WorstCase] = {}
     for arch in ARCHS:
         for variant, _ in VARIANTS:
             model = f"{arch}-{variant}"
-            rows = [(attack, preset, best[(model, attack, preset)])
-                    for attack, preset, _, _ in COLUMNS
-                    if attack != "none" and (model, attack, preset) in best]
-            rows = [(a, p, r) for a, p, r in rows if math.isclose(float(r.get("eps", 0)), eps)
-                    and r.get("robust_per_image") and r.get("robust_acc") is not None]
-            n = max((int(r["n"]) for _, _, r in rows), default=0)
-            rows = [(a, p, r) for a, p, r in rows
-                    if int(r["n"]) == n and len(r["robust_per_image"]) == n]
-            if not rows:
+            w = worst_case(best, model, eps)
+            if w is None:
                 lines.append(f"| {model} | {NOT_MEASURED} | | |")
                 continue
-            a, p, strongest = min(rows, key=lambda t: t[2]["robust_acc"])
-            kept = sum(all(bool(r["robust_per_image"][i]) for _, _, r in rows) for i in range(n))
-            ci = wilson_interval(kept, n)
-            worst[model] = (kept / n, ci, n)
-            lines.append(f"| {model} | {len(rows)}: {', '.join(_short_label(a2, p2) for a2, p2, _ in rows)} "
-                         f"| {_short_label(a, p)}: {format_cell(strongest)} "
-                         f"| {format_cell({'robust_acc': kept / n, 'robust_ci95': ci, 'n': n})} |")
+            worst[model] = w
+            strongest = _short_label(w.strongest["attack"], w.strongest["preset"])
+            lines.append(f"| {model} | {len(w.attacks)}: "
+                         f"{', '.join(_short_label(a, p) for a, p in w.attacks)} "
+                         f"| {strongest}: {format_cell(w.strongest)} "
+                         f"| {format_cell({'robust_acc': w.acc, 'robust_ci95': w.ci95, 'n': w.n})} |")
     lines += ["", f"All at eps = {eps:g} (L-inf) on the models' largest common set of images; "
               "the report's VGA, which has no eps-ball, is left out, and so are attacks run on "
               "fewer images (their rows are in Tables 1-2). An image counts as robust in the "
@@ -180,24 +203,24 @@ def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0
     return lines + _worst_case_in_words(worst)
 
 
-def _worst_case_in_words(worst: dict[str, tuple[float, list[float], int]]) -> list[str]:
+def _worst_case_in_words(worst: dict[str, WorstCase]) -> list[str]:
     """Each k-WTA model's worst case beside its ReLU twin's, in words, from the rows."""
     kwta, relu, within, above = [], [], [], []
     for arch in ARCHS:
         twin = worst.get(f"{arch}-relu")
         if twin is None:
             continue
-        relu.append(f"{_pct(twin[0])} ({arch}-relu)")
+        relu.append(f"{_pct(twin.acc)} ({arch}-relu)")
         for variant, _ in VARIANTS[1:]:
             model = f"{arch}-{variant}"
             if model not in worst:
                 continue
-            acc, ci, _n = worst[model]
-            kwta.append(f"{_pct(acc)} ({model})")
-            (within if ci[0] <= twin[1][1] else above).append(model)
+            w = worst[model]
+            kwta.append(f"{_pct(w.acc)} ({model})")
+            (within if w.ci95[0] <= twin.ci95[1] else above).append(model)
     if not kwta:
         return []
-    sizes = sorted({n for _acc, _ci, n in worst.values()})
+    sizes = sorted({w.n for w in worst.values()})
     images = " or ".join(f"{n:,}" for n in sizes)
     said = (f"Under every attack at once, the k-WTA models keep {_and(kwta)} of their images, "
             f"the ReLU models {_and(relu)}.")
@@ -471,6 +494,13 @@ def claims(results_dir: str | Path | None = None) -> list[Claim]:
                              "results/reproduction.json",
                              f"n={row.get('n')}, eps {row.get('eps')}, seed {row.get('seed')}, "
                              f"{row.get('device', '')}"))
+        w = worst_case(best, f"{arch}-kwta-0.1")
+        if w is not None and len(w.attacks) > 1:
+            out.append(Claim(group, "ours, every attack at once", 100 * w.acc,
+                             (100 * w.ci95[0], 100 * w.ci95[1]), "results/reproduction.json",
+                             f"n={w.n}, eps {w.eps:g}, robust only if all of "
+                             f"{', '.join(_short_label(a, p) for a, p in w.attacks)} fail, "
+                             f"seed {w.strongest.get('seed')}, {w.strongest.get('device', '')}"))
     return out
 
 

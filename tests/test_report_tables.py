@@ -215,3 +215,8 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert ("alexnet-kwta-0.1: its 95% interval overlaps the ReLU twin's, so no robustness "
             "beyond the ReLU model's is measurable on 8 images") in table
     assert "alexnet-kwta-0.2: above the ReLU twin's 95% interval" in table
+    from kwta_demo.report_tables import claims
+
+    (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
+    assert bar.group == "AlexNet k-WTA-0.1" and bar.value == pytest.approx(12.5)
+    assert "robust only if all of PGD (corrected), DeepFool fail" in bar.conditions
