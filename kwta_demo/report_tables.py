@@ -397,6 +397,8 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
                                           "seconds": 0.0})
         if r.get("kind") == "audit" and r["attack"] not in entry["attacks"]:
             entry["attacks"].append(r["attack"])
+        if r.get("kind") == "transfer":
+            entry["transfer"] = r["attack"]
         for field in ("n", "seed", "eps", "device"):
             if r.get(field) is not None:
                 entry[field].add(r[field])
@@ -405,6 +407,9 @@ def _audit_provenance(rows: list[dict[str, Any]]) -> str:
     parts = []
     for arch, e in by_arch.items():
         join = lambda values: "/".join(str(v) for v in sorted(values))  # noqa: E731
+        if e.get("transfer") in e["attacks"]:  # the command's last attack makes the matrix
+            e["attacks"].remove(e["transfer"])
+            e["attacks"].append(e["transfer"])
         parts.append(
             f"{arch}: `python -m kwta_demo audit --arch {arch} --n {join(e['n'])} --seed "
             f"{join(e['seed'])} --attacks {','.join(e['attacks'])}` (the pipeline runs the same), "

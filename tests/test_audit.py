@@ -124,3 +124,38 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path):
     calls = []
     again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)
     assert again == found and calls == []  # nothing measured twice
+
+
+def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeypatch):
+    """The unbounded PGD, Square, the transfer and the gradient statistics do not depend on
+    the audited attack: with one memo per model, a second audit reads them, with the same
+    evidence as computing them again."""
+    import kwta_demo.audit as A
+
+    x, y = data
+    model, twin = Quantised(Linear()), Linear()
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    kw = dict(eps=0.2, name="quantised", twin=twin, square_preset="interactive")
+    fresh = [audit(model, x, y, preset=p, **kw) for p in ("corrected", "report")]
+    calls: list[str] = []
+    real = A.run_attack
+
+    def counting(attack, *args, **kwargs):
+        calls.append(attack)
+        return real(attack, *args, **kwargs)
+
+    monkeypatch.setattr(A, "run_attack", counting)
+    memo: dict = {}
+    first = audit(model, x, y, preset="corrected", memo=memo, **kw)
+    n_first = len(calls)
+    second = audit(model, x, y, preset="report", memo=memo, **kw)
+    assert calls[:n_first].count("square") == 1 and "square" not in calls[n_first:]
+    assert calls[n_first:] == ["pgd", "pgd"]  # the audited attack and its longer run only
+    def seen(result):  # repr: NaN (no k-WTA layer here) is not equal to itself
+        return [(c.key, c.flagged, c.evidence, repr(c.values)) for c in result.checks]
+
+    assert [seen(first), seen(second)] == [seen(fresh[0]), seen(fresh[1])]
+    other = audit(model, x, y, preset="corrected", memo=memo, **{**kw, "eps": 0.1})
+    assert other.eps == 0.1 and calls.count("square") == 2  # another eps: measured anew

@@ -224,7 +224,8 @@ def test_time_left_comes_from_each_attacks_cost(tmp_path):
     plan = P.Plan(evaluate=(P.EvalStep(("alexnet-relu", "resnet18-relu"),
                                        ("pgd:report", "square:cpu"), n=10),
                             P.EvalStep(("alexnet-relu",), ("pgd:report",), n=30)),
-                  audits=(P.AuditStep("alexnet"), P.AuditStep("resnet18")),
+                  audits=tuple(P.AuditStep(a, attacks=("pgd:report", "pgd:corrected"))
+                               for a in ("alexnet", "resnet18")),
                   results=str(results / "eval.json"), checkpoints=str(tmp_path / "ckpt"))
     rows = [{"model": "alexnet-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 100,
              "seconds": 2.0},
