@@ -133,11 +133,11 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
 
 
 def _short_label(attack: str, preset: str) -> str:
-    """'PGD corrected', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words."""
-    names = {"pgd": "PGD", "deepfool": "DeepFool", "bpda": "BPDA", "apgd-ce": "APGD-CE",
-             "apgd-dlr": "APGD-DLR", "square": "Square", "cw": "C&W",
-             "gradient-estimation": "gradient estimation"}
-    name = names.get(attack, attack)
+    """'PGD (corrected)', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words
+    (its registry title without the parenthesis; PGD, which has three rows, with its preset)."""
+    from .attacks import get_attack
+
+    name = get_attack(attack).title.split(" (")[0]
     return f"{name} ({preset})" if attack == "pgd" else name
 
 

@@ -59,11 +59,10 @@ def masking_example(arch: str, results: Path = ROOT / "results" / "reproduction.
     """The test-split index of the first evaluation image on which ``attack:preset`` fools
     ``arch``'s ReLU model and leaves both of its k-WTA models standing (None: no such image
     in ``results``): an image whose audit shows what masking looks like."""
-    import json
+    from kwta_demo.evaluate import load_result
 
-    try:
-        data = json.loads(results.read_text())
-    except (OSError, ValueError):
+    data = load_result(results)
+    if data is None:
         return None
     indices = data["meta"].get("robust_test_indices") or []
     robust = {Path(r["model"]).name: r.get("robust_per_image") for r in data["rows"]
@@ -75,6 +74,20 @@ def masking_example(arch: str, results: Path = ROOT / "results" / "reproduction.
     relu, k2, k1 = (robust[n] for n in names)
     return next((indices[i] for i in range(len(indices)) if not relu[i] and k2[i] and k1[i]),
                 None)
+
+
+def run_attack(page) -> None:
+    """Click *Run attack* and wait for its summary."""
+    page.locator("#run-attack").click()
+    page.wait_for_function(
+        "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
+
+
+def run_audit(page) -> None:
+    """Click *Audit the last attack* and wait for its verdict."""
+    page.locator("#run-audit").click()
+    page.wait_for_function(
+        "document.querySelector('#audit-verdict').innerText.includes('Gradient-masking audit')")
 
 
 def main() -> None:
@@ -111,9 +124,7 @@ def main() -> None:
             page.locator("#arch label", has_text=ARCH_LABEL[arch]).click()
             page.locator("#gallery button.thumbnail-item").nth(args.gallery_index).click()
             page.wait_for_selector("#model-input img")
-            page.locator("#run-attack").click()
-            page.wait_for_function(
-                "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
+            run_attack(page)
             page.wait_for_function("document.querySelectorAll('#heatmaps .js-plotly-plot').length == 1")
             page.locator("#layer input").click()
             page.locator("ul[role=listbox] li", has_text=LAYER[arch]).first.click()
@@ -128,9 +139,7 @@ def main() -> None:
             page.locator("#trace-plot").screenshot(path=str(out / "attack-trace.png"))
             page.locator("#activation-maps").screenshot(path=str(out / "activation-maps.png"))
 
-            page.locator("#run-audit").click()
-            page.wait_for_function(
-                "document.querySelector('#audit-verdict').innerText.includes('Gradient-masking audit')")
+            run_audit(page)
             page.locator("#audit").screenshot(path=str(out / "audit.png"))
             for panel, button, plot, name in (
                     ("#transfer", "#run-transfer", "#transfer-plot", "transfer.png"),
@@ -152,13 +161,9 @@ def main() -> None:
                                        f".includes('test image #{example}')")
                 page.wait_for_selector("#model-input img")
                 print("  set up from the replay link", flush=True)
-                page.locator("#run-attack").click()
-                page.wait_for_function(
-                    "document.querySelector('#attack-summary').innerText.includes('model(s) in')")
+                run_attack(page)
                 print("  attack done; auditing", flush=True)
-                page.locator("#run-audit").click()
-                page.wait_for_function("document.querySelector('#audit-verdict').innerText"
-                                       ".includes('Gradient-masking audit')")
+                run_audit(page)
                 page.locator("#audit").screenshot(path=str(out / "audit-deepfool.png"))
                 page.goto(url, wait_until="load")
                 page.wait_for_selector("#run-attack")
