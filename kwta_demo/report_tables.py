@@ -234,6 +234,46 @@ def _worst_case_in_words(worst: dict[str, WorstCase]) -> list[str]:
     return ["", said]
 
 
+# The gradient attacks whose survivors the adaptive attacks are set against (the report's
+# PGD, which cannot cross the eps-ball, has its own section), and the adaptive attacks.
+_GRADIENT_ATTACKS = (("pgd", "corrected"), ("pgd", "paper"), ("deepfool", "paper"),
+                     ("apgd-ce", "paper"), ("apgd-dlr", "paper"))
+_ADAPTIVE_ATTACKS = (("bpda", "paper"), ("gradient-estimation", "cpu"))
+
+
+def _adaptive_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """Per k-WTA model: the gradient attack that leaves the most images standing, and what
+    the adaptive attacks do to those very images (per image, on the images both ran on)."""
+    said = []
+    for arch in ARCHS:
+        for variant, _ in VARIANTS[1:]:
+            model = f"{arch}-{variant}"
+            gradient = [best[(model, a, p)] for a, p in _GRADIENT_ATTACKS
+                        if (model, a, p) in best and best[(model, a, p)].get("robust_per_image")]
+            adaptive = [best[(model, a, p)] for a, p in _ADAPTIVE_ATTACKS
+                        if (model, a, p) in best and best[(model, a, p)].get("robust_per_image")]
+            if not gradient or not adaptive:
+                continue
+            g = max(gradient, key=lambda r: r["robust_acc"])
+            twin = best.get((f"{arch}-relu", g["attack"], g["preset"]))
+            text = (f"On {model}, the gradient attack that leaves the most standing is "
+                    f"{_short_label(g['attack'], g['preset'])}: {format_cell(g)}"
+                    + (f" (ReLU twin: {_pct(twin['robust_acc'])})" if twin else "") + ".")
+            for r in adaptive:
+                n = min(int(r["n"]), int(g["n"]))  # rows on fewer images take the first n
+                stood = [i for i in range(n) if g["robust_per_image"][i]]
+                broken = sum(not r["robust_per_image"][i] for i in stood)
+                on = "" if n == int(g["n"]) else f" on the first {n} of those images"
+                text += (f" {_short_label(r['attack'], r['preset'])} leaves {format_cell(r)}"
+                         f"{on}, and fools {broken} of the {len(stood)} images "
+                         f"{_short_label(g['attack'], g['preset'])} left standing.")
+            said.append(text)
+    if not said:
+        return []
+    return ["### Where k-WTA looks strongest, the adaptive attacks", "", ADAPTIVE_NOTE, "",
+            " ".join(said)]
+
+
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -425,8 +465,11 @@ def _finished_note(rows: list[dict[str, Any]]) -> str:
     stamped = sum("finished" in r for r in rows)
     if not rows or not stamped:
         return ""
-    which = "each row" if stamped == len(rows) else f"{stamped} of its {len(rows)} rows"
-    return (f"; the file keeps rows of earlier runs, and {which} says when it was finished "
+    if stamped == len(rows):
+        which = "each row says"
+    else:
+        which = f"{stamped} of its {len(rows)} rows {'says' if stamped == 1 else 'say'}"
+    return (f"; the file keeps rows of earlier runs, and {which} when it was finished "
             "(`finished` in `results/reproduction.json`)")
 
 
@@ -552,8 +595,12 @@ def reproduction_markdown(
         parts += _attack_table(arch, best, metrics) + [""]
     if result is not None:
         parts += _worst_case(best) + [""] + _time_table(result["rows"]) + [""]
+    adaptive = _adaptive_in_words(best)
+    if adaptive:
+        parts += adaptive + [""]
     parts += _table3(metrics, bench) + [""] + _audit_section(results) + [""] + _outside()
-    parts += ["", ADAPTIVE_NOTE]
+    if not adaptive:
+        parts += ["", ADAPTIVE_NOTE]
     if problems:
         parts += ["", "**Unreadable results files:** " + "; ".join(problems)]
     return "\n".join(parts)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.report_tables import NOT_MEASURED, best_rows, format_cell, reproduction_markdown
+from kwta_demo.report_tables import (ADAPTIVE_NOTE, NOT_MEASURED, best_rows, format_cell,
+                                     reproduction_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +84,11 @@ def test_our_rows_fill_their_cells_with_n_and_intervals(tmp_path):
     text = reproduction_markdown(results, tmp_path / "ckpt")
     assert ("seed 0; the latest run started 2026-12-01 20:22:21 UTC; the file keeps rows of "
             "earlier runs, and 1 of its 5 rows says when it was finished") in text
+    rows[1]["finished"] = "2026-12-01 20:41:00 UTC"
+    (results / "reproduction.json").write_text(json.dumps(
+        {"meta": {"device": "cpu", "seed": 0, "date": "2026-12-01 20:22:21 UTC"}, "rows": rows}))
+    assert "2 of its 5 rows say when it was finished" in reproduction_markdown(
+        results, tmp_path / "ckpt")
     (results / "reproduction.json").write_text("{broken")
     assert "Unreadable results files" in reproduction_markdown(results, tmp_path / "ckpt")
 
@@ -220,3 +226,36 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
     assert bar.group == "AlexNet k-WTA-0.1" and bar.value == pytest.approx(12.5)
     assert "robust only if all of PGD (corrected), DeepFool fail" in bar.conditions
+
+
+def test_the_adaptive_attacks_are_set_against_the_survivors_of_the_best_gradient_attack(
+        tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def row(model, attack, preset, per_image):
+        return _row(model, attack, preset, sum(per_image) / len(per_image), n=len(per_image),
+                    robust_per_image=per_image)
+
+    text = reproduction_markdown(results, tmp_path / "ckpt")
+    assert "### Where k-WTA looks strongest" not in text and ADAPTIVE_NOTE in text
+    rows = [row("resnet18-relu", "deepfool", "paper", [False] * 8),
+            row("resnet18-kwta-0.1", "pgd", "corrected", [True] + [False] * 7),
+            # DeepFool leaves the most standing: images 0-3
+            row("resnet18-kwta-0.1", "deepfool", "paper", [True] * 4 + [False] * 4),
+            # BPDA fools images 0-2 of those, not 3, and one DeepFool fooled already
+            row("resnet18-kwta-0.1", "bpda", "paper", [False] * 3 + [True] * 2 + [False] * 3),
+            # gradient estimation on the first 2 images only: fools image 1
+            row("resnet18-kwta-0.1", "gradient-estimation", "cpu", [True, False]),
+            # no adaptive row: no sentence
+            row("alexnet-kwta-0.1", "deepfool", "paper", [True] * 8)]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    section = reproduction_markdown(results, tmp_path / "ckpt").split(
+        "### Where k-WTA looks strongest")[1].split("###")[0]
+    assert ADAPTIVE_NOTE in section
+    assert ("On resnet18-kwta-0.1, the gradient attack that leaves the most standing is "
+            "DeepFool: 50.0% [10.0–20.0], n=8 (ReLU twin: 0.0%).") in section
+    assert "BPDA leaves 25.0% [10.0–20.0], n=8, and fools 3 of the 4 images DeepFool" in section
+    assert ("Gradient estimation leaves 50.0% [10.0–20.0], n=2 on the first 2 of those images, "
+            "and fools 1 of the 2 images DeepFool left standing.") in section
+    assert "alexnet" not in section
