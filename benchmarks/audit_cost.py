@@ -9,6 +9,12 @@ file (``--resnet-state``, e.g. the ReLU run in progress, swapped to k-WTA for th
 two), so that early-stopping attacks behave as on trained models.
 
     python benchmarks/audit_cost.py --arch resnet18 --resnet-state runs/resnet18-relu.state.safetensors
+    python benchmarks/audit_cost.py --arch resnet18 --attack deepfool:interactive
+
+The audit's cost depends on the audited attack (it runs that attack again with five times
+the steps), so ``--attack`` picks the click audited; results go to
+``results/audit-cost-<arch>-cpu.json`` for the default, else
+``results/audit-cost-<arch>-<attack>-<preset>-cpu.json``.
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kwta_demo.attacks import get_attack  # noqa: E402
 from kwta_demo.bench import environment  # noqa: E402
 from kwta_demo.explorer import Explorer  # noqa: E402
 from kwta_demo.model_cache import ModelCache  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
 from kwta_demo.train import set_threads  # noqa: E402
+
+
+DEFAULT_ATTACK = "pgd:interactive"
 
 
 def _state_models(state: str) -> dict[str, torch.nn.Module]:
@@ -52,7 +62,11 @@ def main() -> int:
     parser.add_argument("--resnet-state", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--attack", default=DEFAULT_ATTACK,
+                        help=f"the attack click audited, NAME:PRESET (default {DEFAULT_ATTACK})")
     args = parser.parse_args()
+    attack, _, preset = args.attack.partition(":")
+    get_attack(attack)  # an unknown name fails here, before any model is loaded
     threads = set_threads(args.threads)
     explorer = Explorer(ModelCache("cpu"))
     if args.arch == "resnet18" and args.resnet_state:
@@ -63,7 +77,7 @@ def main() -> int:
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         out = explorer.attack(image, arch=args.arch, variants=["relu", "kwta-0.2", "kwta-0.1"],
-                              attack="pgd", preset="interactive", eps_255=8)
+                              attack=attack, preset=preset or "interactive", eps_255=8)
         t1 = time.perf_counter()
         explorer.audit_last(out.state())
         t2 = time.perf_counter()
@@ -75,9 +89,10 @@ def main() -> int:
             times[key].append(value)
     rows = {k: {"median_s": statistics.median(v), "all_s": v} for k, v in times.items()}
     env = {**environment(torch.device("cpu")), "threads": threads, "arch": args.arch,
-           "weights": args.resnet_state or "checkpoints/",
+           "weights": args.resnet_state or "checkpoints/", "attack": args.attack,
            "command": "python benchmarks/audit_cost.py " + " ".join(sys.argv[1:])}
-    out_path = PROJECT_ROOT / "results" / f"audit-cost-{args.arch}-cpu.json"
+    tag = "" if args.attack == DEFAULT_ATTACK else f"-{attack}-{preset or 'interactive'}"
+    out_path = PROJECT_ROOT / "results" / f"audit-cost-{args.arch}{tag}-cpu.json"
     out_path.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
     for k, r in rows.items():
         print(f"{k:9s} {r['median_s']:.1f} s (median of {args.repeats})")

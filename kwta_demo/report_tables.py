@@ -22,7 +22,8 @@ from .pipeline import arch_of, typical_epoch_seconds
 from .settings import PROJECT_ROOT
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "WorstCase",
-           "best_rows", "claims", "reproduction_markdown", "format_cell", "worst_case"]
+           "best_rows", "claims", "reproduction_markdown", "format_cell", "status_markdown",
+           "worst_case"]
 
 NOT_RUN = "not run by the report"
 NOT_MEASURED = "not measured yet"
@@ -550,6 +551,116 @@ def claims(results_dir: str | Path | None = None) -> list[Claim]:
                              f"{', '.join(_short_label(a, p) for a, p in w.attacks)} fail, "
                              f"seed {w.strongest.get('seed')}, {w.strongest.get('device', '')}"))
     return out
+
+
+def _triple(best: dict[tuple[str, str, str], dict[str, Any]], arch: str, attack: str,
+            preset: str) -> str:
+    """'64.7% / 67.8% / 74.7%': ReLU / k-WTA-0.2 / k-WTA-0.1 of ``arch``, '–' where not
+    measured."""
+    cells = []
+    for variant, _ in VARIANTS:
+        row = best.get((f"{arch}-{variant}", attack, preset))
+        cells.append("–" if row is None or row.get("robust_acc") is None
+                     else _pct(row["robust_acc"]))
+    return " / ".join(cells)
+
+
+def _missing(best: dict[tuple[str, str, str], dict[str, Any]]) -> int:
+    """How many cells of ours in Tables 1-2 are not measured (clean accuracy aside)."""
+    return sum((f"{arch}-{variant}", attack, preset) not in best
+               for arch in ARCHS for variant, _ in VARIANTS
+               for attack, preset, _, _ in COLUMNS if attack != "none")
+
+
+def _audit_in_words(results: Path) -> str:
+    """Each audit row's verdict in a few words ('alexnet-kwta-0.2 under `pgd:report`:
+    robustness here comes from gradient masking'), with the images and seed."""
+    from .audit import load_rows
+
+    try:
+        audits = [r for r in load_rows(results / "audit.json") if r.get("kind") == "audit"]
+    except ValueError:
+        return ""
+    if not audits:
+        return ""
+    said = [f"{r['model']} under `{r['attack']}`: {r['verdict'].split(':')[0][0].lower()}"
+            f"{r['verdict'].split(':')[0][1:]}" for r in audits]
+    sizes = " or ".join(sorted({str(r["n"]) for r in audits}))
+    seeds = "/".join(sorted({str(r["seed"]) for r in audits}))
+    return (f"- **The gradient-masking audit** ({sizes} test images, seed {seeds}; "
+            f"`python -m kwta_demo audit`): " + "; ".join(said) + ".")
+
+
+def status_markdown(results_dir: str | Path | None = None) -> str:
+    """The README's summary of the measured robustness, every figure from the results
+    files: the report's PGD, the adaptive attacks, AutoAttack's, the worst case, the audit."""
+    results = Path(results_dir) if results_dir is not None else PROJECT_ROOT / "results"
+    try:
+        result = read_result(results / "reproduction.json")
+    except ValueError as e:
+        return f"The evaluation results are unreadable: {e}"
+    if result is None:
+        return ("Nothing is measured yet (`results/reproduction.json`: run `python -m "
+                "kwta_demo pipeline run`).")
+    best = best_rows(result["rows"])
+    sizes = sorted({int(r["n"]) for r in best.values() if r.get("attack") != "none"})
+    meta = result.get("meta", {})
+    lines = [f"Measured on {' or '.join(f'{n:,}' for n in sizes)} seeded class-balanced test "
+             f"images (the same for every model), L-inf eps 0.031, seed {meta.get('seed', 0)}, "
+             f"device {meta.get('device', '?')}; ReLU / k-WTA-0.2 / k-WTA-0.1, robust "
+             "accuracy (docs/reproduction.md has every row with its 95% interval, command and "
+             "time):", ""]
+    report = {arch: " / ".join(_report_cell(arch, v, "pgd").split(" ")[0] for v, _ in VARIANTS)
+              for arch in ARCHS}
+    lines.append("- **The report's PGD cannot cross its eps-ball** (40 steps of 0.003 × eps "
+                 "reach 0.12 eps). It leaves "
+                 + " and ".join(f"{_triple(best, a, 'pgd', 'report')} of the {t} images "
+                                f"standing (the report: {report[a]})"
+                                for a, (_, t) in ARCHS.items())
+                 + "; the same PGD with the absolute step "
+                 + " and ".join(_triple(best, a, "pgd", "corrected") for a in ARCHS)
+                 + ", BPDA " + " and ".join(_triple(best, a, "bpda", "paper") for a in ARCHS)
+                 + ".")
+    adaptive = []
+    for arch, (_, title) in ARCHS.items():
+        for variant, label in VARIANTS[1:]:
+            model = f"{arch}-{variant}"
+            gradient = [best[(model, a, p)] for a, p in _GRADIENT_ATTACKS if (model, a, p) in best
+                        and best[(model, a, p)].get("robust_per_image")]
+            bpda = best.get((model, "bpda", "paper"))
+            if not gradient or not bpda or not bpda.get("robust_per_image"):
+                continue
+            g = max(gradient, key=lambda r: r["robust_acc"])
+            n = min(int(g["n"]), int(bpda["n"]))
+            stood = [i for i in range(n) if g["robust_per_image"][i]]
+            broken = sum(not bpda["robust_per_image"][i] for i in stood)
+            twin = best.get((f"{arch}-relu", g["attack"], g["preset"]))
+            adaptive.append(f"{_short_label(g['attack'], g['preset'])} leaves "
+                            f"{_pct(g['robust_acc'])} of {title} {label}'s images standing"
+                            + (f" (ReLU: {_pct(twin['robust_acc'])})" if twin else "")
+                            + f", BPDA fools {broken} of those {len(stood)}")
+    if adaptive:
+        lines.append("- **Where k-WTA looks strongest, an adaptive attack takes it back**: "
+                     + "; ".join(adaptive) + ".")
+    lines.append("- **AutoAttack's attacks**: "
+                 + "; ".join(f"{t} APGD-CE {_triple(best, a, 'apgd-ce', 'paper')}, APGD-DLR "
+                             f"{_triple(best, a, 'apgd-dlr', 'paper')}, Square (no gradients, "
+                             f"1,000 queries) {_triple(best, a, 'square', 'cpu')}"
+                             for a, (_, t) in ARCHS.items()) + ".")
+    worst = {f"{a}-{v}": w for a in ARCHS for v, _ in VARIANTS
+             if (w := worst_case(best, f"{a}-{v}")) is not None}
+    in_words = _worst_case_in_words(worst)
+    if in_words:
+        said = in_words[-1].removeprefix("Under every attack at once, ")
+        lines.append(f"- **Every attack at once**, per image: {said}")
+    audit = _audit_in_words(results)
+    if audit:
+        lines.append(audit)
+    missing = _missing(best)
+    if missing:
+        lines += ["", f"{missing} cells of Tables 1-2 (–) are not measured yet; the CPU "
+                  "pipeline is measuring them (`python -m kwta_demo pipeline status`)."]
+    return "\n".join(lines)
 
 
 def reproduction_markdown(

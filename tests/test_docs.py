@@ -2,8 +2,9 @@
 
 The generated parts of docs/reproduction.md and docs/training.md are rewritten by their
 scripts from `results/` and the checkpoints' `metrics.json`; the README quotes the
-checkpoints' accuracies. A row or checkpoint that changed without its docs fails here:
-run `python scripts/reproduction_report.py` and `python scripts/training_report.py`.
+checkpoints' accuracies, and its summary of the attacks' rows is generated too. A row or
+checkpoint that changed without its docs fails here: run `python
+scripts/reproduction_report.py` and `python scripts/training_report.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import reproduction_report  # noqa: E402
 import training_report  # noqa: E402
 
-from kwta_demo.report_tables import reproduction_markdown  # noqa: E402
+from kwta_demo.report_tables import reproduction_markdown, status_markdown  # noqa: E402
 
 CHECKPOINTS = ROOT / "checkpoints"
 SHIPPED = sorted(p.parent.name for p in CHECKPOINTS.glob("*/metrics.json"))
@@ -35,6 +36,12 @@ def test_the_reproduction_tables_are_those_of_the_results_files():
     doc = (ROOT / "docs" / "reproduction.md").read_text()
     block = _between(doc, reproduction_report.BEGIN, reproduction_report.END)
     assert block == reproduction_markdown(ROOT / "results", CHECKPOINTS).strip()
+
+
+def test_the_readmes_robustness_summary_is_that_of_the_results_files():
+    block = _between((ROOT / "README.md").read_text(), reproduction_report.STATUS_BEGIN,
+                     reproduction_report.STATUS_END)
+    assert block == status_markdown(ROOT / "results").strip()
 
 
 def test_the_training_tables_have_every_shipped_checkpoints_rows():

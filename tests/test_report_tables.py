@@ -259,3 +259,36 @@ def test_the_adaptive_attacks_are_set_against_the_survivors_of_the_best_gradient
     assert ("Gradient estimation leaves 50.0% [10.0–20.0], n=2 on the first 2 of those images, "
             "and fools 1 of the 2 images DeepFool left standing.") in section
     assert "alexnet" not in section
+
+
+def test_the_readme_summary_says_what_is_measured_and_what_is_not(tmp_path):
+    from kwta_demo.report_tables import status_markdown
+
+    results = tmp_path / "results"
+    results.mkdir()
+    assert "Nothing is measured yet" in status_markdown(results)
+
+    def row(model, attack, preset, per_image):
+        return _row(model, attack, preset, sum(per_image) / len(per_image), n=len(per_image),
+                    robust_per_image=per_image)
+
+    rows = [row("resnet18-relu", "pgd", "report", [True] * 3 + [False]),
+            row("resnet18-relu", "deepfool", "paper", [False] * 4),
+            row("resnet18-kwta-0.1", "deepfool", "paper", [True, True, False, False]),
+            row("resnet18-kwta-0.1", "bpda", "paper", [False, True, False, False])]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {"seed": 0}, "rows": rows}))
+    text = status_markdown(results)
+    assert "Measured on 4 seeded class-balanced test images" in text
+    assert "It leaves 75.0% / – / – of the ResNet18 images standing (the report: 0% / 16.6% / 50.3%)" in text
+    assert ("DeepFool leaves 50.0% of ResNet18 k-WTA-0.1's images standing (ReLU: 0.0%), "
+            "BPDA fools 1 of those 2.") in text
+    # 6 models x 11 attacks, 4 of them measured
+    assert "62 cells of Tables 1-2 (–) are not measured yet" in text
+    (results / "audit.json").write_text(json.dumps({"rows": [
+        {"kind": "audit", "model": "resnet18-kwta-0.1", "attack": "pgd:corrected", "n": 64,
+         "seed": 0, "verdict": "Robustness here comes from gradient masking: PGD examples ..."}]}))
+    assert ("- **The gradient-masking audit** (64 test images, seed 0; `python -m kwta_demo "
+            "audit`): resnet18-kwta-0.1 under `pgd:corrected`: robustness here comes from "
+            "gradient masking.") in status_markdown(results)
+    (results / "reproduction.json").write_text("{broken")
+    assert "unreadable" in status_markdown(results)
