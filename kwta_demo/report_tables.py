@@ -411,13 +411,19 @@ def _audit_section(results: Path) -> list[str]:
         lines.append(f"| {r['model']} | `{r['attack']}` | {r.get('correct')} of {r['n']} "
                      f"(seed {r['seed']}) | {r['verdict']} |")
     for r in (r for r in rows if r.get("kind") == "transfer"):
-        lines += ["", f"Transfer matrix, {r['model']}: `{r['attack']}` examples (rows) tried "
-                  f"on each model (columns), share of the images that model gets right "
-                  f"(of {r['n']}, seed {r['seed']}):", "",
-                  "| examples crafted on | " + " | ".join(r["targets"]) + " |",
+        correct = r.get("correct") or [None] * len(r["targets"])
+        heads = [t if c is None else f"{t} ({c} right)" for t, c in zip(r["targets"], correct)]
+        lines += ["", f"Transfer matrix, {r['model']}: `{r['attack']}` examples crafted on each "
+                  f"model (rows), tried on each model (columns); a cell is the share of the "
+                  f"images the column's model classifies correctly that the examples fool, "
+                  f"with its 95% Wilson interval ({r['n']} test images, seed {r['seed']}):", "",
+                  "| examples crafted on | " + " | ".join(heads) + " |",
                   "|---|" + "---|" * len(r["targets"])]
-        for source, rates in zip(r["sources"], r["rates"]):
-            cells = ["n/a" if v is None else f"{100 * v:.0f}%" for v in rates]
+        cis = r.get("ci95") or [[None] * len(r["targets"]) for _ in r["sources"]]
+        for source, rates, intervals in zip(r["sources"], r["rates"], cis):
+            cells = ["n/a" if v is None else f"{100 * v:.0f}%"
+                     + ("" if ci is None else f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}]")
+                     for v, ci in zip(rates, intervals)]
             lines.append(f"| {source} | " + " | ".join(cells) + " |")
     lines += ["", _audit_provenance(rows)]
     lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "

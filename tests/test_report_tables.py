@@ -148,10 +148,12 @@ def test_the_audit_section(tmp_path):
          "verdict": "Robustness here comes from gradient masking: x."},
         {"kind": "transfer", "model": "alexnet", "attack": "pgd:corrected", "n": 64, "seed": 0,
          "sources": ["alexnet-relu", "alexnet-kwta-0.1 (BPDA)"], "targets": ["alexnet-relu"],
-         "rates": [[1.0], [None]]}]}))
+         "rates": [[1.0], [None]], "ci95": [[[0.93, 1.0]], [[0.0, 1.0]]], "correct": [55]}]}))
     text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
     assert "| alexnet-kwta-0.1 | `pgd:report` | 50 of 64 (seed 0) | Robustness here comes" in text
-    assert "| alexnet-relu | 100% |" in text and "| alexnet-kwta-0.1 (BPDA) | n/a |" in text
+    assert "| examples crafted on | alexnet-relu (55 right) |" in text
+    assert "| alexnet-relu | 100% [93–100] |" in text and "| alexnet-kwta-0.1 (BPDA) | n/a |" in text
+    assert "the share of the images the column's model classifies correctly that the" in text
     # how the rows were obtained, read from the rows: command, images, seed, eps, device
     assert ("alexnet: `python -m kwta_demo audit --arch alexnet --n 64 --seed 0 --attacks "
             "pgd:report`") in text and "eps 0.031, device cpu, 5 min in all" in text
