@@ -156,33 +156,51 @@ class WorstCase:
 
 
 def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
-               eps: float = 0.031) -> WorstCase | None:
-    """``model``'s worst case over its Tables 1-2 rows at ``eps`` on its largest common set
-    of images (None: no such row has per-image outcomes)."""
+               eps: float = 0.031, n: int | None = None) -> WorstCase | None:
+    """``model``'s worst case over its Tables 1-2 rows at ``eps`` on the first ``n`` images
+    of the sample (None: its largest common set of images), counting every row on at least
+    ``n`` images (None: no such row has per-image outcomes)."""
     from .evaluate import wilson_interval
 
     rows = [(attack, preset, best[(model, attack, preset)]) for attack, preset, _, _ in COLUMNS
             if attack != "none" and (model, attack, preset) in best]
     rows = [(a, p, r) for a, p, r in rows if math.isclose(float(r.get("eps", 0)), eps)
-            and r.get("robust_per_image") and r.get("robust_acc") is not None]
-    n = max((int(r["n"]) for _, _, r in rows), default=0)
-    rows = [(a, p, r) for a, p, r in rows if int(r["n"]) == n and len(r["robust_per_image"]) == n]
+            and r.get("robust_per_image") and r.get("robust_acc") is not None
+            and len(r["robust_per_image"]) == int(r["n"])]
+    if n is None:
+        n = max((int(r["n"]) for _, _, r in rows), default=0)
+    rows = [(a, p, r) for a, p, r in rows if n and int(r["n"]) >= n]
     if not rows:
         return None
+    # each row on the first n images: the sample's first n are the n-image sample
+    alone = []
+    for _, _, r in rows:
+        k = sum(bool(v) for v in r["robust_per_image"][:n])
+        alone.append(r if int(r["n"]) == n else
+                     {**r, "n": n, "robust_acc": k / n, "robust_ci95": wilson_interval(k, n)})
     kept = sum(all(bool(r["robust_per_image"][i]) for _, _, r in rows) for i in range(n))
     return WorstCase(tuple((a, p) for a, p, _ in rows),
-                     min((r for _, _, r in rows), key=lambda r: r["robust_acc"]),
+                     min(alone, key=lambda r: r["robust_acc"]),
                      kept / n, wilson_interval(kept, n), n, eps)
+
+
+def _worst_case_line(label: str, w: WorstCase) -> str:
+    strongest = _short_label(w.strongest["attack"], w.strongest["preset"])
+    return (f"| {label} | {len(w.attacks)}: {', '.join(_short_label(a, p) for a, p in w.attacks)} "
+            f"| {strongest}: {format_cell(w.strongest)} "
+            f"| {format_cell({'robust_acc': w.acc, 'robust_ci95': w.ci95, 'n': w.n})} |")
 
 
 def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0.031
                 ) -> list[str]:
     """Per model: the strongest single attack, and the worst case per image over every
-    attack run on the same images at ``eps``."""
+    attack run on the same images at ``eps``; again on fewer images where attacks run on
+    fewer images join in."""
     lines = ["### Every attack at once: the worst case per image", "",
              "| model | attacks on the same images | the strongest alone | all of them, per image |",
              "|---|---|---|---|"]
     worst: dict[str, WorstCase] = {}
+    fewer = False
     for arch in ARCHS:
         for variant, _ in VARIANTS:
             model = f"{arch}-{variant}"
@@ -191,16 +209,23 @@ def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0
                 lines.append(f"| {model} | {NOT_MEASURED} | | |")
                 continue
             worst[model] = w
-            strongest = _short_label(w.strongest["attack"], w.strongest["preset"])
-            lines.append(f"| {model} | {len(w.attacks)}: "
-                         f"{', '.join(_short_label(a, p) for a, p in w.attacks)} "
-                         f"| {strongest}: {format_cell(w.strongest)} "
-                         f"| {format_cell({'robust_acc': w.acc, 'robust_ci95': w.ci95, 'n': w.n})} |")
+            lines.append(_worst_case_line(model, w))
+            sizes = sorted({int(r["n"]) for (m, _, _), r in best.items()
+                            if m == model and r.get("robust_per_image")
+                            and math.isclose(float(r.get("eps", 0)), eps)}, reverse=True)
+            for n in sizes[1:]:
+                more = worst_case(best, model, eps, n)
+                if more is not None and len(more.attacks) > len(w.attacks):
+                    fewer = True
+                    lines.append(_worst_case_line(f"{model}, first {n} images", more))
     lines += ["", f"All at eps = {eps:g} (L-inf) on the models' largest common set of images; "
-              "the report's VGA, which has no eps-ball, is left out, and so are attacks run on "
-              "fewer images (their rows are in Tables 1-2). An image counts as robust in the "
-              "last column only if every attack listed failed on it, as AutoAttack scores "
-              "its ensemble."]
+              "the report's VGA, which has no eps-ball, is left out. "
+              + ("Attacks run on fewer images join in on a line of their own, over those "
+                 "images (the first n of the sample, where every attack listed ran). "
+                 if fewer else "Attacks run on fewer images are left out (their rows are in "
+                 "Tables 1-2). ")
+              + "An image counts as robust in the last column only if every attack listed "
+              "failed on it, as AutoAttack scores its ensemble."]
     return lines + _worst_case_in_words(worst)
 
 

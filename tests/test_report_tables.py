@@ -217,6 +217,21 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert "| 2: PGD (corrected), DeepFool |" in line
     assert "| PGD (corrected): 25.0%" in line
     assert line.endswith("| 12.5% [2.2–47.1], n=8 |")
+    # C&W, on the first 4 images only, joins in on a line of its own over those images
+    fewer = next(l for l in table.splitlines()
+                 if l.startswith("| alexnet-kwta-0.1, first 4 images "))
+    assert "| 3: PGD (corrected), DeepFool, Carlini-Wagner |" in fewer
+    # the row on exactly 4 images is quoted as it is (the fixture's interval)
+    assert "| Carlini-Wagner: 0.0% [10.0–20.0], n=4 | 0.0% [0.0–49.0], n=4 |" in fewer
+    assert "Attacks run on fewer images join in on a line of their own" in table
+    # on a prefix, a longer row's figure is recomputed from its first n outcomes
+    from kwta_demo.evaluate import wilson_interval
+    from kwta_demo.report_tables import worst_case
+
+    w = worst_case(best_rows(rows), "alexnet-kwta-0.1", n=2)
+    assert (w.n, w.acc, len(w.attacks)) == (2, 0.0, 3)
+    assert w.strongest["n"] == 2 and w.strongest["robust_ci95"] == wilson_interval(0, 2)
+    assert worst_case(best_rows(rows), "alexnet-kwta-0.1", n=9) is None  # no row that long
     assert f"| resnet18-relu | {NOT_MEASURED} |" in table
     assert ("the k-WTA models keep 75.0% (alexnet-kwta-0.2) and 12.5% (alexnet-kwta-0.1) of "
             "their images, the ReLU models 0.0% (alexnet-relu)") in table
