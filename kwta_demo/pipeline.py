@@ -165,10 +165,12 @@ DEFAULT_PLAN = Plan(
     evaluate=(
         # the report's columns and ours, on the report's 320 images (class-balanced, seeded)
         EvalStep(models=_SIX, attacks=_MAIN, n=320),
-        # AutoAttack's white-box pair and its gradient-free attack, on the same images
-        EvalStep(models=_SIX, attacks=("apgd-ce:paper", "apgd-dlr:paper", "square:cpu"), n=320),
+        # AutoAttack's white-box pair and its gradient-free attack, on the same images, in
+        # ten batches of 32: five per rank (five of 64 left one rank idle for the last)
+        EvalStep(models=_SIX, attacks=("apgd-ce:paper", "apgd-dlr:paper", "square:cpu"), n=320,
+                 batch_size=32),
         # C&W, an optimiser of its own, on the same images (about 0.1-0.6 s per image)
-        EvalStep(models=_SIX, attacks=("cw:paper",), n=320),
+        EvalStep(models=_SIX, attacks=("cw:paper",), n=320, batch_size=32),
         # gradient estimation reads thousands of scores per image it cannot fool quickly:
         # 13-22 s per image on the trained models (one thread), ~3 CPU-hours for 320 images
         # of six models, so the first 100 of them (docs/reproduction.md, budget), in four
