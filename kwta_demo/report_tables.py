@@ -267,6 +267,41 @@ _GRADIENT_ATTACKS = (("pgd", "corrected"), ("pgd", "paper"), ("deepfool", "paper
 _ADAPTIVE_ATTACKS = (("bpda", "paper"), ("gradient-estimation", "cpu"))
 
 
+@dataclass(frozen=True)
+class _Survivors:
+    """What an adaptive attack does to the images a model's best gradient attack left
+    standing, per image, on the first ``n`` images (those both ran on)."""
+
+    gradient: dict[str, Any]  # the gradient attack's row that leaves the most standing
+    twin: dict[str, Any] | None  # the same attack's row on the ReLU twin
+    adaptive: dict[str, Any]  # the adaptive attack's row
+    n: int
+    stood: int  # images the gradient attack left standing, of the first n
+    broken: int  # of those, the images the adaptive attack fools
+
+
+def _survivors(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
+               adaptive: tuple[tuple[str, str], ...] = _ADAPTIVE_ATTACKS) -> list[_Survivors]:
+    """One ``_Survivors`` per adaptive attack run on ``model`` (none without per-image
+    outcomes or a gradient attack)."""
+    def rows(specs):
+        return [best[(model, a, p)] for a, p in specs
+                if (model, a, p) in best and best[(model, a, p)].get("robust_per_image")]
+
+    gradient = rows(_GRADIENT_ATTACKS)
+    if not gradient:
+        return []
+    g = max(gradient, key=lambda r: r["robust_acc"])
+    twin = best.get((f"{arch_of(model)}-relu", g["attack"], g["preset"]))
+    out = []
+    for r in rows(adaptive):
+        n = min(int(r["n"]), int(g["n"]))  # rows on fewer images take the first n
+        stood = [i for i in range(n) if g["robust_per_image"][i]]
+        out.append(_Survivors(g, twin, r, n, len(stood),
+                              sum(not r["robust_per_image"][i] for i in stood)))
+    return out
+
+
 def _adaptive_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     """Per k-WTA model: the gradient attack that leaves the most images standing, and what
     the adaptive attacks do to those very images (per image, on the images both ran on)."""
@@ -274,25 +309,20 @@ def _adaptive_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> list
     for arch in ARCHS:
         for variant, _ in VARIANTS[1:]:
             model = f"{arch}-{variant}"
-            gradient = [best[(model, a, p)] for a, p in _GRADIENT_ATTACKS
-                        if (model, a, p) in best and best[(model, a, p)].get("robust_per_image")]
-            adaptive = [best[(model, a, p)] for a, p in _ADAPTIVE_ATTACKS
-                        if (model, a, p) in best and best[(model, a, p)].get("robust_per_image")]
-            if not gradient or not adaptive:
+            found = _survivors(best, model)
+            if not found:
                 continue
-            g = max(gradient, key=lambda r: r["robust_acc"])
-            twin = best.get((f"{arch}-relu", g["attack"], g["preset"]))
+            g, twin = found[0].gradient, found[0].twin
+            name = _short_label(g["attack"], g["preset"])
             text = (f"On {model}, the gradient attack that leaves the most standing is "
-                    f"{_short_label(g['attack'], g['preset'])}: {format_cell(g)}"
+                    f"{name}: {format_cell(g)}"
                     + (f" (ReLU twin: {_pct(twin['robust_acc'])})" if twin else "") + ".")
-            for r in adaptive:
-                n = min(int(r["n"]), int(g["n"]))  # rows on fewer images take the first n
-                stood = [i for i in range(n) if g["robust_per_image"][i]]
-                broken = sum(not r["robust_per_image"][i] for i in stood)
-                on = "" if n == int(g["n"]) else f" on the first {n} of those images"
+            for s in found:
+                r = s.adaptive
+                on = "" if s.n == int(g["n"]) else f" on the first {s.n} of those images"
                 text += (f" {_short_label(r['attack'], r['preset'])} leaves {format_cell(r)}"
-                         f"{on}, and fools {broken} of the {len(stood)} images "
-                         f"{_short_label(g['attack'], g['preset'])} left standing.")
+                         f"{on}, and fools {s.broken} of the {s.stood} images {name} left "
+                         "standing.")
             said.append(text)
     if not said:
         return []
@@ -655,21 +685,12 @@ def status_markdown(results_dir: str | Path | None = None) -> str:
     adaptive = []
     for arch, (_, title) in ARCHS.items():
         for variant, label in VARIANTS[1:]:
-            model = f"{arch}-{variant}"
-            gradient = [best[(model, a, p)] for a, p in _GRADIENT_ATTACKS if (model, a, p) in best
-                        and best[(model, a, p)].get("robust_per_image")]
-            bpda = best.get((model, "bpda", "paper"))
-            if not gradient or not bpda or not bpda.get("robust_per_image"):
-                continue
-            g = max(gradient, key=lambda r: r["robust_acc"])
-            n = min(int(g["n"]), int(bpda["n"]))
-            stood = [i for i in range(n) if g["robust_per_image"][i]]
-            broken = sum(not bpda["robust_per_image"][i] for i in stood)
-            twin = best.get((f"{arch}-relu", g["attack"], g["preset"]))
-            adaptive.append(f"{_short_label(g['attack'], g['preset'])} leaves "
-                            f"{_pct(g['robust_acc'])} of {title} {label}'s images standing"
-                            + (f" (ReLU: {_pct(twin['robust_acc'])})" if twin else "")
-                            + f", BPDA fools {broken} of those {len(stood)}")
+            for s in _survivors(best, f"{arch}-{variant}", (("bpda", "paper"),)):
+                adaptive.append(
+                    f"{_short_label(s.gradient['attack'], s.gradient['preset'])} leaves "
+                    f"{_pct(s.gradient['robust_acc'])} of {title} {label}'s images standing"
+                    + (f" (ReLU: {_pct(s.twin['robust_acc'])})" if s.twin else "")
+                    + f", BPDA fools {s.broken} of those {s.stood}")
     if adaptive:
         lines.append("- **Where k-WTA looks strongest, an adaptive attack takes it back**: "
                      + "; ".join(adaptive) + ".")
