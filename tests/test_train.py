@@ -397,10 +397,24 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
                     {"epoch": 2, "train_seconds": 200.0, "image_size": 32, "test_acc": 0.8},
                     {"epoch": 3, "train_seconds": 220.0, "image_size": 32, "test_acc": 0.92}]}))
     doc = tmp_path / "training.md"
-    doc.write_text(f"# T\n{tr.BEGIN}\n{tr.END}\n")
-    assert tr.main(["--checkpoints", str(tmp_path / "ckpt"), "--doc", str(doc),
-                    "--png", str(tmp_path / "curves.png")]) == 0
+    doc.write_text(f"# T\n{tr.BEGIN}\n{tr.END}\n{tr.RECIPES_BEGIN}\nnot yet\n{tr.RECIPES_END}\n")
+    args = ["--checkpoints", str(tmp_path / "ckpt"), "--doc", str(doc), "--png",
+            str(tmp_path / "curves.png"), "--findings", str(tmp_path / "findings"),
+            "--recipes", str(tmp_path / "recipes")]
+    assert tr.main(args) == 0
     text = doc.read_text()
     assert "| resnet18-relu | 92.34% | scratch | 3 (1 at 16 px, 2 at 32 px) |" in text
     assert "| resnet18-relu | 200 s | 2.00 h | 30 s |" in text  # lower quartile, 32 px epochs
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert "not yet" in text  # no probes: their block is left as it is
+    # a recipe probe: its own table, beside the shipped run
+    probe = tmp_path / "recipes" / "10ep-32px" / "resnet18-relu"
+    probe.mkdir(parents=True)
+    (probe / "metrics.json").write_text(json.dumps({
+        "clean_accuracy": 0.8811, "recipe": {"epochs": 10, "label_smoothing": 0.1,
+                                              "device_name": "CPU", "wall_seconds": 1800.0},
+        "history": [{"epoch": e, "train_seconds": 180.0, "image_size": 32} for e in (1, 2)]}))
+    assert tr.main(args) == 0
+    block = doc.read_text().split(tr.RECIPES_BEGIN)[1].split(tr.RECIPES_END)[0]
+    assert "| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | 92.34% | 2.00 h | 200 s |" in block
+    assert "| 10ep-32px | 10 at 32 px | 0.1 | 88.11% | 0.50 h | 180 s |" in block
