@@ -418,3 +418,24 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
     block = doc.read_text().split(tr.RECIPES_BEGIN)[1].split(tr.RECIPES_END)[0]
     assert "| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | 92.34% | 2.00 h | 200 s |" in block
     assert "| 10ep-32px | 10 at 32 px | 0.1 | 88.11% | 0.50 h | 180 s |" in block
+
+
+def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tr", TESTS.parent / "scripts" / "training_report.py")
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+
+    def run(acc, history, wall):
+        return {"clean_accuracy": acc, "recipe": {"epochs": 3, "wall_seconds": wall},
+                "history": [{"epoch": e, "test_acc": a} for e, a in history]}
+
+    runs = {"alexnet-kwta-0.2": run(0.8351, [(0, 0.8117), (2, 0.8345), (3, 0.8344)], 1500.0)}
+    assert tr.finding2_table(runs) is None  # no scratch run yet
+    runs["alexnet-kwta-0.2-scratch"] = run(0.61, [(0, 0.1), (1, 0.42), (2, 0.55), (3, 0.61)], 1260.0)
+    table = tr.finding2_table(runs)
+    assert ("| alexnet-kwta-0.2 | the ReLU model's weights | 81.17% |  | 83.45% | 83.44% | "
+            "83.51% | 25 min |") in table
+    assert ("| alexnet-kwta-0.2-scratch | random (from scratch) | 10.00% | 42.00% | 55.00% | "
+            "61.00% | 61.00% | 21 min |") in table
