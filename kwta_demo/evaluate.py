@@ -687,13 +687,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="compute every row again instead of keeping those in STEM.json")
     parser.add_argument("--stop-file", default=None,
-                        help="stop (keeping every finished batch) once this file exists")
+                        help="stop (keeping every finished batch) once this file exists; "
+                             "the exit status is then 3, or 0 under torchrun")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars (for a log file: each finished row is logged)")
 
 
 STOPPED_EXIT = 3
-"""The exit status of a run that stopped on request (its finished work is saved)."""
+"""The exit status of a run of one process that stopped on request (its finished work is
+saved). Under torchrun a stopped run exits 0: torchrun reports any other status as the
+job's failure, with a traceback; the stop file and the "stopped:" line say it stopped."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -719,7 +722,7 @@ def main(args: argparse.Namespace) -> int:
         except EvaluationStopped as e:
             if ranks.leader:
                 print(f"stopped: {e}", file=sys.stderr)
-            return STOPPED_EXIT
+            return 0 if ranks.world > 1 else STOPPED_EXIT
         except RuntimeError as e:
             if ranks.world > 1:
                 raise RuntimeError(

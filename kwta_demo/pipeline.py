@@ -430,6 +430,8 @@ def _run_evaluation_ranks(plan: Plan, step: EvalStep, models: list[str], stem: P
              " ".join(command))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     code = subprocess.run(command, env=env).returncode
+    # a stopped evaluation exits 0 under torchrun (evaluate.STOPPED_EXIT): the stop file
+    # is what says the step is not done
     if stop_file.exists():
         raise PipelineStopped("stopped during the evaluation; finished rows and batches are saved")
     if code != 0:

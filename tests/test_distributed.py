@@ -105,3 +105,17 @@ def test_a_killed_rank_fails_the_job_and_the_rerun_resumes(setup):
                            text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr
     assert _rows(tmp / "killed.json") == _rows(tmp / "whole.json")
+
+
+def test_a_stop_under_torchrun_is_not_reported_as_a_failure(setup, tmp_path):
+    tmp, env = setup
+    stop = tmp_path / "STOP"
+    stop.touch()  # asked before the first batch: the run stops at once, saving nothing new
+    job = subprocess.run(_command(tmp, "stopped", 2) + ["--stop-file", str(stop)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    assert job.stderr.count("stopped: ") == 1  # rank 0 says so, once
+    assert "ChildFailedError" not in job.stderr and "FAILED" not in job.stderr
+    alone = subprocess.run(_command(tmp, "stopped", 1) + ["--stop-file", str(stop)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 3 and "stopped: " in alone.stderr  # evaluate.STOPPED_EXIT
