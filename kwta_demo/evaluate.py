@@ -499,14 +499,21 @@ def evaluate(
     robust_split, robust_index = (evaluation_sample(test, min(n_robust, len(test.labels)), seed)
                                   if attacks else (None, None))
     n_robust = len(robust_split.labels) if robust_split else 0
+    rows: list[dict[str, Any]] = list(done)
+    # The meta lists the images of the largest sample a kept or new row uses: a row on n
+    # images used the first n of them (the samples are nested), so a run on fewer images
+    # than an earlier one does not cut the list the earlier rows' outcomes are read by.
+    longest = max([n_robust] + [int(r["n"]) for r in rows if r.get("sample") == ROBUST_SAMPLE
+                                and r.get("seed") == seed and r.get("seeding") == SEEDING])
+    listed = (evaluation_sample(test, min(longest, len(test.labels)), seed)[1]
+              if longest > n_robust else robust_index)
     meta = {**_environment(dev), "data": describe_source(data),
             "n_clean": len(clean_split.labels), "n_robust": n_robust,
             "seed": seed, "seeding": SEEDING, "batch_size": batch_size,
             "processes": ranks.world,
             "clean_sample": CLEAN_SAMPLE if limit_clean else WHOLE_SPLIT,
             "robust_sample": ROBUST_SAMPLE,
-            "robust_test_indices": robust_index.tolist() if robust_index is not None else []}
-    rows: list[dict[str, Any]] = list(done)
+            "robust_test_indices": listed.tolist() if listed is not None else []}
     kept = {_row_key(r): r for r in rows}
 
     def add(row: dict[str, Any]) -> None:

@@ -220,6 +220,15 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
     assert _outcomes(larger) == _outcomes(alone)
     assert _outcomes(larger)[1][2][:12] == _outcomes(fresh)[1][2]
 
+    # a later run on fewer images keeps listing the 20 images the kept row's outcomes are in
+    fewer = ev.evaluate(["alexnet-kwta-0.1"], [RobustColumn("fgsm", "interactive", 8 / 255)],
+                        done=larger["rows"], **{**kw, "n_robust": 8})
+    assert fewer["meta"]["n_robust"] == 8
+    assert fewer["meta"]["robust_test_indices"] == larger["meta"]["robust_test_indices"]
+    assert len(fewer["meta"]["robust_test_indices"]) == 20
+    fgsm = next(r for r in fewer["rows"] if r["attack"] == "fgsm")
+    assert fgsm["n"] == 8 and len(fgsm["robust_per_image"]) == 8
+
 
 def test_a_damaged_part_is_computed_again(tmp_path):
     from kwta_demo.evaluate import BatchParts, map_batches
