@@ -658,10 +658,19 @@ def to_markdown(result: dict[str, Any]) -> str:
         ]
         lines.append(f"| {m} | " + " | ".join(vals) + " |")
     meta = result["meta"]
+    sizes: dict[str, set[int]] = {}
+    for r in rows:
+        if r["attack"] != "none":
+            sizes.setdefault(f"{r['attack']}:{r['preset']}@{r['eps']:g}", set()).add(
+                int(r.get("n", meta["n_robust"])))
+    counts = [n for ns in sizes.values() for n in ns]
+    usual = max(set(counts), key=counts.count) if counts else meta["n_robust"]
+    other = [f"{c}: {'/'.join(map(str, sorted(ns)))}" for c, ns in sizes.items() if ns != {usual}]
     lines.append("")
     lines.append(
-        f"Accuracy in %. Clean: {meta['n_clean']} test images; robust: {meta['n_robust']} "
-        f"(seeded subset, seed {meta['seed']}). Data: {meta['data']}. Device: "
+        f"Accuracy in %. Clean: {meta['n_clean']} test images; robust: {usual}"
+        + (f" ({', '.join(other)})" if other else "")
+        + f" (seeded subset, seed {meta['seed']}). Data: {meta['data']}. Device: "
         f"{meta['device']} ({meta['device_name']}), torch {meta['torch']}. "
         f"Command: `{meta['command']}`."
     )

@@ -82,6 +82,11 @@ def test_markdown_lays_out_models_by_attack():
     table = to_markdown({"meta": meta, "rows": rows})
     assert "| model | clean | pgd:paper@0.031 |" in table
     assert "| m | 90.00 | 12.50 |" in table
+    assert "robust: 5 (seeded subset, seed 1)" in table
+    # columns on other numbers of images say so
+    rows += [{**rows[1], "n": 5}, {**rows[1], "attack": "cw", "n": 2}]
+    table = to_markdown({"meta": meta, "rows": rows})
+    assert "robust: 5 (cw:paper@0.031: 2) (seeded subset, seed 1)" in table
 
 
 def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_data, tmp_path, monkeypatch,
