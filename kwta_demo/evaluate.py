@@ -664,7 +664,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             sizes.setdefault(f"{r['attack']}:{r['preset']}@{r['eps']:g}", set()).add(
                 int(r.get("n", meta["n_robust"])))
     counts = [n for ns in sizes.values() for n in ns]
-    usual = max(set(counts), key=counts.count) if counts else meta["n_robust"]
+    usual = max(set(counts), key=lambda n: (counts.count(n), n)) if counts else meta["n_robust"]
     other = [f"{c}: {'/'.join(map(str, sorted(ns)))}" for c, ns in sizes.items() if ns != {usual}]
     lines.append("")
     lines.append(
