@@ -648,8 +648,9 @@ def _audit_in_words(results: Path) -> str:
             f"{r['verdict'].split(':')[0][1:]}" for r in audits]
     sizes = " or ".join(sorted({str(r["n"]) for r in audits}))
     seeds = "/".join(sorted({str(r["seed"]) for r in audits}))
-    return (f"- **The gradient-masking audit** ({sizes} test images, seed {seeds}; "
-            f"`python -m kwta_demo audit`): " + "; ".join(said) + ".")
+    devices = "/".join(sorted({str(r.get("device", "?")) for r in audits}))
+    return (f"- **The gradient-masking audit** ({sizes} test images, seed {seeds}, device "
+            f"{devices}; `python -m kwta_demo audit`): " + "; ".join(said) + ".")
 
 
 def status_markdown(results_dir: str | Path | None = None) -> str:

@@ -303,9 +303,9 @@ def test_the_readme_summary_says_what_is_measured_and_what_is_not(tmp_path):
     assert "62 cells of Tables 1-2 (–) are not measured yet" in text
     (results / "audit.json").write_text(json.dumps({"rows": [
         {"kind": "audit", "model": "resnet18-kwta-0.1", "attack": "pgd:corrected", "n": 64,
-         "seed": 0, "verdict": "Robustness here comes from gradient masking: PGD examples ..."}]}))
-    assert ("- **The gradient-masking audit** (64 test images, seed 0; `python -m kwta_demo "
-            "audit`): resnet18-kwta-0.1 under `pgd:corrected`: robustness here comes from "
+         "seed": 0, "device": "cpu", "verdict": "Robustness here comes from gradient masking: PGD examples ..."}]}))
+    assert ("- **The gradient-masking audit** (64 test images, seed 0, device cpu; `python -m "
+            "kwta_demo audit`): resnet18-kwta-0.1 under `pgd:corrected`: robustness here comes from "
             "gradient masking.") in status_markdown(results)
     (results / "reproduction.json").write_text("{broken")
     assert "unreadable" in status_markdown(results)
