@@ -46,11 +46,8 @@ def tables(runs: dict[str, dict[str, Any]]) -> str:
     for name, m in runs.items():
         r = m.get("recipe", {})
         initial = m.get("initial_accuracy")
-        sizes = r.get("image_sizes") or []
-        epochs = f"{r.get('epochs')}" + (" (" + ", ".join(f"{n} at {s} px" for s, n in sizes) + ")"
-                                         if sizes else "")
         lines.append(f"| {name} | {100 * m['clean_accuracy']:.2f}% | {r.get('init_from') or 'scratch'} "
-                     f"| {epochs} | {'' if initial is None else f'{100 * initial:.2f}%'} | "
+                     f"| {_epochs(r)} | {'' if initial is None else f'{100 * initial:.2f}%'} | "
                      f"{r.get('device_name', '?')}, {r.get('amp_used', '?')} | "
                      f"{r.get('commit') or 'n/a'} |")
     lines += ["", "| model | 32 px epoch (lower quartile) | all training | "
@@ -68,10 +65,12 @@ def tables(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _epochs(recipe: dict[str, Any]) -> str:
+def _epochs(recipe: dict[str, Any], single_size: str = "") -> str:
+    """'50 (14 at 16 px, 12 at 24 px, 24 at 32 px)', or the epochs and ``single_size``
+    for a run at one image size."""
     sizes = recipe.get("image_sizes") or []
     return f"{recipe.get('epochs')}" + (" (" + ", ".join(f"{n} at {s} px" for s, n in sizes) + ")"
-                                        if sizes else " at 32 px")
+                                        if sizes else single_size)
 
 
 def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | None) -> str:
@@ -84,7 +83,7 @@ def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | No
         r = m.get("recipe", {})
         wall = r.get("wall_seconds")
         e32 = typical_epoch_seconds(m.get("history", []), 32)
-        lines.append(f"| {label} | {_epochs(r)} | {r.get('label_smoothing', 0.0):g} | "
+        lines.append(f"| {label} | {_epochs(r, ' at 32 px')} | {r.get('label_smoothing', 0.0):g} | "
                      f"{100 * m['clean_accuracy']:.2f}% | "
                      f"{'n/a' if not wall else f'{wall / 3600:.2f} h'} | "
                      f"{'n/a' if not e32 else f'{e32:.0f} s'} |")
