@@ -229,8 +229,10 @@ def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0
     return lines + _worst_case_in_words(worst)
 
 
-def _worst_case_in_words(worst: dict[str, WorstCase]) -> list[str]:
-    """Each k-WTA model's worst case beside its ReLU twin's, in words, from the rows."""
+def _worst_case_in_words(worst: dict[str, WorstCase],
+                         lead: str = "Under every attack at once, the") -> list[str]:
+    """Each k-WTA model's worst case beside its ReLU twin's, in words, from the rows; the
+    sentence opens with ``lead`` and ' k-WTA models keep ...'."""
     kwta, relu, within, above = [], [], [], []
     for arch in ARCHS:
         twin = worst.get(f"{arch}-relu")
@@ -248,7 +250,7 @@ def _worst_case_in_words(worst: dict[str, WorstCase]) -> list[str]:
         return []
     sizes = sorted({w.n for w in worst.values()})
     images = " or ".join(f"{n:,}" for n in sizes)
-    said = (f"Under every attack at once, the k-WTA models keep {_and(kwta)} of their images, "
+    said = (f"{lead} k-WTA models keep {_and(kwta)} of their images, "
             f"the ReLU models {_and(relu)}.")
     if within:
         whose = "its 95% interval overlaps" if len(within) == 1 else "their 95% intervals overlap"
@@ -644,8 +646,9 @@ def _audit_in_words(results: Path) -> str:
         return ""
     if not audits:
         return ""
-    said = [f"{r['model']} under `{r['attack']}`: {r['verdict'].split(':')[0][0].lower()}"
-            f"{r['verdict'].split(':')[0][1:]}" for r in audits]
+    headlines = [r["verdict"].split(":")[0] for r in audits]  # "Robustness here comes ..."
+    said = [f"{r['model']} under `{r['attack']}`: {h[:1].lower()}{h[1:]}"
+            for r, h in zip(audits, headlines)]
     sizes = " or ".join(sorted({str(r["n"]) for r in audits}))
     seeds = "/".join(sorted({str(r["seed"]) for r in audits}))
     devices = "/".join(sorted({str(r.get("device", "?")) for r in audits}))
@@ -702,10 +705,9 @@ def status_markdown(results_dir: str | Path | None = None) -> str:
                              for a, (_, t) in ARCHS.items()) + ".")
     worst = {f"{a}-{v}": w for a in ARCHS for v, _ in VARIANTS
              if (w := worst_case(best, f"{a}-{v}")) is not None}
-    in_words = _worst_case_in_words(worst)
+    in_words = _worst_case_in_words(worst, lead="the")
     if in_words:
-        said = in_words[-1].removeprefix("Under every attack at once, ")
-        lines.append(f"- **Every attack at once**, per image: {said}")
+        lines.append(f"- **Every attack at once**, per image: {in_words[-1]}")
     audit = _audit_in_words(results)
     if audit:
         lines.append(audit)
