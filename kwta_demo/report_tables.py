@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import published as P
 from .evaluate import load_result as read_result
@@ -156,14 +156,17 @@ class WorstCase:
 
 
 def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
-               eps: float = 0.031, n: int | None = None) -> WorstCase | None:
+               eps: float = 0.031, n: int | None = None,
+               attacks: Sequence[tuple[str, str]] | None = None) -> WorstCase | None:
     """``model``'s worst case over its Tables 1-2 rows at ``eps`` on the first ``n`` images
     of the sample (None: its largest common set of images), counting every row on at least
-    ``n`` images (None: no such row has per-image outcomes)."""
+    ``n`` images (None: no such row has per-image outcomes); only the (attack, preset)
+    pairs of ``attacks`` where given."""
     from .evaluate import wilson_interval
 
     rows = [(attack, preset, best[(model, attack, preset)]) for attack, preset, _, _ in COLUMNS
-            if attack != "none" and (model, attack, preset) in best]
+            if attack != "none" and (model, attack, preset) in best
+            and (attacks is None or (attack, preset) in attacks)]
     rows = [(a, p, r) for a, p, r in rows if math.isclose(float(r.get("eps", 0)), eps)
             and r.get("robust_per_image") and r.get("robust_acc") is not None
             and len(r["robust_per_image"]) == int(r["n"])]
@@ -560,6 +563,7 @@ class Claim:
     ci95: tuple[float, float] | None  # percent
     source: str  # the citation, or our results file
     conditions: str  # n, eps, attack settings
+    relu: float | None = None  # ours only: the ReLU twin's, same attack and images (percent)
 
 
 _OUR_CLAIMS = (("pgd", "report", "ours, PGD as the report ran it"),
@@ -601,19 +605,33 @@ def claims(results_dir: str | Path | None = None) -> list[Claim]:
             if row is None or row.get("robust_acc") is None:
                 continue
             ci = row.get("robust_ci95")
+            twin = best.get((f"{arch}-relu", attack, preset))
             out.append(Claim(group, label, 100 * row["robust_acc"],
                              (100 * ci[0], 100 * ci[1]) if ci else None,
                              "results/reproduction.json",
                              f"n={row.get('n')}, eps {row.get('eps')}, seed {row.get('seed')}, "
-                             f"{row.get('device', '')}"))
+                             f"{row.get('device', '')}",
+                             _twin_value(row, twin)))
         w = worst_case(best, f"{arch}-kwta-0.1")
         if w is not None and len(w.attacks) > 1:
+            twin_w = worst_case(best, f"{arch}-relu", eps=w.eps, n=w.n, attacks=w.attacks)
             out.append(Claim(group, "ours, every attack at once", 100 * w.acc,
                              (100 * w.ci95[0], 100 * w.ci95[1]), "results/reproduction.json",
                              f"n={w.n}, eps {w.eps:g}, robust only if all of "
                              f"{', '.join(_short_label(a, p) for a, p in w.attacks)} fail, "
-                             f"seed {w.strongest.get('seed')}, {w.strongest.get('device', '')}"))
+                             f"seed {w.strongest.get('seed')}, {w.strongest.get('device', '')}",
+                             100 * twin_w.acc if twin_w and twin_w.attacks == w.attacks else None))
     return out
+
+
+def _twin_value(row: dict[str, Any], twin: dict[str, Any] | None) -> float | None:
+    """The ReLU twin's robust accuracy (percent) where it was measured like ``row``: the
+    same eps, images (n, seed, sample) and preset parameters."""
+    same = ("eps", "n", "seed", "sample", "preset_params")
+    if twin is None or twin.get("robust_acc") is None or any(
+            twin.get(key) != row.get(key) for key in same):
+        return None
+    return 100 * twin["robust_acc"]
 
 
 def _triple(best: dict[tuple[str, str, str], dict[str, Any]], arch: str, attack: str,

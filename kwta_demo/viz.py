@@ -269,8 +269,9 @@ def robustness_curves(
 
 
 def claims_chart(claims: Sequence) -> go.Figure:
-    """Robust accuracy claimed and measured for k-WTA models, one bar each, grouped by model;
-    hovering a bar shows its source and conditions. ``claims``: ``report_tables.Claim``s."""
+    """Robust accuracy claimed and measured for k-WTA models, one bar each, grouped by model,
+    with the ReLU twin's figure under the same attack beside ours (a marker); hovering a bar
+    shows its source and conditions. ``claims``: ``report_tables.Claim``s."""
     fig = go.Figure()
     labels = [f"{c.group}<br>{c.label}" for c in claims]
     errors = [(c.value - c.ci95[0], c.ci95[1] - c.value) if c.ci95 else (0.0, 0.0) for c in claims]
@@ -279,14 +280,28 @@ def claims_chart(claims: Sequence) -> go.Figure:
         x=[c.value for c in claims], y=labels, orientation="h", marker_color=colors,
         error_x=dict(type="data", symmetric=False, array=[e[1] for e in errors],
                      arrayminus=[e[0] for e in errors]),
-        text=[f"{c.value:.1f}%" for c in claims], textposition="outside",
-        customdata=[[c.source, c.conditions] for c in claims],
+        customdata=[[c.source, c.conditions] for c in claims], showlegend=False,
         hovertemplate="%{x:.2f}%<br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
     ))
+    # the figures past the error bars, where the bars' own labels would sit under them
+    fig.add_trace(go.Scatter(
+        x=[c.value + e[1] + 1.0 for c, e in zip(claims, errors)], y=labels, mode="text",
+        text=[f"{c.value:.1f}%" for c in claims], textposition="middle right",
+        hoverinfo="skip", showlegend=False))
+    twins = [(label, c.relu) for label, c in zip(labels, claims) if c.relu is not None]
+    if twins:
+        fig.add_trace(go.Scatter(
+            x=[v for _, v in twins], y=[label for label, _ in twins], mode="markers",
+            marker=dict(symbol="diamond", size=11, color=model_color("relu"),
+                        line=dict(width=1, color="white")),
+            name="the ReLU twin, same attack and images",
+            hovertemplate="ReLU twin: %{x:.2f}%<extra></extra>"))
     fig.update_layout(title="Robust accuracy of k-WTA models at eps 0.031: claimed vs measured",
-                      xaxis=dict(title="robust accuracy (%)", range=[0, 100]),
-                      yaxis=dict(autorange="reversed"), height=110 + 34 * len(claims),
-                      showlegend=False, **_LAYOUT)
+                      xaxis=dict(title="robust accuracy (%)", range=[0, 105]),
+                      yaxis=dict(autorange="reversed"), height=130 + 34 * len(claims),
+                      showlegend=bool(twins), legend=dict(orientation="h", x=1, xanchor="right",
+                                                          y=1.0, yanchor="bottom"),
+                      **_LAYOUT)
     return fig
 
 

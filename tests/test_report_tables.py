@@ -133,9 +133,29 @@ def test_claims_chart_sets_claims_beside_measurements(tmp_path):
     ours = [c for c in full if c.label.startswith("ours")]
     assert len(ours) == 1 and ours[0].value == pytest.approx(0.4) and ours[0].group == "ResNet18 k-WTA-0.1"
     assert ours[0].ci95 == pytest.approx((0.1, 1.7)) and "n=320" in ours[0].conditions
+    assert ours[0].relu is None  # no ReLU row: no twin marker
     fig = viz.claims_chart(full)
-    (bar,) = fig.data
+    bar, labels = fig.data  # no twin trace without a twin
     assert len(bar.x) == len(full) and "RobustBench" in bar.customdata[1][0]
+    # each figure is written past its error bar
+    at = full.index(ours[0])
+    assert labels.text[at] == "0.4%" and labels.x[at] == pytest.approx(1.7 + 1.0)
+
+
+def test_claims_chart_marks_the_relu_twin_where_measured_alike(tmp_path):
+    from kwta_demo import viz
+    from kwta_demo.report_tables import claims
+
+    rows = [_row("resnet18-kwta-0.1", "pgd", "report", 0.747), _row("resnet18-relu", "pgd", "report", 0.647),
+            _row("resnet18-kwta-0.1", "bpda", "paper", 0.01), _row("resnet18-relu", "bpda", "paper", 0.0, n=100)]
+    (tmp_path / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    ours = {c.label: c for c in claims(tmp_path) if c.label.startswith("ours")}
+    assert ours["ours, PGD as the report ran it"].relu == pytest.approx(64.7)
+    assert ours["ours, BPDA"].relu is None  # the twin's row is on other images
+    fig = viz.claims_chart(list(ours.values()))
+    twin = fig.data[-1]
+    assert list(twin.x) == pytest.approx([64.7]) and "ReLU twin" in twin.name
+    assert twin.y[0].endswith("ours, PGD as the report ran it")
 
 
 def test_the_audit_section(tmp_path):
@@ -243,6 +263,13 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
     assert bar.group == "AlexNet k-WTA-0.1" and bar.value == pytest.approx(12.5)
     assert "robust only if all of PGD (corrected), DeepFool fail" in bar.conditions
+    assert bar.relu is None  # the twin ran PGD alone: no worst case over the same attacks
+    rows[0] = row("alexnet-relu", "pgd", "corrected", [True] + [False] * 7)
+    rows.append(row("alexnet-relu", "deepfool", "paper", [True] + [False] * 7))
+    rows.append(row("alexnet-relu", "apgd-ce", "paper", [False] * 8))  # the k-WTA model has none
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
+    assert bar.relu == pytest.approx(12.5)  # over PGD (corrected) and DeepFool, as the bar
 
 
 def test_the_adaptive_attacks_are_set_against_the_survivors_of_the_best_gradient_attack(

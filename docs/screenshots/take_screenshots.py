@@ -180,7 +180,9 @@ def main() -> None:
             page.locator("#tab-sweep").screenshot(path=str(out / "sweep.png"))
 
             page.get_by_role("tab", name="Reproduction").click()
-            page.wait_for_selector("#reproduction")
+            page.wait_for_selector("#reproduction-chart .js-plotly-plot")
+            time.sleep(1)
+            page.locator("#reproduction-chart").screenshot(path=str(out / "reproduction-chart.png"))
             page.locator("#tab-reproduction").screenshot(path=str(out / "reproduction.png"))
             browser.close()
     finally:
