@@ -329,10 +329,61 @@ def _adaptive_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> list
                          f"{on}, and fools {s.broken} of the {s.stood} images {name} left "
                          "standing.")
             said.append(text)
-    if not said:
+    square = [t for arch in ARCHS for variant, _ in VARIANTS[1:]
+              if (t := _square_in_words(best, f"{arch}-{variant}"))]
+    if not said and not square:
         return []
-    return ["### Where k-WTA looks strongest, the adaptive attacks", "", ADAPTIVE_NOTE, "",
-            " ".join(said)]
+    return (["### Where k-WTA looks strongest, the adaptive attacks", "", ADAPTIVE_NOTE, "",
+             " ".join(said)]
+            + (["", "Square reads only the model's scores, never a gradient. "
+                + " ".join(square)] if square else []))
+
+
+@dataclass(frozen=True)
+class _SquareLeft:
+    """What the other attacks do, per image, to the images Square left standing on a model."""
+
+    square: dict[str, Any]  # the Square row
+    twin: dict[str, Any] | None  # Square's row on the ReLU twin
+    others: int  # attacks run at the same eps on at least as many images
+    stood: int  # images Square left standing
+    broken: int  # of those, the images at least one other attack fools
+    top: dict[str, Any]  # the other attack that fools the most of them
+    top_broken: int
+
+
+def _square_left(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
+                 square: tuple[str, str] = ("square", "cpu")) -> _SquareLeft | None:
+    """Square's survivors on ``model`` against the attacks run at the same eps on at least
+    as many images (None without per-image outcomes, other attacks or survivors)."""
+    sq = best.get((model, *square))
+    if sq is None or len(sq.get("robust_per_image") or ()) != int(sq["n"]):
+        return None
+    n = int(sq["n"])
+    others = [best[(model, a, p)] for a, p, _, _ in COLUMNS
+              if a != "none" and (a, p) != square and (model, a, p) in best]
+    others = [r for r in others if math.isclose(float(r.get("eps", 0)), float(sq["eps"]))
+              and int(r["n"]) >= n and len(r.get("robust_per_image") or ()) == int(r["n"])]
+    stood = [i for i in range(n) if sq["robust_per_image"][i]]
+    if not others or not stood:
+        return None
+    fooled = [sum(not r["robust_per_image"][i] for i in stood) for r in others]
+    top = max(range(len(others)), key=fooled.__getitem__)
+    return _SquareLeft(sq, best.get((f"{arch_of(model)}-relu", *square)), len(others),
+                       len(stood), sum(any(not r["robust_per_image"][i] for r in others)
+                                       for i in stood), others[top], fooled[top])
+
+
+def _square_in_words(best: dict[tuple[str, str, str], dict[str, Any]], model: str) -> str | None:
+    """'On m it leaves 25.3% [...] standing (ReLU twin: 1.9%); the 7 other attacks ...'."""
+    left = _square_left(best, model)
+    if left is None:
+        return None
+    return (f"On {model} it leaves {format_cell(left.square)} standing"
+            + (f" (ReLU twin: {_pct(left.twin['robust_acc'])})" if left.twin else "")
+            + f"; the {left.others} other attacks run on the same images fool {left.broken} of "
+            f"those {left.stood} ({_short_label(left.top['attack'], left.top['preset'])} "
+            f"alone {left.top_broken}).")
 
 
 def _and(items: list[str]) -> str:
@@ -720,7 +771,8 @@ def status_markdown(results_dir: str | Path | None = None) -> str:
                  + "; ".join(f"{t} APGD-CE {_triple(best, a, 'apgd-ce', 'paper')}, APGD-DLR "
                              f"{_triple(best, a, 'apgd-dlr', 'paper')}, Square (no gradients, "
                              f"1,000 queries) {_triple(best, a, 'square', 'cpu')}"
-                             for a, (_, t) in ARCHS.items()) + ".")
+                             for a, (_, t) in ARCHS.items()) + "."
+                 + _square_left_in_brief(best))
     worst = {f"{a}-{v}": w for a in ARCHS for v, _ in VARIANTS
              if (w := worst_case(best, f"{a}-{v}")) is not None}
     in_words = _worst_case_in_words(worst, lead="the")
@@ -734,6 +786,18 @@ def status_markdown(results_dir: str | Path | None = None) -> str:
         lines += ["", f"{missing} cells of Tables 1-2 (–) are not measured yet; the CPU "
                   "pipeline is measuring them (`python -m kwta_demo pipeline status`)."]
     return "\n".join(lines)
+
+
+def _square_left_in_brief(best: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    """' Of the images Square leaves standing on the k-WTA models, the other attacks on the
+    same images fool 225 of 225.' ('' where none is known)."""
+    left = [x for arch in ARCHS for variant, _ in VARIANTS[1:]
+            if (x := _square_left(best, f"{arch}-{variant}")) is not None]
+    if not left:
+        return ""
+    return (" Of the images Square leaves standing on the k-WTA models, the other attacks "
+            f"on the same images fool {sum(x.broken for x in left)} of "
+            f"{sum(x.stood for x in left)}.")
 
 
 def reproduction_markdown(

@@ -305,6 +305,38 @@ def test_the_adaptive_attacks_are_set_against_the_survivors_of_the_best_gradient
     assert "alexnet" not in section
 
 
+def test_squares_survivors_are_set_against_the_other_attacks_on_the_same_images(tmp_path):
+    from kwta_demo.report_tables import status_markdown
+
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def row(model, attack, preset, per_image, **extra):
+        return _row(model, attack, preset, sum(per_image) / len(per_image), n=len(per_image),
+                    robust_per_image=per_image, **extra)
+
+    rows = [row("alexnet-relu", "square", "cpu", [True] + [False] * 7),
+            # Square leaves images 0-3 standing
+            row("alexnet-kwta-0.2", "square", "cpu", [True] * 4 + [False] * 4),
+            # APGD fools 0 and 1, BPDA 2: together 3 of the 4, APGD-CE the most
+            row("alexnet-kwta-0.2", "apgd-ce", "paper", [False, False, True, True] + [False] * 4),
+            row("alexnet-kwta-0.2", "bpda", "paper", [True, True, False, True] + [False] * 4),
+            # on fewer images or outside the eps-ball: left out, though they fool image 3
+            row("alexnet-kwta-0.2", "gradient-estimation", "cpu", [True] * 3 + [False]),
+            row("alexnet-kwta-0.2", "vga", "report", [False] * 8, eps=1.0),
+            # survivors but no other attack: no sentence
+            row("alexnet-kwta-0.1", "square", "cpu", [True] * 8)]
+    (results / "reproduction.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    section = reproduction_markdown(results, tmp_path / "ckpt").split(
+        "### Where k-WTA looks strongest")[1].split("###")[0]
+    assert ("Square reads only the model's scores, never a gradient. On alexnet-kwta-0.2 it "
+            "leaves 50.0% [10.0–20.0], n=8 standing (ReLU twin: 12.5%); the 2 other attacks "
+            "run on the same images fool 3 of those 4 (APGD-CE alone 2).") in section
+    assert "alexnet-kwta-0.1" not in section
+    assert ("Of the images Square leaves standing on the k-WTA models, the other attacks on "
+            "the same images fool 3 of 4.") in status_markdown(results)
+
+
 def test_the_readme_summary_says_what_is_measured_and_what_is_not(tmp_path):
     from kwta_demo.report_tables import status_markdown
 
