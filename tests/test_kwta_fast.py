@@ -79,7 +79,8 @@ def make(shape, kind: str, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
 def forward_backward(fn, x: torch.Tensor, seed: int = 1):
     x = x.clone().requires_grad_(True)
     out = fn(x)
-    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(
+        device=out.device, dtype=out.dtype)
     (grad,) = torch.autograd.grad(out, x, upstream)
     return out.detach(), grad
 
