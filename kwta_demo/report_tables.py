@@ -800,6 +800,17 @@ def _square_left_in_brief(best: dict[tuple[str, str, str], dict[str, Any]]) -> s
             f"{sum(x.stood for x in left)}.")
 
 
+RESULTS_DIR = PROJECT_ROOT / "results"
+# what the Reproduction tab offers for download: every row with its settings and outcomes
+RESULTS_FILES = ("reproduction.json", "audit.json")
+
+
+def results_files(results_dir: str | Path | None = None) -> list[Path]:
+    """The results files behind the Reproduction tab that exist (``RESULTS_FILES``)."""
+    folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    return [folder / name for name in RESULTS_FILES if (folder / name).is_file()]
+
+
 def reproduction_markdown(
     results_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None
 ) -> str:

@@ -39,7 +39,7 @@ from .explorer import (
 )
 from .model_cache import ModelStatus
 from .models import CIFAR10_CLASSES
-from .report_tables import claims, reproduction_markdown
+from .report_tables import RESULTS_DIR, claims, reproduction_markdown, results_files
 
 __all__ = ["create_demo", "model_status_markdown", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 
@@ -52,7 +52,10 @@ CSS = """
 .slot-title h3 { margin: 0; }
 """
 # Passed to launch() by app.py and the tests (Gradio 6 takes css there, not in Blocks).
-LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_error": True}
+# The results folder holds only the published results files, which the Reproduction tab
+# offers for download.
+LAUNCH_KWARGS: dict[str, Any] = {"css": CSS, "max_file_size": "25mb", "show_error": True,
+                                 "allowed_paths": [str(RESULTS_DIR)]}
 QUEUE_SIZE = 64  # requests that may wait; beyond it Gradio answers at once that it is busy
 # Uploads (up to 25 MB each) and result PNGs pile up in Gradio's cache, and every API
 # session keeps its last attack's tensors: both expire, so a public app's disk and memory
@@ -413,6 +416,9 @@ class _Handlers:
     def reproduction_chart(self) -> Any:
         return viz.claims_chart(claims())
 
+    def results_files(self) -> list[str]:
+        return [str(p) for p in results_files()]
+
 
 def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                 queue_size: int = QUEUE_SIZE) -> gr.Blocks:
@@ -602,6 +608,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
                                       elem_id="reproduction-chart")
                 repro = gr.Markdown(h.reproduction(), label="Reproduction tables",
                                     elem_id="reproduction")
+                repro_files = gr.File(h.results_files(), file_count="multiple",
+                                      interactive=False, elem_id="reproduction-files",
+                                      label="The results files: every row with its settings, "
+                                            "time and per-image outcomes")
                 repro_reload = gr.Button("Reload results", size="sm")
 
             with gr.Tab("About", id="about", elem_id="tab-about"):
@@ -658,6 +668,7 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
         repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
         repro_reload.click(h.reproduction_chart, None, repro_chart, api_name="reproduction_chart",
                            **light)
+        repro_reload.click(h.results_files, None, repro_files, api_visibility="private", **light)
 
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo

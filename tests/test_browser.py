@@ -9,6 +9,7 @@ Needs ``pip install playwright`` (its PyPI package carries the driver; no
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -158,6 +159,14 @@ def test_reproduction_tab_shows_the_claims_chart(page):
     text = page.locator("#reproduction").inner_text()
     assert "could not cross its eps-ball" in text or "could not reach the edge" in text
     assert "Table 1: ResNet18" in text and "RobustBench" in text
+    # the results files behind it download as they are in results/
+    link = page.locator('#reproduction-files a[download="reproduction.json"]')
+    link.wait_for()
+    got = page.request.get(link.get_attribute("href"))
+    rows = got.json()["rows"] if got.ok else []
+    # a running evaluation only ever adds rows to the file after the app copied it
+    now = json.loads((ROOT / "results" / "reproduction.json").read_text())["rows"]
+    assert rows and rows == now[: len(rows)]
 
 
 def test_a_replay_link_sets_up_the_click(page, server):

@@ -117,6 +117,17 @@ def test_the_docs_script_rewrites_between_its_markers(tmp_path):
         rr.update_doc(doc, "x")
 
 
+def test_the_results_files_offered_are_those_that_exist(tmp_path):
+    from kwta_demo.report_tables import results_files
+
+    assert results_files(tmp_path) == []
+    (tmp_path / "audit.json").write_text("{}")
+    (tmp_path / "other.json").write_text("{}")
+    assert results_files(tmp_path) == [tmp_path / "audit.json"]
+    (tmp_path / "reproduction.json").write_text("{}")
+    assert [p.name for p in results_files(tmp_path)] == ["reproduction.json", "audit.json"]
+
+
 def test_claims_chart_sets_claims_beside_measurements(tmp_path):
     from kwta_demo import viz
     from kwta_demo.report_tables import claims
