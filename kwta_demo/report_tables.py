@@ -153,6 +153,7 @@ class WorstCase:
     ci95: list[float]
     n: int
     eps: float
+    kept: tuple[int, ...] = ()  # positions in the sample of the images no attack fooled
 
 
 def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
@@ -181,10 +182,10 @@ def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
         k = sum(bool(v) for v in r["robust_per_image"][:n])
         alone.append(r if int(r["n"]) == n else
                      {**r, "n": n, "robust_acc": k / n, "robust_ci95": wilson_interval(k, n)})
-    kept = sum(all(bool(r["robust_per_image"][i]) for _, _, r in rows) for i in range(n))
+    kept = tuple(i for i in range(n) if all(bool(r["robust_per_image"][i]) for _, _, r in rows))
     return WorstCase(tuple((a, p) for a, p, _ in rows),
                      min(alone, key=lambda r: r["robust_acc"]),
-                     kept / n, wilson_interval(kept, n), n, eps)
+                     len(kept) / n, wilson_interval(len(kept), n), n, eps, kept)
 
 
 def _worst_case_line(label: str, w: WorstCase) -> str:
@@ -194,11 +195,12 @@ def _worst_case_line(label: str, w: WorstCase) -> str:
             f"| {format_cell({'robust_acc': w.acc, 'robust_ci95': w.ci95, 'n': w.n})} |")
 
 
-def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0.031
-                ) -> list[str]:
+def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0.031,
+                test_indices: Sequence[int] = ()) -> list[str]:
     """Per model: the strongest single attack, and the worst case per image over every
     attack run on the same images at ``eps``; again on fewer images where attacks run on
-    fewer images join in."""
+    fewer images join in. ``test_indices``: the sample's test-split indices
+    (``meta.robust_test_indices``), to name the few images no attack fooled."""
     lines = ["### Every attack at once: the worst case per image", "",
              "| model | attacks on the same images | the strongest alone | all of them, per image |",
              "|---|---|---|---|"]
@@ -229,7 +231,22 @@ def _worst_case(best: dict[tuple[str, str, str], dict[str, Any]], eps: float = 0
                  "Tables 1-2). ")
               + "An image counts as robust in the last column only if every attack listed "
               "failed on it, as AutoAttack scores its ensemble."]
-    return lines + _worst_case_in_words(worst)
+    named = _unbroken_images(worst, test_indices)
+    return lines + _worst_case_in_words(worst) + (["", named] if named else [])
+
+
+def _unbroken_images(worst: dict[str, WorstCase], test_indices: Sequence[int],
+                     most: int = 12) -> str:
+    """The test images no attack fooled, by model, where there are at most ``most`` of
+    them: each can be set up on the Attack tab by its replay link."""
+    named = [(model, [test_indices[i] for i in w.kept]) for model, w in worst.items()
+             if 0 < len(w.kept) <= most and max(w.kept) < len(test_indices)]
+    if not named:
+        return ""
+    return ("The images no attack fooled, by test-split index (`?test=N&arch=ARCH` after the "
+            "app's address sets one up on the Attack tab): "
+            + "; ".join(f"{model}: " + ", ".join(f"#{i}" for i in found) for model, found in named)
+            + ".")
 
 
 def _worst_case_in_words(worst: dict[str, WorstCase],
@@ -853,7 +870,8 @@ def reproduction_markdown(
     for arch in ARCHS:
         parts += _attack_table(arch, best, metrics) + [""]
     if result is not None:
-        parts += _worst_case(best) + [""] + _time_table(result["rows"]) + [""]
+        parts += (_worst_case(best, test_indices=result.get("meta", {}).get(
+            "robust_test_indices", ())) + [""] + _time_table(result["rows"]) + [""])
     adaptive = _adaptive_in_words(best)
     if adaptive:
         parts += adaptive + [""]

@@ -269,6 +269,15 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert ("alexnet-kwta-0.1: its 95% interval overlaps the ReLU twin's, so no robustness "
             "beyond the ReLU model's is measurable on 8 images") in table
     assert "alexnet-kwta-0.2: above the ReLU twin's 95% interval" in table
+    # no test-split indices in the meta: no image is named
+    assert "The images no attack fooled" not in table
+    (results / "reproduction.json").write_text(json.dumps(
+        {"meta": {"robust_test_indices": list(range(100, 108))}, "rows": rows}))
+    named = reproduction_markdown(results, tmp_path / "ckpt").split(
+        "### Every attack at once")[1].split("###")[0]
+    assert ("The images no attack fooled, by test-split index (`?test=N&arch=ARCH` after the "
+            "app's address sets one up on the Attack tab): alexnet-kwta-0.2: #100, #101, #102, "
+            "#103, #104, #105; alexnet-kwta-0.1: #100.") in named
     from kwta_demo.report_tables import claims
 
     (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
