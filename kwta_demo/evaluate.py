@@ -36,7 +36,8 @@ from .settings import resolve_device
 
 __all__ = ["RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
            "vga_statistics", "map_batches", "evaluate", "load_result", "save_result",
-           "to_markdown", "wilson_interval", "add_arguments", "main"]
+           "to_markdown", "wilson_interval", "robust_row_key", "parts_folder", "add_arguments",
+           "main"]
 
 log = logging.getLogger(__name__)
 
@@ -530,13 +531,7 @@ def evaluate(
             on_update({"meta": meta, "rows": rows})
 
     def parts_for(key: tuple) -> BatchParts | None:
-        """One folder per model, attack and settings; a robust row's batches are named by
-        their images' seeds, so rows over nested samples share them (n is left out)."""
-        if parts_dir is None:
-            return None
-        ident = list(key) if key[2] == "none" else list(key[:5]) + list(key[6:])
-        digest = hashlib.sha256(json.dumps([ident, batch_size], default=str).encode())
-        return BatchParts(Path(parts_dir) / digest.hexdigest()[:16])
+        return None if parts_dir is None else BatchParts(parts_folder(parts_dir, key, batch_size))
 
     for name in models:
         folder = find_checkpoint(name)
@@ -544,8 +539,7 @@ def evaluate(
         label = folder.name if Path(name).is_dir() else name
         n_clean = len(clean_split.labels)
         clean_key = (label, sha, "none", "", 0.0, n_clean, seed, _sample(limit_clean), "", "")
-        keys = {s: (label, sha, s.attack, s.preset, s.eps, n_robust, seed,
-                    ROBUST_SAMPLE, _preset_params(s), SEEDING) for s in attacks}
+        keys = {s: robust_row_key(label, sha, s, n_robust, seed) for s in attacks}
         if clean_key in kept and all(k in kept for k in keys.values()):
             continue
         model = load_model(folder, dev)
@@ -583,6 +577,21 @@ def evaluate(
                  "robust_ci95": wilson_interval(round(res["robust_acc"] * trials), trials),
                  "seconds": time.perf_counter() - t0})
     return {"meta": meta, "rows": rows}
+
+
+def robust_row_key(label: str, sha: str, spec: RobustColumn, n: int, seed: int) -> tuple:
+    """What names a robust row: a row with the same key is the same measurement."""
+    return (label, sha, spec.attack, spec.preset, spec.eps, n, seed, ROBUST_SAMPLE,
+            _preset_params(spec), SEEDING)
+
+
+def parts_folder(parts_dir: str | os.PathLike, key: tuple, batch_size: int) -> Path:
+    """The folder of a row's finished batches: one per model, attack and settings (``key``
+    as ``robust_row_key`` makes it). A robust row's batches are named by their images'
+    seeds, so rows over nested samples share the folder (n is left out)."""
+    ident = list(key) if key[2] == "none" else list(key[:5]) + list(key[6:])
+    digest = hashlib.sha256(json.dumps([ident, batch_size], default=str).encode())
+    return Path(parts_dir) / digest.hexdigest()[:16]
 
 
 def _row_key(row: dict[str, Any]) -> tuple:

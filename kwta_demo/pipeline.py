@@ -599,6 +599,55 @@ def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[
     return done, total, left
 
 
+def _batches_done(plan: Plan, step: EvalStep) -> Callable[[str, Any], int]:
+    """Finished batches kept of a model's row in ``step`` (``evaluate``'s parts folder
+    beside the results; 0 where its checkpoint is not there to name it)."""
+    from .checkpoints import weights_sha256
+    from .evaluate import parts_folder, robust_row_key
+
+    out = Path(plan.results)
+    parts_dir = out.parent / (out.name.removesuffix(".json") + ".parts")
+    root = _checkpoint_root(plan)
+    shas: dict[str, str | None] = {}
+
+    def count(model: str, spec: Any) -> int:
+        if model not in shas:
+            try:
+                shas[model] = weights_sha256(root / model)
+            except (OSError, ValueError):
+                shas[model] = None
+        if shas[model] is None:
+            return 0
+        folder = parts_folder(parts_dir, robust_row_key(model, shas[model], spec, step.n,
+                                                        step.seed), step.batch_size)
+        return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+    return count
+
+
+def rows_in_progress(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluation's rows not finished but with finished batches kept: model, attack
+    (``name:preset``), batches done and in all."""
+    from .evaluate import RobustColumn
+
+    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), int(r.get("n", 0)))
+            for r in rows}
+    found = []
+    for step in plan.evaluate:
+        count = _batches_done(plan, step)
+        for model in step.models:
+            for text in step.attacks:
+                spec = RobustColumn.parse(text, 0.031)
+                if (model, spec.attack, spec.preset, step.n) in have:
+                    continue
+                batches = -(-step.n // step.batch_size)
+                done = min(count(model, spec), batches)
+                if done:
+                    found.append({"model": model, "attack": f"{spec.attack}:{spec.preset}",
+                                  "batches_done": done, "batches": batches})
+    return found
+
+
 def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, int, float | None]:
     """Rows of the plan's evaluation done, rows in all, and the seconds left (None: no
     measurement to go on).
@@ -635,6 +684,7 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
             seconds = max(clean_per_image) * (plan.limit_test or 10_000)
         left = None if left is None or seconds is None else left + seconds
     for step in plan.evaluate:
+        batches_done = _batches_done(plan, step)
         for model in step.models:
             for text in step.attacks:
                 spec = RobustColumn.parse(text, 0.031)
@@ -642,10 +692,11 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
                 if (model, spec.attack, spec.preset, spec.eps, step.n) in have:
                     done += 1
                     continue
-                # the samples are nested: a larger row reuses a smaller one's images
-                reused = max((h[4] for h in have if h[:4] == (model, spec.attack, spec.preset,
-                                                              spec.eps) and h[4] < step.n),
-                             default=0)
+                # the samples are nested: a larger row reuses a smaller one's images, and
+                # the batches a stopped run finished (the smaller row's among them)
+                reused = max([h[4] for h in have if h[:4] == (model, spec.attack, spec.preset,
+                                                              spec.eps) and h[4] < step.n]
+                             + [min(step.n, batches_done(model, spec) * step.batch_size)])
                 cost = per_image((arch_of(model), spec.attack, spec.preset, spec.eps))
                 left = (None if left is None or cost is None
                         else left + cost * (step.n - reused))
@@ -728,7 +779,8 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         "stages": stages,
         "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
                        "remaining_seconds": eval_left, "results": plan.results,
-                       "last": _last_finished(eval_rows)},
+                       "last": _last_finished(eval_rows),
+                       "in_progress": rows_in_progress(plan, eval_rows)},
         "audit": {"rows_done": audit_done, "rows_total": audit_total,
                   "remaining_seconds": audit_left, "results": plan.audit_results},
         "remaining_seconds": None if None in train_left or None in (eval_left, audit_left)
@@ -779,6 +831,9 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"    last row: {Path(last['model']).name} {attack}, "
                      f"{100 * last['robust_acc']:.1f}% of {last.get('n_pairs', last['n'])}, "
                      f"finished {last['finished']}")
+    for row in ev.get("in_progress", ()):
+        lines.append(f"    in progress: {row['model']} {row['attack']}, "
+                     f"{row['batches_done']} of {row['batches']} batches kept")
     au = status["audit"]
     lines.append(f"  audit: {au['rows_done']}/{au['rows_total']} rows in {au['results']}"
                  + ("" if au["rows_done"] >= au["rows_total"]

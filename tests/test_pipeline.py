@@ -251,3 +251,41 @@ def test_recorded_model_paths_are_relative_inside_the_working_directory(tmp_path
     assert P._shown(inside) == str(Path("checkpoints") / "alexnet-relu")
     outside = tmp_path / "elsewhere"
     assert P._shown(outside) == str(outside.resolve())
+
+
+def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
+    # A row stopped part-way keeps its finished batches in the parts folder beside the
+    # results: the status lists it, and the estimate counts only the batches left.
+    from kwta_demo.checkpoints import weights_sha256
+    from kwta_demo.evaluate import RobustColumn, parts_folder, robust_row_key
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "attack-cost-cpu.json").write_text(json.dumps({"rows": [
+        {"model": "resnet18-relu", "attack": "square:cpu", "seconds_per_image": 2.0}]}))
+    folder = tmp_path / "ckpt" / "resnet18-relu"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "metrics.json").write_text('{"eval_seconds": 40.0}')
+    plan = P.Plan(evaluate=(P.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=4),),
+                  results=str(results / "eval.json"), checkpoints=str(tmp_path / "ckpt"),
+                  runs=str(tmp_path / "runs"), audit_results=str(results / "audit.json"))
+    rows = [{"model": "resnet18-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 100,
+             "seconds": 2.0}]
+    assert P.evaluation_estimate(plan, rows)[2] == pytest.approx(10 * 2.0)
+    assert P.rows_in_progress(plan, rows) == []
+    key = robust_row_key("resnet18-relu", weights_sha256(folder),
+                         RobustColumn.parse("square:cpu", 0.031), 10, 0)
+    parts = parts_folder(results / "eval.parts", key, 4)
+    parts.mkdir(parents=True)
+    for name in ("seeds-a", "seeds-b"):  # two of its three batches
+        (parts / f"{name}.json").write_text("{}")
+    assert P.evaluation_estimate(plan, rows)[2] == pytest.approx(2 * 2.0)
+    assert P.rows_in_progress(plan, rows) == [
+        {"model": "resnet18-relu", "attack": "square:cpu", "batches_done": 2, "batches": 3}]
+    # another batch size is another row's folder
+    other = P.Plan(evaluate=(P.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=5),),
+                   results=plan.results, checkpoints=plan.checkpoints, runs=plan.runs)
+    assert P.rows_in_progress(other, rows) == []
+    assert "in progress: resnet18-relu square:cpu, 2 of 3 batches kept" in P.format_status(
+        P.pipeline_status(plan))
