@@ -377,13 +377,25 @@ def _stage_done(plan: Plan, step: TrainStep) -> bool:
     return state["epoch"] >= step.epochs and not state.get("partial")
 
 
+def _stem(plan: Plan) -> Path:
+    """The results file without ``.json``: what ``evaluate --out`` takes."""
+    out = Path(plan.results)
+    return out.parent / out.name.removesuffix(".json")
+
+
+def _parts_dir(plan: Plan) -> Path:
+    """Where ``evaluate`` keeps finished batches for the plan's results (``STEM.parts``)."""
+    stem = _stem(plan)
+    return stem.with_name(stem.name + ".parts")
+
+
 def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
                     stop_file: Path) -> None:
     from .evaluate import RobustColumn, EvaluationStopped, evaluate, load_result, save_result
 
     out = Path(plan.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stem = out.parent / out.name.removesuffix(".json")
+    stem = _stem(plan)
     root = _checkpoint_root(plan)
     models = [_shown(root / m) if (root / m).is_dir() else m for m in step.models]
     if plan.eval_processes > 1:
@@ -396,7 +408,7 @@ def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
                  batch_size=step.batch_size, limit_clean=step.n_clean or plan.limit_test,
                  progress=False, done=done["rows"] if done else (),
                  on_update=lambda result: save_result(out, result), should_stop=should_stop,
-                 parts_dir=stem.with_name(stem.name + ".parts"))
+                 parts_dir=_parts_dir(plan))
     except EvaluationStopped as e:
         raise PipelineStopped(str(e)) from None
 
@@ -605,8 +617,7 @@ def _batches_done(plan: Plan, step: EvalStep) -> Callable[[str, Any], int]:
     from .checkpoints import weights_sha256
     from .evaluate import parts_folder, robust_row_key
 
-    out = Path(plan.results)
-    parts_dir = out.parent / (out.name.removesuffix(".json") + ".parts")
+    parts_dir = _parts_dir(plan)
     root = _checkpoint_root(plan)
     shas: dict[str, str | None] = {}
 

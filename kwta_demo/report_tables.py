@@ -46,6 +46,10 @@ COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
     ("cw", "paper", "C&W, the paper's (5 x 10 steps, c 0.01)", None),
 )
 
+RESULTS_DIR = PROJECT_ROOT / "results"
+# what the Reproduction tab offers for download: every row with its settings and outcomes
+RESULTS_FILES = ("reproduction.json", "audit.json")
+
 ADAPTIVE_NOTE = (
     "**Why the adaptive attacks matter.** k-WTA makes the network's gradient jump whenever "
     "the set of winners changes (gradient masking), which stalls attacks that follow the "
@@ -657,7 +661,7 @@ def claims(results_dir: str | Path | None = None) -> list[Claim]:
            Claim("Tramèr et al.'s k-WTA ResNet-18", "Tramèr et al. 2020, adaptive attack",
                  rb["tramer.kwta"].value, None, rb["tramer.kwta"].source.cite(),
                  rb["tramer.kwta"].setting)]
-    results = Path(results_dir) if results_dir is not None else PROJECT_ROOT / "results"
+    results = Path(results_dir) if results_dir is not None else RESULTS_DIR
     try:
         result = read_result(results / "reproduction.json")
     except ValueError:
@@ -745,7 +749,7 @@ def _audit_in_words(results: Path) -> str:
 def status_markdown(results_dir: str | Path | None = None) -> str:
     """The README's summary of the measured robustness, every figure from the results
     files: the report's PGD, the adaptive attacks, AutoAttack's, the worst case, the audit."""
-    results = Path(results_dir) if results_dir is not None else PROJECT_ROOT / "results"
+    results = Path(results_dir) if results_dir is not None else RESULTS_DIR
     try:
         result = read_result(results / "reproduction.json")
     except ValueError as e:
@@ -817,11 +821,6 @@ def _square_left_in_brief(best: dict[tuple[str, str, str], dict[str, Any]]) -> s
             f"{sum(x.stood for x in left)}.")
 
 
-RESULTS_DIR = PROJECT_ROOT / "results"
-# what the Reproduction tab offers for download: every row with its settings and outcomes
-RESULTS_FILES = ("reproduction.json", "audit.json")
-
-
 def results_files(results_dir: str | Path | None = None) -> list[Path]:
     """The results files behind the Reproduction tab that exist (``RESULTS_FILES``)."""
     folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
@@ -834,7 +833,7 @@ def reproduction_markdown(
     """The Reproduction tab's text: the PGD finding, Tables 1-3 (report vs ours), notes."""
     from .settings import get_settings
 
-    results = Path(results_dir) if results_dir is not None else PROJECT_ROOT / "results"
+    results = Path(results_dir) if results_dir is not None else RESULTS_DIR
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else get_settings().checkpoint_dir
     problems = []
     try:
