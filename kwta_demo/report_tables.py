@@ -289,7 +289,7 @@ def _worst_case_in_words(worst: dict[str, WorstCase],
 # The gradient attacks whose survivors the adaptive attacks are set against (the report's
 # PGD, which cannot cross the eps-ball, has its own section), and the adaptive attacks.
 _GRADIENT_ATTACKS = (("pgd", "corrected"), ("pgd", "paper"), ("deepfool", "paper"),
-                     ("apgd-ce", "paper"), ("apgd-dlr", "paper"))
+                     ("apgd-ce", "paper"), ("apgd-dlr", "paper"), ("cw", "paper"))
 _ADAPTIVE_ATTACKS = (("bpda", "paper"), ("gradient-estimation", "cpu"))
 
 
