@@ -85,3 +85,23 @@ def test_the_deepfool_audit_screenshot_image_is_the_first_the_rule_picks(tmp_pat
                                    "rows": rows}))
     assert masking_example("resnet18", results) is None
     assert masking_example("resnet18", tmp_path / "missing.json") is None
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(CHECKPOINTS.glob("*/README.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_local_link_and_image_of_the_docs_exists(doc):
+    """A link or image of the README, the docs or a model card that points into the
+    repository names a file that is there (a renamed screenshot, a moved doc)."""
+    import re
+
+    missing = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # a web address or an anchor of the same page
+        path = target.split("#", 1)[0]
+        if path and not (doc.parent / path).exists():
+            missing.append(target)
+    assert not missing, f"{doc.relative_to(ROOT)} links to missing files: {missing}"
