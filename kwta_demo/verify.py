@@ -172,7 +172,7 @@ def record_verification(folder: str | Path, findings: dict[str, Any], *, command
     """Store ``findings`` as ``verification`` in ``folder/metrics.json`` (and, from the
     evaluation ``results`` file, the robust accuracies measured on these very weights),
     then rewrite the card."""
-    from .cards import model_card, robust_rows_for
+    from .cards import model_card, robust_rows_for, worst_case_for
     from .evaluate import load_result
     from .models import ModelConfig
 
@@ -187,7 +187,9 @@ def record_verification(folder: str | Path, findings: dict[str, Any], *, command
         "device": _device_name(findings.get("device", "cpu")),
     }
     if results is not None:
-        metrics["robust"] = robust_rows_for(load_result(results), findings["weights_sha256"])
+        result = load_result(results)
+        metrics["robust"] = robust_rows_for(result, findings["weights_sha256"])
+        metrics["worst_case"] = worst_case_for(result, findings["weights_sha256"])
     config = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     atomic_write_text(folder / "README.md", model_card(config, metrics, metrics.get("recipe", {})))

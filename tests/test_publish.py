@@ -136,6 +136,30 @@ def test_cards_carry_robust_accuracy_with_its_settings():
     assert "| `pgd:corrected` | 0.031 | 1000 (seed 0) | 1.20% |" in card
 
 
+def test_cards_carry_the_worst_case_over_every_attack_on_the_same_images():
+    from kwta_demo.cards import model_card, worst_case_for
+    from kwta_demo.models import ModelConfig
+
+    def row(attack, preset, per_image, sha="abc", model="alexnet-kwta-0.1"):
+        return {"model": f"checkpoints/{model}", "weights_sha256": sha, "attack": attack,
+                "preset": preset, "eps": 0.031, "n": len(per_image), "seed": 0,
+                "robust_acc": sum(per_image) / len(per_image), "robust_per_image": per_image}
+
+    # each attack alone leaves 2 of 4 standing, together only image 0
+    result = {"rows": [row("pgd", "corrected", [True, True, False, False]),
+                       row("deepfool", "paper", [True, False, True, False]),
+                       row("bpda", "paper", [False] * 4, sha="other", model="alexnet-relu")]}
+    w = worst_case_for(result, "abc")
+    assert (w["n"], w["robust_acc"], w["attacks"]) == (4, 0.25, ["PGD (corrected)", "DeepFool"])
+    assert worst_case_for(result, "other") is None  # one attack is no ensemble
+    card = model_card(ModelConfig("alexnet", "kwta", 0.1),
+                      {"clean_accuracy": 0.8, "test_images": 10000, "worst_case": w,
+                       "robust": [{"attack": "pgd", "preset": "corrected", "eps": 0.031, "n": 4,
+                                   "seed": 0, "robust_acc": 0.5, "ci95": None}]}, {})
+    assert ("| **every attack at once**, per image (2: PGD (corrected), DeepFool) | 0.031 | 4 | "
+            "**25.00%** [") in card
+
+
 def test_the_space_front_matter_names_the_six_repos_and_the_tested_gradio():
     from pathlib import Path
 
