@@ -98,7 +98,7 @@ def worst_case_for(result: dict[str, Any] | None, weights_sha256: str,
                    eps: float = 0.031) -> dict[str, Any] | None:
     """The robust accuracy when every attack of Tables 1-2 run on the same images counts at
     once (an image is robust only if all of them failed on it), for these weights."""
-    from .report_tables import _short_label, best_rows, worst_case
+    from .report_tables import short_label, best_rows, worst_case
 
     rows = [r for r in (result or {}).get("rows", []) if r.get("weights_sha256") == weights_sha256]
     models = {Path(str(r["model"])).name for r in rows}
@@ -108,7 +108,7 @@ def worst_case_for(result: dict[str, Any] | None, weights_sha256: str,
     if w is None or len(w.attacks) < 2:
         return None
     return {"eps": eps, "n": w.n, "robust_acc": w.acc, "ci95": w.ci95,
-            "attacks": [_short_label(a, p) for a, p in w.attacks]}
+            "attacks": [short_label(a, p) for a, p in w.attacks]}
 
 
 def _pct(x: float | None) -> str:

@@ -22,8 +22,8 @@ from .pipeline import arch_of, typical_epoch_seconds
 from .settings import PROJECT_ROOT
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "WorstCase",
-           "best_rows", "claims", "reproduction_markdown", "format_cell", "status_markdown",
-           "worst_case"]
+           "RESULTS_DIR", "RESULTS_FILES", "best_rows", "claims", "reproduction_markdown",
+           "format_cell", "results_files", "short_label", "status_markdown", "worst_case"]
 
 NOT_RUN = "not run by the report"
 NOT_MEASURED = "not measured yet"
@@ -137,7 +137,7 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
     return lines
 
 
-def _short_label(attack: str, preset: str) -> str:
+def short_label(attack: str, preset: str) -> str:
     """'PGD (corrected)', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words
     (its registry title without the parenthesis; PGD, which has three rows, with its preset)."""
     from .attacks import get_attack
@@ -193,8 +193,8 @@ def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
 
 
 def _worst_case_line(label: str, w: WorstCase) -> str:
-    strongest = _short_label(w.strongest["attack"], w.strongest["preset"])
-    return (f"| {label} | {len(w.attacks)}: {', '.join(_short_label(a, p) for a, p in w.attacks)} "
+    strongest = short_label(w.strongest["attack"], w.strongest["preset"])
+    return (f"| {label} | {len(w.attacks)}: {', '.join(short_label(a, p) for a, p in w.attacks)} "
             f"| {strongest}: {format_cell(w.strongest)} "
             f"| {format_cell({'robust_acc': w.acc, 'robust_ci95': w.ci95, 'n': w.n})} |")
 
@@ -339,14 +339,14 @@ def _adaptive_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> list
             if not found:
                 continue
             g, twin = found[0].gradient, found[0].twin
-            name = _short_label(g["attack"], g["preset"])
+            name = short_label(g["attack"], g["preset"])
             text = (f"On {model}, the gradient attack that leaves the most standing is "
                     f"{name}: {format_cell(g)}"
                     + (f" (ReLU twin: {_pct(twin['robust_acc'])})" if twin else "") + ".")
             for s in found:
                 r = s.adaptive
                 on = "" if s.n == int(g["n"]) else f" on the first {s.n} of those images"
-                text += (f" {_short_label(r['attack'], r['preset'])} leaves {format_cell(r)}"
+                text += (f" {short_label(r['attack'], r['preset'])} leaves {format_cell(r)}"
                          f"{on}, and fools {s.broken} of the {s.stood} images {name} left "
                          "standing.")
             said.append(text)
@@ -403,7 +403,7 @@ def _square_in_words(best: dict[tuple[str, str, str], dict[str, Any]], model: st
     return (f"On {model} it leaves {format_cell(left.square)} standing"
             + (f" (ReLU twin: {_pct(left.twin['robust_acc'])})" if left.twin else "")
             + f"; the {left.others} other attacks run on the same images fool {left.broken} of "
-            f"those {left.stood} ({_short_label(left.top['attack'], left.top['preset'])} "
+            f"those {left.stood} ({short_label(left.top['attack'], left.top['preset'])} "
             f"alone {left.top_broken}).")
 
 
@@ -690,7 +690,7 @@ def claims(results_dir: str | Path | None = None) -> list[Claim]:
             out.append(Claim(group, "ours, every attack at once", 100 * w.acc,
                              (100 * w.ci95[0], 100 * w.ci95[1]), "results/reproduction.json",
                              f"n={w.n}, eps {w.eps:g}, robust only if all of "
-                             f"{', '.join(_short_label(a, p) for a, p in w.attacks)} fail, "
+                             f"{', '.join(short_label(a, p) for a, p in w.attacks)} fail, "
                              f"seed {w.strongest.get('seed')}, {w.strongest.get('device', '')}",
                              100 * twin_w.acc if twin_w and twin_w.attacks == w.attacks else None))
     return out
@@ -781,7 +781,7 @@ def status_markdown(results_dir: str | Path | None = None) -> str:
         for variant, label in VARIANTS[1:]:
             for s in _survivors(best, f"{arch}-{variant}", (("bpda", "paper"),)):
                 adaptive.append(
-                    f"{_short_label(s.gradient['attack'], s.gradient['preset'])} leaves "
+                    f"{short_label(s.gradient['attack'], s.gradient['preset'])} leaves "
                     f"{_pct(s.gradient['robust_acc'])} of {title} {label}'s images standing"
                     + (f" (ReLU: {_pct(s.twin['robust_acc'])})" if s.twin else "")
                     + f", BPDA fools {s.broken} of those {s.stood}")
