@@ -611,9 +611,10 @@ def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[
     return done, total, left
 
 
-def _batches_done(plan: Plan, step: EvalStep) -> Callable[[str, Any], int]:
-    """Finished batches kept of a model's row in ``step`` (``evaluate``'s parts folder
-    beside the results; 0 where its checkpoint is not there to name it)."""
+def _batches_done(plan: Plan) -> Callable[[EvalStep, str, Any], int]:
+    """Finished batches kept of a model's row in an evaluation step (``evaluate``'s parts
+    folder beside the results; 0 where its checkpoint is not there to name it). Each
+    checkpoint is hashed once."""
     from .checkpoints import weights_sha256
     from .evaluate import parts_folder, robust_row_key
 
@@ -621,7 +622,7 @@ def _batches_done(plan: Plan, step: EvalStep) -> Callable[[str, Any], int]:
     root = _checkpoint_root(plan)
     shas: dict[str, str | None] = {}
 
-    def count(model: str, spec: Any) -> int:
+    def count(step: EvalStep, model: str, spec: Any) -> int:
         if model not in shas:
             try:
                 shas[model] = weights_sha256(root / model)
@@ -638,28 +639,32 @@ def _batches_done(plan: Plan, step: EvalStep) -> Callable[[str, Any], int]:
 
 def rows_in_progress(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The evaluation's rows not finished but with finished batches kept: model, attack
-    (``name:preset``), batches done and in all."""
+    (``name:preset``), eps, n, batches done and in all, and the images those batches hold."""
     from .evaluate import RobustColumn
 
-    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), int(r.get("n", 0)))
-            for r in rows}
+    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
+             int(r.get("n", 0))) for r in rows}
+    count = _batches_done(plan)
     found = []
     for step in plan.evaluate:
-        count = _batches_done(plan, step)
         for model in step.models:
             for text in step.attacks:
                 spec = RobustColumn.parse(text, 0.031)
-                if (model, spec.attack, spec.preset, step.n) in have:
+                if (model, spec.attack, spec.preset, spec.eps, step.n) in have:
                     continue
                 batches = -(-step.n // step.batch_size)
-                done = min(count(model, spec), batches)
+                done = min(count(step, model, spec), batches)
                 if done:
                     found.append({"model": model, "attack": f"{spec.attack}:{spec.preset}",
-                                  "batches_done": done, "batches": batches})
+                                  "eps": spec.eps, "n": step.n, "batches_done": done,
+                                  "batches": batches,
+                                  "images_done": min(step.n, done * step.batch_size)})
     return found
 
 
-def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, int, float | None]:
+def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]],
+                        in_progress: list[dict[str, Any]] | None = None
+                        ) -> tuple[int, int, float | None]:
     """Rows of the plan's evaluation done, rows in all, and the seconds left (None: no
     measurement to go on).
 
@@ -668,7 +673,9 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
     (name, preset, eps) on its architecture: by this evaluation's own rows, else by
     ``benchmarks/attack_cost.py`` (``attack-cost-cpu.json`` beside the results), else the
     mean of what is known. Attacks differ by 20x per image here, so the mean of the rows
-    done so far is no estimate of the rest.
+    done so far is no estimate of the rest. The images a stopped run kept
+    (``in_progress``, from ``rows_in_progress``, which this reads when not given) count
+    as done.
     """
     from .evaluate import RobustColumn
 
@@ -694,8 +701,10 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
         if seconds is None and clean_per_image:
             seconds = max(clean_per_image) * (plan.limit_test or 10_000)
         left = None if left is None or seconds is None else left + seconds
+    if in_progress is None:
+        in_progress = rows_in_progress(plan, rows)
+    kept = {(r["model"], r["attack"], r["eps"], r["n"]): r["images_done"] for r in in_progress}
     for step in plan.evaluate:
-        batches_done = _batches_done(plan, step)
         for model in step.models:
             for text in step.attacks:
                 spec = RobustColumn.parse(text, 0.031)
@@ -707,7 +716,8 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]]) -> tuple[int, in
                 # the batches a stopped run finished (the smaller row's among them)
                 reused = max([h[4] for h in have if h[:4] == (model, spec.attack, spec.preset,
                                                               spec.eps) and h[4] < step.n]
-                             + [min(step.n, batches_done(model, spec) * step.batch_size)])
+                             + [kept.get((model, f"{spec.attack}:{spec.preset}", spec.eps,
+                                          step.n), 0)])
                 cost = per_image((arch_of(model), spec.attack, spec.preset, spec.eps))
                 left = (None if left is None or cost is None
                         else left + cost * (step.n - reused))
@@ -780,7 +790,8 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
 
     result = load_result(Path(plan.results))
     eval_rows = result["rows"] if result else []
-    rows_done, rows_total, eval_left = evaluation_estimate(plan, eval_rows)
+    in_progress = rows_in_progress(plan, eval_rows)
+    rows_done, rows_total, eval_left = evaluation_estimate(plan, eval_rows, in_progress)
     audit_done, audit_total, audit_left = audit_estimate(plan, load_rows(plan.audit_results),
                                                          eval_rows)
     train_left = [s["remaining_seconds"] for s in stages]
@@ -791,7 +802,7 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         "evaluation": {"rows_done": rows_done, "rows_total": rows_total,
                        "remaining_seconds": eval_left, "results": plan.results,
                        "last": _last_finished(eval_rows),
-                       "in_progress": rows_in_progress(plan, eval_rows)},
+                       "in_progress": in_progress},
         "audit": {"rows_done": audit_done, "rows_total": audit_total,
                   "remaining_seconds": audit_left, "results": plan.audit_results},
         "remaining_seconds": None if None in train_left or None in (eval_left, audit_left)

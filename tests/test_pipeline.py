@@ -282,7 +282,8 @@ def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
         (parts / f"{name}.json").write_text("{}")
     assert P.evaluation_estimate(plan, rows)[2] == pytest.approx(2 * 2.0)
     assert P.rows_in_progress(plan, rows) == [
-        {"model": "resnet18-relu", "attack": "square:cpu", "batches_done": 2, "batches": 3}]
+        {"model": "resnet18-relu", "attack": "square:cpu", "eps": 0.031, "n": 10,
+         "batches_done": 2, "batches": 3, "images_done": 8}]
     # another batch size is another row's folder
     other = P.Plan(evaluate=(P.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=5),),
                    results=plan.results, checkpoints=plan.checkpoints, runs=plan.runs)
