@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ from .attacks import run_attack
 from .attacks.base import ImageStreams, attack_mode, batch_seeds, check_seed
 from .attacks.gradient import ascend, input_gradient
 from .kwta import KWTA
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "audit_checkpoints",
            "gradient_statistics", "load_rows", "appender", "add_arguments", "main"]
@@ -335,11 +338,13 @@ def audit_checkpoints(
             if not bool(keep.any()):
                 row.update(correct=0, eps=None, masked=None, checks=[], seconds=0.0,
                            verdict="misclassifies every image: nothing to audit", device=str(dev))
+                log.info("audit: %s under %s done in 0 s: %s", name, spec, row["verdict"])
                 row = stamped(row)
                 rows.append(row)
                 if on_row:
                     on_row(row)
                 continue
+            log.info("audit: %s under %s on %d of %d images", name, spec, int(keep.sum()), n)
             t0 = time.perf_counter()
             result = audit(model, x[keep], y[keep], attack=attack, preset=preset or "paper",
                            eps=None if preset == "report" else 0.031, seed=seed, name=name,
@@ -352,6 +357,8 @@ def audit_checkpoints(
                            "kind": c.kind, "evidence": c.evidence, "values": c.values}
                            for c in result.checks],
                        seconds=time.perf_counter() - t0, device=str(dev))
+            log.info("audit: %s under %s done in %.0f s: %s", name, spec, row["seconds"],
+                     result.verdict)
             row = stamped(row)
             rows.append(row)
             if on_row:
@@ -363,6 +370,7 @@ def audit_checkpoints(
     if key(row) in have:
         rows.append(have[key(row)])
     else:
+        log.info("audit: transfer matrix of %s under %s (and BPDA) on %d images", arch, spec, n)
         t0 = time.perf_counter()
         m = transfer_matrix(models, x, y, attack=attack, preset=preset or "paper",
                             eps=None if preset == "report" else 0.031, seed=seed,
@@ -370,6 +378,7 @@ def audit_checkpoints(
         row.update(sources=list(m.sources), targets=list(m.targets),
                    rates=[list(r) for r in m.rates], ci95=[[list(c) for c in r] for r in m.ci95],
                    correct=list(m.n), eps=m.eps, seconds=time.perf_counter() - t0, device=str(dev))
+        log.info("audit: transfer matrix of %s done in %.0f s", arch, row["seconds"])
         row = stamped(row)
         rows.append(row)
         if on_row:

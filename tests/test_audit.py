@@ -98,7 +98,9 @@ def test_targeted_only_attacks_are_refused(data):
         audit(Linear(), x, y, attack="vga", preset="paper")
 
 
-def test_auditing_checkpoints_writes_rows_once(tmp_path):
+def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
+    import logging
+
     from kwta_demo.audit import appender, audit_checkpoints, load_rows
     from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
 
@@ -109,7 +111,13 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path):
     rows = load_rows(out)
     kw = dict(attacks=("fgsm:paper",), n=4, data=str(tmp_path / "data"), device="cpu",
               square_preset="interactive", checkpoint_dir=tmp_path / "ckpt")
-    found = audit_checkpoints("alexnet", done=rows, on_row=appender(out, rows), **kw)
+    with caplog.at_level(logging.INFO, logger="kwta_demo.audit"):
+        found = audit_checkpoints("alexnet", done=rows, on_row=appender(out, rows), **kw)
+    # the log says what runs, and each row's verdict when it is done
+    done_lines = [m for m in caplog.messages if " done in " in m]
+    assert len(done_lines) == 4 and found[1]["verdict"] in done_lines[1]
+    assert "transfer matrix of alexnet" in done_lines[-1]
+    caplog.clear()
     assert [(r["kind"], r["model"]) for r in found] == [
         ("audit", "alexnet-relu"), ("audit", "alexnet-kwta-0.2"), ("audit", "alexnet-kwta-0.1"),
         ("transfer", "alexnet")]
@@ -122,8 +130,10 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path):
     transfer = found[-1]
     assert transfer["sources"][-2:] == ["alexnet-kwta-0.2 (BPDA)", "alexnet-kwta-0.1 (BPDA)"]
     calls = []
-    again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)
+    with caplog.at_level(logging.INFO, logger="kwta_demo.audit"):
+        again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)
     assert again == found and calls == []  # nothing measured twice
+    assert not [m for m in caplog.messages if m.startswith("audit:")]
 
 
 def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeypatch):
