@@ -726,8 +726,9 @@ def _missing(best: dict[tuple[str, str, str], dict[str, Any]]) -> int:
 
 
 def _audit_in_words(results: Path) -> str:
-    """Each audit row's verdict in a few words ('alexnet-kwta-0.2 under `pgd:report`:
-    robustness here comes from gradient masking'), with the images and seed."""
+    """The audit's verdicts in a few words, grouped by verdict ('Robustness here comes from
+    gradient masking: alexnet-kwta-0.2 under `pgd:report` and `deepfool:paper`; ...'), with
+    the images and seed."""
     from .audit import load_rows
 
     try:
@@ -736,14 +737,19 @@ def _audit_in_words(results: Path) -> str:
         return ""
     if not audits:
         return ""
-    headlines = [r["verdict"].split(":")[0] for r in audits]  # "Robustness here comes ..."
-    said = [f"{r['model']} under `{r['attack']}`: {h[:1].lower()}{h[1:]}"
-            for r, h in zip(audits, headlines)]
+    groups: dict[str, dict[str, list[str]]] = {}  # verdict's headline -> model -> attacks
+    for r in audits:
+        headline = r["verdict"].split(":")[0]  # "Robustness here comes from gradient masking"
+        groups.setdefault(headline, {}).setdefault(r["model"], []).append(f"`{r['attack']}`")
+    order = sorted(groups, key=lambda h: not h.startswith("Robustness here comes from"))
+    said = [f"{headline}: " + ", ".join(f"{model} under {' and '.join(attacks)}"
+                                        for model, attacks in groups[headline].items()) + "."
+            for headline in order]  # masking first
     sizes = " or ".join(sorted({str(r["n"]) for r in audits}))
     seeds = "/".join(sorted({str(r["seed"]) for r in audits}))
     devices = "/".join(sorted({str(r.get("device", "?")) for r in audits}))
     return (f"- **The gradient-masking audit** ({sizes} test images, seed {seeds}, device "
-            f"{devices}; `python -m kwta_demo audit`): " + "; ".join(said) + ".")
+            f"{devices}; `python -m kwta_demo audit`). " + " ".join(said))
 
 
 def status_markdown(results_dir: str | Path | None = None) -> str:

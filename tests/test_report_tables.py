@@ -380,11 +380,20 @@ def test_the_readme_summary_says_what_is_measured_and_what_is_not(tmp_path):
             "BPDA fools 1 of those 2.") in text
     # 6 models x 11 attacks, 4 of them measured
     assert "62 cells of Tables 1-2 (–) are not measured yet" in text
+    def audited(model, attack, verdict):
+        return {"kind": "audit", "model": model, "attack": attack, "n": 64, "seed": 0,
+                "device": "cpu", "verdict": verdict + ": evidence ..."}
+
+    masking, clean = "Robustness here comes from gradient masking", "No sign of gradient masking"
     (results / "audit.json").write_text(json.dumps({"rows": [
-        {"kind": "audit", "model": "resnet18-kwta-0.1", "attack": "pgd:corrected", "n": 64,
-         "seed": 0, "device": "cpu", "verdict": "Robustness here comes from gradient masking: PGD examples ..."}]}))
+        audited("resnet18-kwta-0.1", "pgd:corrected", masking),
+        audited("resnet18-relu", "pgd:corrected", clean),
+        audited("resnet18-kwta-0.1", "deepfool:paper", masking),
+        audited("resnet18-kwta-0.2", "deepfool:paper", masking)]}))
     assert ("- **The gradient-masking audit** (64 test images, seed 0, device cpu; `python -m "
-            "kwta_demo audit`): resnet18-kwta-0.1 under `pgd:corrected`: robustness here comes from "
-            "gradient masking.") in status_markdown(results)
+            "kwta_demo audit`). Robustness here comes from gradient masking: resnet18-kwta-0.1 "
+            "under `pgd:corrected` and `deepfool:paper`, resnet18-kwta-0.2 under "
+            "`deepfool:paper`. No sign of gradient masking: resnet18-relu under "
+            "`pgd:corrected`.") in status_markdown(results)
     (results / "reproduction.json").write_text("{broken")
     assert "unreadable" in status_markdown(results)
