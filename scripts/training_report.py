@@ -106,22 +106,24 @@ def finding2_table(runs: dict[str, dict[str, Any]], variant: str = "kwta-0.2",
         return None
     epochs = max(int(runs[name].get("recipe", {}).get("epochs") or 0) for name, _ in pair)
     lines = ["| run | initial weights | " + " | ".join(f"after epoch {e}" for e in range(epochs + 1))
-             + " | final (stored weights) | training time |",
-             "|---|---|" + "---|" * (epochs + 3)]
+             + " | final (stored weights) | precision | training time |",
+             "|---|---|" + "---|" * (epochs + 4)]
     for name, init in pair:
         m = runs[name]
         acc = {h["epoch"]: h["test_acc"] for h in m.get("history", []) if "test_acc" in h}
         cells = [f"{100 * acc[e]:.2f}%" if e in acc else "" for e in range(epochs + 1)]
-        wall = m.get("recipe", {}).get("wall_seconds")
+        recipe = m.get("recipe", {})
+        wall = recipe.get("wall_seconds")
         lines.append(f"| {name} | {init} | " + " | ".join(cells)
-                     + f" | {100 * m['clean_accuracy']:.2f}% | "
-                     + ("n/a" if not wall else f"{wall / 60:.0f} min") + " |")
+                     + f" | {100 * m['clean_accuracy']:.2f}% | {recipe.get('amp_used', '?')} | "
+                     + ("n/a" if not wall else f"{wall / 60:.0f} min on "
+                        f"{recipe.get('device_name', '?')}") + " |")
     lines += ["", "Test accuracy on all 10,000 JPEG test images after each epoch (epoch 0: the "
               "initial weights under k-WTA; an empty cell was not evaluated), from each run's "
               "`metrics.json`; the from-ReLU run is the shipped checkpoint, the scratch run "
               "`runs/findings/` (not shipped). The scratch run uses the from-scratch recipe "
               "(one-cycle, peak LR 0.1 per 128 images), the fine-tuning run the fine-tuning one "
-              "(cosine, peak 0.01): each stage's own defaults, same epochs, batch and seed. The "
+              "(cosine, peak 0.01): each stage's own defaults, same epochs, batch, seed and precision. The "
               "from-ReLU run also had the ReLU model's training behind it."]
     return "\n".join(lines)
 

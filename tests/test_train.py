@@ -428,7 +428,9 @@ def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_
     spec.loader.exec_module(tr)
 
     def run(acc, history, wall):
-        return {"clean_accuracy": acc, "recipe": {"epochs": 3, "wall_seconds": wall},
+        return {"clean_accuracy": acc, "recipe": {"epochs": 3, "wall_seconds": wall,
+                                                  "amp_used": "none (float32)",
+                                                  "device_name": "CPU (2 threads)"},
                 "history": [{"epoch": e, "test_acc": a} for e, a in history]}
 
     runs = {"alexnet-kwta-0.2": run(0.8351, [(0, 0.8117), (2, 0.8345), (3, 0.8344)], 1500.0)}
@@ -436,6 +438,6 @@ def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_
     runs["alexnet-kwta-0.2-scratch"] = run(0.61, [(0, 0.1), (1, 0.42), (2, 0.55), (3, 0.61)], 1260.0)
     table = tr.finding2_table(runs)
     assert ("| alexnet-kwta-0.2 | the ReLU model's weights | 81.17% |  | 83.45% | 83.44% | "
-            "83.51% | 25 min |") in table
+            "83.51% | none (float32) | 25 min on CPU (2 threads) |") in table
     assert ("| alexnet-kwta-0.2-scratch | random (from scratch) | 10.00% | 42.00% | 55.00% | "
-            "61.00% | 61.00% | 21 min |") in table
+            "61.00% | 61.00% | none (float32) | 21 min on CPU (2 threads) |") in table
