@@ -123,8 +123,8 @@ def finding2_table(runs: dict[str, dict[str, Any]], variant: str = "kwta-0.2",
               "`metrics.json`; the from-ReLU run is the shipped checkpoint, the scratch run "
               "`runs/findings/` (not shipped). The scratch run uses the from-scratch recipe "
               "(one-cycle, peak LR 0.1 per 128 images), the fine-tuning run the fine-tuning one "
-              "(cosine, peak 0.01): each stage's own defaults, same epochs, batch, seed and precision. The "
-              "from-ReLU run also had the ReLU model's training behind it."]
+              "(cosine, peak 0.01): each stage's own defaults, same epochs, batch, seed and "
+              "precision. The from-ReLU run also had the ReLU model's training behind it."]
     return "\n".join(lines)
 
 
