@@ -41,7 +41,8 @@ from .kwta import KWTA
 log = logging.getLogger(__name__)
 
 __all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "audit_checkpoints",
-           "gradient_statistics", "load_rows", "appender", "add_arguments", "main"]
+           "gradient_statistics", "memo_from_rows", "load_rows", "appender", "add_arguments",
+           "main"]
 
 MARGIN = 0.05
 """Least gap in success rate (and at least one image) for a comparison to flag masking."""
@@ -323,13 +324,18 @@ def audit_checkpoints(
     sample, _ = evaluation_sample(load_cifar10("test", data), n, seed)
     x, y = (sample.images.float() / 255).to(dev), sample.labels.to(dev)
     models = {name: load_model(where[name], dev) for name in names}
-    memos: dict[str, dict[tuple[Any, ...], Any]] = {name: {} for name in names}  # per model
+    # per model: the attack-independent checks, read back from earlier rows of the same
+    # weights, images, seed and Square budget (a restarted run does not measure them again)
+    memos = {name: memo_from_rows([
+        r for r in done if r.get("kind") == "audit" and r["model"] == name
+        and r["sha"] == shas[name] and r["n"] == n and r["seed"] == seed
+        and r.get("square") == square_preset and r.get("data") == source]) for name in names}
     rows = []
     for spec in attacks:
         attack, _, preset = spec.partition(":")
         for name, model in models.items():
             row = {"kind": "audit", "model": name, "sha": shas[name], "attack": spec, "n": n,
-                   "seed": seed}
+                   "seed": seed, "square": square_preset}
             if key(row) in have:
                 rows.append(have[key(row)])
                 continue
@@ -384,6 +390,28 @@ def audit_checkpoints(
         if on_row:
             on_row(row)
     return rows
+
+
+def memo_from_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], Any]:
+    """An ``audit`` memo holding what ``rows`` (earlier audit rows of one model, on the
+    same images, seed and Square preset, as ``audit_checkpoints`` writes them) measured of
+    the attack-independent checks: the unbounded PGD, Square, the transfer from the twin
+    and the gradient statistics."""
+    memo: dict[tuple[Any, ...], Any] = {}
+    for r in rows:
+        eps, seed = r.get("eps"), r["seed"]
+        for c in r.get("checks", ()):
+            values = c.get("values") or {}
+            if c["key"] == "unbounded" and "unbounded_success" in values:
+                memo[("unbounded", seed)] = float(values["unbounded_success"])
+            elif c["key"] == "gradient_free" and "square_success" in values:
+                memo[("square", eps, r["square"], seed)] = float(values["square_success"])
+            elif c["key"] == "transfer" and "transfer_success" in values:
+                memo[("transfer", eps, seed)] = float(values["transfer_success"])
+            elif c["key"] == "gradients" and values:  # JSON keeps NaN as None
+                memo[("gradients", eps, seed)] = {
+                    k: math.nan if v is None else float(v) for k, v in values.items()}
+    return memo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

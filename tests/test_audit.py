@@ -136,6 +136,67 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
     assert not [m for m in caplog.messages if m.startswith("audit:")]
 
 
+def test_a_rerun_reads_the_attack_independent_checks_from_earlier_rows(tmp_path, monkeypatch):
+    """A restarted audit (a new process: no memo in memory) auditing a further attack reads
+    Square, the unbounded PGD, the transfer and the gradient statistics back from the rows
+    already written for the same weights and images, and measures only the new attack."""
+    import kwta_demo.audit as A
+    from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+
+    names = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
+    write_random_checkpoints(tmp_path / "ckpt", names)
+    write_image_folder(tmp_path / "data", per_class=1)
+    out = tmp_path / "audit.json"
+    kw = dict(n=10, data=str(tmp_path / "data"), device="cpu", square_preset="interactive",
+              checkpoint_dir=tmp_path / "ckpt")
+    real = A.run_attack
+    calls: list[str] = []
+
+    def counting(attack, *args, **kwargs):  # and a short Square: what it finds is not the point
+        calls.append(attack)
+        return real(attack, *args, **({**kwargs, "queries": 10} if attack == "square" else kwargs))
+
+    monkeypatch.setattr(A, "run_attack", counting)
+    import kwta_demo.transfer as T
+
+    matrix = T.transfer_matrix  # the matrix's BPDA at its interactive budget, for speed
+    monkeypatch.setattr(T, "transfer_matrix",
+                        lambda *a, **k: matrix(*a, **{**k, "bpda_preset": "interactive"}))
+    rows = A.load_rows(out)
+    first = A.audit_checkpoints("alexnet", attacks=("fgsm:paper",), done=rows,
+                                on_row=A.appender(out, rows), **kw)
+    audited = [r for r in first if r["kind"] == "audit" and r["checks"]]
+    assert audited and all(r["square"] == "interactive" for r in audited)
+    assert calls.count("square") == len(audited)
+    calls.clear()
+    # (fgsm last: its transfer matrix is kept too)
+    again = A.audit_checkpoints("alexnet", attacks=("pgd:interactive", "fgsm:paper"),
+                                done=A.load_rows(out), **kw)
+    assert "square" not in calls  # read back, not measured again
+    new = {r["model"]: r for r in again if r["kind"] == "audit" and r["attack"] == "pgd:interactive"}
+    for old in audited:
+        before = {c["key"]: c["values"] for c in old["checks"]}
+        after = {c["key"]: c["values"] for c in new[old["model"]]["checks"]}
+        for key in ("unbounded", "gradient_free", "transfer", "gradients"):
+            if key == "gradient_free":
+                assert after[key]["square_success"] == before[key]["square_success"]
+            else:
+                assert after[key] == before[key], key
+    # another Square budget is measured anew
+    class SquareRan(Exception):
+        pass
+
+    def refusing_square(attack, *args, **kwargs):
+        if attack == "square":
+            raise SquareRan
+        return real(attack, *args, **kwargs)
+
+    monkeypatch.setattr(A, "run_attack", refusing_square)
+    with pytest.raises(SquareRan):
+        A.audit_checkpoints("alexnet", attacks=("pgd:interactive",), done=A.load_rows(out),
+                            **{**kw, "square_preset": "cpu"})
+
+
 def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeypatch):
     """The unbounded PGD, Square, the transfer and the gradient statistics do not depend on
     the audited attack: with one memo per model, a second audit reads them, with the same
