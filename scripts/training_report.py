@@ -3,8 +3,8 @@
 Reads every ``checkpoints/<name>/metrics.json`` (what ``train`` measured on the stored
 weights, and the per-epoch history), writes the tables between the markers of
 docs/training.md and the chart ``docs/training_curves.png`` (test accuracy after each
-epoch; matplotlib, from requirements-dev.txt). The findings run (``runs/findings/``) joins
-the tables, and the recipe probes (``runs/recipes/<probe>/<name>/``) get a table of their
+epoch; matplotlib, from requirements-dev.txt). The findings run (``results/findings/``) joins
+the tables, and the recipe probes (``results/recipes/<probe>/<name>/``) get a table of their
 own beside the shipped run, when they exist:
 
     python scripts/training_report.py [--checkpoints checkpoints] [--doc docs/training.md]
@@ -90,7 +90,7 @@ def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | No
     devices = sorted({m.get("recipe", {}).get("device_name", "?") for _, m in rows})
     lines += ["", f"ResNet18 ReLU from scratch, seed 0, batch 128, one-cycle, on "
               f"{' and '.join(devices)}; the probes are the `after` steps of "
-              "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under `runs/recipes/` "
+              "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under `results/recipes/` "
               "(not shipped); accuracy measured by `train` on the stored weights, loaded back. "
               "Training time is what each run took, beside whatever else the machine ran."]
     return "\n".join(lines)
@@ -121,7 +121,7 @@ def finding2_table(runs: dict[str, dict[str, Any]], variant: str = "kwta-0.2",
     lines += ["", "Test accuracy on all 10,000 JPEG test images after each epoch (epoch 0: the "
               "initial weights under k-WTA; an empty cell was not evaluated), from each run's "
               "`metrics.json`; the from-ReLU run is the shipped checkpoint, the scratch run "
-              "`runs/findings/` (not shipped). The scratch run uses the from-scratch recipe "
+              "`results/findings/` (its weights not shipped). The scratch run uses the from-scratch recipe "
               "(one-cycle, peak LR 0.1 per 128 images), the fine-tuning run the fine-tuning one "
               "(cosine, peak 0.01): each stage's own defaults, same epochs, batch, seed and "
               "precision. The from-ReLU run also had the ReLU model's training behind it."]
@@ -171,9 +171,9 @@ def update_doc(doc: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", default="checkpoints")
-    parser.add_argument("--findings", default="runs/findings",
+    parser.add_argument("--findings", default="results/findings",
                         help="models trained for the findings only, not shipped (read if present)")
-    parser.add_argument("--recipes", default="runs/recipes",
+    parser.add_argument("--recipes", default="results/recipes",
                         help="the recipe probes, not shipped (read if present)")
     parser.add_argument("--doc", default="docs/training.md")
     parser.add_argument("--png", default="docs/training_curves.png")
