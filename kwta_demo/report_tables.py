@@ -539,7 +539,7 @@ def _audit_section(results: Path) -> list[str]:
                         "each architecture after the evaluation; `python -m kwta_demo audit "
                         "--arch alexnet` does it by hand)."]
     lines += ["| model | audited attack | images | verdict |", "|---|---|---|---|"]
-    for r in audits:
+    for r in _audit_order(audits):
         lines.append(f"| {r['model']} | `{r['attack']}` | {r.get('correct')} of {r['n']} "
                      f"(seed {r['seed']}) | {r['verdict']} |")
     for r in (r for r in rows if r.get("kind") == "transfer"):
@@ -563,6 +563,20 @@ def _audit_section(results: Path) -> list[str]:
               "attack's success; Square (no gradients) and PGD examples made on the ReLU twin "
               "must not beat it. A flag means the audited attack's robustness is not real."]
     return lines
+
+
+def _audit_order(audits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit rows by architecture (Tables 1-2's order), then attack (in the order first
+    audited), then model (ReLU, k-WTA-0.2, k-WTA-0.1): each attack's three verdicts together."""
+    archs, models = list(ARCHS), [f"{a}-{v}" for a in ARCHS for v, _ in VARIANTS]
+    attacks = list(dict.fromkeys(r["attack"] for r in audits))
+
+    def key(r: dict[str, Any]) -> tuple[int, int, int]:
+        arch = arch_of(r["model"])
+        return (archs.index(arch) if arch in archs else len(archs), attacks.index(r["attack"]),
+                models.index(r["model"]) if r["model"] in models else len(models))
+
+    return sorted(audits, key=key)
 
 
 def _audit_provenance(rows: list[dict[str, Any]]) -> str:

@@ -193,6 +193,26 @@ def test_the_audit_section(tmp_path):
             "L-inf eps 0.031") in text
 
 
+def test_the_audit_table_puts_each_attacks_verdicts_together(tmp_path):
+    def audited(model, attack):
+        return {"kind": "audit", "model": model, "attack": attack, "n": 64, "seed": 0,
+                "correct": 50, "verdict": f"verdict on {model} under {attack}."}
+
+    # in the order a restarted run wrote them
+    (tmp_path / "audit.json").write_text(json.dumps({"rows": [
+        audited("alexnet-relu", "pgd:report"), audited("alexnet-kwta-0.1", "pgd:report"),
+        audited("alexnet-relu", "deepfool:paper"), audited("resnet18-kwta-0.2", "pgd:report"),
+        audited("alexnet-kwta-0.2", "pgd:report"), audited("resnet18-relu", "pgd:report"),
+        audited("alexnet-kwta-0.2", "deepfool:paper")]}))
+    text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
+    order = [line.split(" | ")[0][2:] + " " + line.split(" | ")[1]
+             for line in text.splitlines() if line.startswith("| ") and "verdict on" in line]
+    assert order == ["resnet18-relu `pgd:report`", "resnet18-kwta-0.2 `pgd:report`",
+                     "alexnet-relu `pgd:report`", "alexnet-kwta-0.2 `pgd:report`",
+                     "alexnet-kwta-0.1 `pgd:report`", "alexnet-relu `deepfool:paper`",
+                     "alexnet-kwta-0.2 `deepfool:paper`"]
+
+
 def test_the_step_finding_in_words_needs_every_model_and_quotes_the_rows(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
