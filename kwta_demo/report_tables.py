@@ -538,7 +538,8 @@ def _audit_section(results: Path) -> list[str]:
         return lines + [f"{NOT_MEASURED.capitalize()} (`results/audit.json`: the pipeline audits "
                         "each architecture after the evaluation; `python -m kwta_demo audit "
                         "--arch alexnet` does it by hand)."]
-    lines += ["| model | audited attack | images | verdict |", "|---|---|---|---|"]
+    lines += ["In short: " + _verdicts_in_words(audits), "",
+              "| model | audited attack | images | verdict |", "|---|---|---|---|"]
     for r in _audit_order(audits):
         lines.append(f"| {r['model']} | `{r['attack']}` | {r.get('correct')} of {r['n']} "
                      f"(seed {r['seed']}) | {r['verdict']} |")
@@ -561,7 +562,9 @@ def _audit_section(results: Path) -> list[str]:
     lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
               "from the image must succeed; five times the steps must not change the audited "
               "attack's success; Square (no gradients) and PGD examples made on the ReLU twin "
-              "must not beat it. A flag means the audited attack's robustness is not real."]
+              "must not beat it. A verdict is about the audited attack's figure, not the model "
+              "alone: a flag means the robustness that attack shows is not real; no flag means "
+              "no check beat the attack by the margin, so its figure stands."]
     return lines
 
 
@@ -739,10 +742,21 @@ def _missing(best: dict[tuple[str, str, str], dict[str, Any]]) -> int:
                for attack, preset, _, _ in COLUMNS if attack != "none")
 
 
+def _verdicts_in_words(audits: list[dict[str, Any]]) -> str:
+    """The audit rows' verdicts grouped by verdict, masking first ('Robustness here comes
+    from gradient masking: alexnet-kwta-0.2 under `pgd:report` and `deepfool:paper`, ...')."""
+    groups: dict[str, dict[str, list[str]]] = {}  # verdict's headline -> model -> attacks
+    for r in _audit_order(audits):
+        headline = r["verdict"].split(":")[0]  # "Robustness here comes from gradient masking"
+        groups.setdefault(headline, {}).setdefault(r["model"], []).append(f"`{r['attack']}`")
+    order = sorted(groups, key=lambda h: not h.startswith("Robustness here comes from"))
+    return " ".join(f"{headline}: " + ", ".join(f"{model} under {' and '.join(attacks)}"
+                                                for model, attacks in groups[headline].items())
+                    + "." for headline in order)
+
+
 def _audit_in_words(results: Path) -> str:
-    """The audit's verdicts in a few words, grouped by verdict ('Robustness here comes from
-    gradient masking: alexnet-kwta-0.2 under `pgd:report` and `deepfool:paper`; ...'), with
-    the images and seed."""
+    """The README's line on the audit: its verdicts in a few words, with images and seed."""
     from .audit import load_rows
 
     try:
@@ -751,19 +765,11 @@ def _audit_in_words(results: Path) -> str:
         return ""
     if not audits:
         return ""
-    groups: dict[str, dict[str, list[str]]] = {}  # verdict's headline -> model -> attacks
-    for r in audits:
-        headline = r["verdict"].split(":")[0]  # "Robustness here comes from gradient masking"
-        groups.setdefault(headline, {}).setdefault(r["model"], []).append(f"`{r['attack']}`")
-    order = sorted(groups, key=lambda h: not h.startswith("Robustness here comes from"))
-    said = [f"{headline}: " + ", ".join(f"{model} under {' and '.join(attacks)}"
-                                        for model, attacks in groups[headline].items()) + "."
-            for headline in order]  # masking first
     sizes = " or ".join(sorted({str(r["n"]) for r in audits}))
     seeds = "/".join(sorted({str(r["seed"]) for r in audits}))
     devices = "/".join(sorted({str(r.get("device", "?")) for r in audits}))
     return (f"- **The gradient-masking audit** ({sizes} test images, seed {seeds}, device "
-            f"{devices}; `python -m kwta_demo audit`). " + " ".join(said))
+            f"{devices}; `python -m kwta_demo audit`). " + _verdicts_in_words(audits))
 
 
 def status_markdown(results_dir: str | Path | None = None) -> str:

@@ -182,6 +182,8 @@ def test_the_audit_section(tmp_path):
          "rates": [[1.0], [None]], "ci95": [[[0.93, 1.0]], [[0.0, 1.0]]], "correct": [55]}]}))
     text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
     assert "| alexnet-kwta-0.1 | `pgd:report` | 50 of 64 (seed 0) | Robustness here comes" in text
+    assert ("In short: Robustness here comes from gradient masking: alexnet-kwta-0.1 under "
+            "`pgd:report`.") in text
     assert "| examples crafted on | alexnet-relu (55 right) |" in text
     assert "| alexnet-relu | 100% [93–100] |" in text and "| alexnet-kwta-0.1 (BPDA) | n/a |" in text
     assert "the share of the images the column's model classifies correctly that the" in text
