@@ -3,9 +3,9 @@
 Reads every ``checkpoints/<name>/metrics.json`` (what ``train`` measured on the stored
 weights, and the per-epoch history), writes the tables between the markers of
 docs/training.md and the chart ``docs/training_curves.png`` (test accuracy after each
-epoch; matplotlib, from requirements-dev.txt). The findings run (``results/findings/``) joins
-the tables, and the recipe probes (``results/recipes/<probe>/<name>/``) get a table of their
-own beside the shipped run, when they exist:
+epoch; matplotlib, from requirements-dev.txt). The findings run (``results/findings/``)
+joins the tables, and the recipe probes (``results/recipes/<probe>/<name>/``) get a table
+of their own beside the shipped run, when they exist:
 
     python scripts/training_report.py [--checkpoints checkpoints] [--doc docs/training.md]
 """
@@ -90,9 +90,10 @@ def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | No
     devices = sorted({m.get("recipe", {}).get("device_name", "?") for _, m in rows})
     lines += ["", f"ResNet18 ReLU from scratch, seed 0, batch 128, one-cycle, on "
               f"{' and '.join(devices)}; the probes are the `after` steps of "
-              "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under `results/recipes/` "
-              "(not shipped); accuracy measured by `train` on the stored weights, loaded back. "
-              "Training time is what each run took, beside whatever else the machine ran."]
+              "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under "
+              "`results/recipes/` (weights not shipped); accuracy measured by `train` on the "
+              "stored weights, loaded back. Training time is what each run took, beside "
+              "whatever else the machine ran."]
     return "\n".join(lines)
 
 
@@ -121,10 +122,11 @@ def finding2_table(runs: dict[str, dict[str, Any]], variant: str = "kwta-0.2",
     lines += ["", "Test accuracy on all 10,000 JPEG test images after each epoch (epoch 0: the "
               "initial weights under k-WTA; an empty cell was not evaluated), from each run's "
               "`metrics.json`; the from-ReLU run is the shipped checkpoint, the scratch run "
-              "`results/findings/` (its weights not shipped). The scratch run uses the from-scratch recipe "
-              "(one-cycle, peak LR 0.1 per 128 images), the fine-tuning run the fine-tuning one "
-              "(cosine, peak 0.01): each stage's own defaults, same epochs, batch, seed and "
-              "precision. The from-ReLU run also had the ReLU model's training behind it."]
+              "`results/findings/` (its weights not shipped). The scratch run uses the "
+              "from-scratch recipe (one-cycle, peak LR 0.1 per 128 images), the fine-tuning run "
+              "the fine-tuning one (cosine, peak 0.01): each stage's own defaults, same epochs, "
+              "batch, seed and precision. The from-ReLU run also had the ReLU model's training "
+              "behind it."]
     return "\n".join(lines)
 
 

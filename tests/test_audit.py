@@ -173,7 +173,8 @@ def test_a_rerun_reads_the_attack_independent_checks_from_earlier_rows(tmp_path,
     again = A.audit_checkpoints("alexnet", attacks=("pgd:interactive", "fgsm:paper"),
                                 done=A.load_rows(out), **kw)
     assert "square" not in calls  # read back, not measured again
-    new = {r["model"]: r for r in again if r["kind"] == "audit" and r["attack"] == "pgd:interactive"}
+    new = {r["model"]: r for r in again
+           if r["kind"] == "audit" and r["attack"] == "pgd:interactive"}
     for old in audited:
         before = {c["key"]: c["values"] for c in old["checks"]}
         after = {c["key"]: c["values"] for c in new[old["model"]]["checks"]}

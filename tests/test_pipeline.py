@@ -188,8 +188,8 @@ def test_plans_and_estimates(tmp_path):
 
 def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
     # Recipe probes: the same stage (alexnet-relu) trained twice, in two roots, one with
-    # label smoothing and without autocast. Each keeps its own state file and checkpoint; neither is mistaken
-    # for the other's, and a second run finds both done.
+    # label smoothing and without autocast. Each keeps its own state file and checkpoint;
+    # neither is mistaken for the other's, and a second run finds both done.
     plan_dict = tiny_plan(tmp_path, data)
     plan_dict.update(train=[], evaluate=[], after=[
         {"arch": "alexnet", "stage": "relu", "epochs": 1, "batch_size": 10,
