@@ -40,14 +40,17 @@ from .kwta import KWTA
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MARGIN", "UNBOUNDED_SUCCESS", "Check", "Audit", "audit", "audit_checkpoints",
-           "gradient_statistics", "memo_from_rows", "load_rows", "appender", "add_arguments",
-           "main"]
+__all__ = ["MARGIN", "TRANSFER_BPDA", "UNBOUNDED_SUCCESS", "beats", "Check", "Audit", "audit",
+           "audit_checkpoints", "gradient_statistics", "memo_from_rows", "load_rows", "appender",
+           "add_arguments", "main"]
 
 MARGIN = 0.05
 """Least gap in success rate (and at least one image) for a comparison to flag masking."""
 UNBOUNDED_SUCCESS = 0.95
 """Least success an eps = 1 attack must reach on images it can change completely."""
+TRANSFER_BPDA = "paper"
+"""The BPDA preset whose examples make the k-WTA models' BPDA rows of the shipped transfer
+matrices (each row records it as ``bpda``)."""
 UNBOUNDED_STEPS = (20, 0.1)
 """Steps and step size of the unbounded PGD (reach 2: any image, anywhere in the cube)."""
 PGD_STEPS = (10, 50)
@@ -103,8 +106,8 @@ def _rate(success: torch.Tensor) -> float:
     return float(success.float().mean()) if success.numel() else float("nan")
 
 
-def _beats(a: float, b: float, n: int) -> bool:
-    """``a`` exceeds ``b`` by at least MARGIN and by at least one image of ``n``."""
+def beats(a: float, b: float, n: int) -> bool:
+    """Whether ``a`` exceeds ``b`` by at least MARGIN and by at least one image of ``n``."""
     return a - b >= max(MARGIN, 1.0 / n) - 1e-12
 
 
@@ -224,7 +227,7 @@ def audit(
         longer = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed,
                             **{**params, "steps": more})
         s_long = _rate(longer.success)
-        fewer, gained = _beats(base, s_long, n), _beats(s_long, base, n)
+        fewer, gained = beats(base, s_long, n), beats(s_long, base, n)
         if fewer:
             evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, fewer "
                         f"than {steps} steps ({_count(base, n)})")
@@ -246,7 +249,7 @@ def audit(
 
     sq = once(("square", eps, square_preset, seed), lambda: _rate(run_attack(
         "square", model, images, labels, eps=eps, preset=square_preset, seed=seed).success))
-    gf = _beats(sq, best, n)
+    gf = beats(sq, best, n)
     checks.append(Check(
         "gradient_free", f"a gradient-free attack does not beat {label}", gf,
         (f"Square, which never reads a gradient, succeeds on {_count(sq, n)} images against "
@@ -262,7 +265,7 @@ def audit(
                 return _rate(model(crafted.adversarial).argmax(1) != labels)
 
         t = once(("transfer", eps, seed), transferred)
-        tr = _beats(t, best, n)
+        tr = beats(t, best, n)
         checks.append(Check(
             "transfer", f"examples from {twin_name} do not beat {label}", tr,
             (f"PGD examples made on {twin_name} fool it on {_count(t, n)} images, {label} on "
@@ -319,7 +322,8 @@ def audit_checkpoints(
     names = [f"{arch}-relu", f"{arch}-kwta-0.2", f"{arch}-kwta-0.1"]
     where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
     shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
-    key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r["n"], r["seed"])  # noqa: E731
+    key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r.get("bpda"), r["n"],  # noqa: E731
+                     r["seed"])
     have = {key(r): r for r in done}
     sample, _ = evaluation_sample(load_cifar10("test", data), n, seed)
     x, y = (sample.images.float() / 255).to(dev), sample.labels.to(dev)
@@ -372,7 +376,7 @@ def audit_checkpoints(
     spec = attacks[-1]
     attack, _, preset = spec.partition(":")
     row = {"kind": "transfer", "model": arch, "sha": ",".join(shas[m] for m in names),
-           "attack": spec, "n": n, "seed": seed}
+           "attack": spec, "bpda": f"bpda:{TRANSFER_BPDA}", "n": n, "seed": seed}
     if key(row) in have:
         rows.append(have[key(row)])
     else:
@@ -380,7 +384,7 @@ def audit_checkpoints(
         t0 = time.perf_counter()
         m = transfer_matrix(models, x, y, attack=attack, preset=preset or "paper",
                             eps=None if preset == "report" else 0.031, seed=seed,
-                            bpda_preset="paper")
+                            bpda_preset=TRANSFER_BPDA)
         row.update(sources=list(m.sources), targets=list(m.targets),
                    rates=[list(r) for r in m.rates], ci95=[[list(c) for c in r] for r in m.ci95],
                    correct=list(m.n), eps=m.eps, seconds=time.perf_counter() - t0, device=str(dev))

@@ -546,8 +546,9 @@ def _audit_section(results: Path) -> list[str]:
     for r in (r for r in rows if r.get("kind") == "transfer"):
         correct = r.get("correct") or [None] * len(r["targets"])
         heads = [t if c is None else f"{t} ({c} right)" for t, c in zip(r["targets"], correct)]
-        lines += ["", f"Transfer matrix, {r['model']}: `{r['attack']}` examples crafted on each "
-                  f"model (rows), tried on each model (columns); a cell is the share of the "
+        bpda = f" (BPDA rows: `{r['bpda']}`)" if r.get("bpda") else ""
+        lines += ["", f"Transfer matrix, {r['model']}: `{r['attack']}` examples{bpda} crafted on "
+                  f"each model (rows), tried on each model (columns); a cell is the share of the "
                   f"images the column's model classifies correctly that the examples fool, "
                   f"with its 95% Wilson interval ({r['n']} test images, seed {r['seed']}):", "",
                   "| examples crafted on | " + " | ".join(heads) + " |",
@@ -558,6 +559,9 @@ def _audit_section(results: Path) -> list[str]:
                      + ("" if ci is None else f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}]")
                      for v, ci in zip(rates, intervals)]
             lines.append(f"| {source} | " + " | ".join(cells) + " |")
+        reading = _transfer_in_words(r)
+        if reading:
+            lines += ["", reading]
     lines += ["", _audit_provenance(rows)]
     lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
               "from the image must succeed; five times the steps must not change the audited "
@@ -566,6 +570,46 @@ def _audit_section(results: Path) -> list[str]:
               "alone: a flag means the robustness that attack shows is not real; no flag means "
               "no check beat the attack by the margin, so its figure stands."]
     return lines
+
+
+def _transfer_in_words(row: dict[str, Any]) -> str | None:
+    """What a transfer matrix says of each k-WTA model's own gradients: do the examples
+    they lead to fool the ReLU twin as well as those of BPDA on the same model?"""
+    from .audit import beats
+
+    sources, targets = list(row["sources"]), list(row["targets"])
+    twins = [t for t in targets if t.endswith("-relu")]
+    if not twins:
+        return None
+    twin = targets.index(twins[0])
+    n_twin = (row.get("correct") or [None] * len(targets))[twin]
+    cis = row.get("ci95") or [[None] * len(targets) for _ in sources]
+
+    def cell(source: int, target: int) -> str:
+        v, ci = row["rates"][source][target], cis[source][target]
+        return f"{100 * v:.0f}%" + ("" if ci is None else f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}]")
+
+    said = []
+    for i, source in enumerate(sources):
+        if source not in targets or f"{source} (BPDA)" not in sources:
+            continue
+        b = sources.index(f"{source} (BPDA)")
+        own, bpda = row["rates"][i][twin], row["rates"][b][twin]
+        if own is None or bpda is None or not n_twin:
+            continue
+        if beats(bpda, own, n_twin):
+            said.append(f"examples made on {source}'s own gradients fool {twins[0]} on "
+                        f"{cell(i, twin)} of its images, those of BPDA on the same model on "
+                        f"{cell(b, twin)}: what its own gradients find fools it "
+                        f"({cell(i, targets.index(source))}) but carries over less, a sign that "
+                        f"they follow its k-WTA layers' discontinuities more than what the "
+                        f"models share")
+        else:
+            said.append(f"{source}'s own gradients and BPDA's make examples that fool "
+                        f"{twins[0]} alike ({cell(i, twin)} and {cell(b, twin)})")
+    if not said:
+        return None
+    return "Reading it: " + "; ".join(said) + "."
 
 
 def _audit_order(audits: list[dict[str, Any]]) -> list[dict[str, Any]]:

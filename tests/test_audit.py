@@ -129,6 +129,7 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
     assert all(r["finished"].endswith(" UTC") and r["torch"] == torch.__version__ for r in found)
     transfer = found[-1]
     assert transfer["sources"][-2:] == ["alexnet-kwta-0.2 (BPDA)", "alexnet-kwta-0.1 (BPDA)"]
+    assert transfer["bpda"] == "bpda:paper"  # the BPDA rows' preset, for the docs to name
     calls = []
     with caplog.at_level(logging.INFO, logger="kwta_demo.audit"):
         again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)

@@ -195,6 +195,29 @@ def test_the_audit_section(tmp_path):
             "L-inf eps 0.031") in text
 
 
+def test_a_transfer_matrix_is_read_in_words_from_its_twin_column(tmp_path):
+    def matrix(own: float, bpda: float) -> dict:
+        return {"kind": "transfer", "model": "alexnet", "attack": "pgd:corrected",
+                "bpda": "bpda:paper", "n": 64, "seed": 0,
+                "sources": ["alexnet-relu", "alexnet-kwta-0.1", "alexnet-kwta-0.1 (BPDA)"],
+                "targets": ["alexnet-relu", "alexnet-kwta-0.1"],
+                "rates": [[1.0, 0.95], [own, 0.9], [bpda, 1.0]], "correct": [50, 40]}
+
+    audited = {"kind": "audit", "model": "alexnet-kwta-0.1", "attack": "pgd:corrected", "n": 64,
+               "seed": 0, "correct": 40, "verdict": "No sign of gradient masking: x."}
+    (tmp_path / "audit.json").write_text(json.dumps({"rows": [audited, matrix(0.3, 0.8)]}))
+    text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
+    assert "`pgd:corrected` examples (BPDA rows: `bpda:paper`) crafted on each model" in text
+    assert ("Reading it: examples made on alexnet-kwta-0.1's own gradients fool alexnet-relu "
+            "on 30% of its images, those of BPDA on the same model on 80%: what its own "
+            "gradients find fools it (90%) but carries over less") in text
+    # a gap under the audit's margin (5 points) reads as alike
+    (tmp_path / "audit.json").write_text(json.dumps({"rows": [audited, matrix(0.78, 0.8)]}))
+    text = reproduction_markdown(tmp_path, tmp_path / "ckpt")
+    assert ("Reading it: alexnet-kwta-0.1's own gradients and BPDA's make examples that fool "
+            "alexnet-relu alike (78% and 80%).") in text and "carries over less" not in text
+
+
 def test_the_audit_table_puts_each_attacks_verdicts_together(tmp_path):
     def audited(model, attack):
         return {"kind": "audit", "model": model, "attack": attack, "n": 64, "seed": 0,
