@@ -10,11 +10,15 @@ two), so that early-stopping attacks behave as on trained models.
 
     python benchmarks/audit_cost.py --arch resnet18 --resnet-state runs/resnet18-relu.state.safetensors
     python benchmarks/audit_cost.py --arch resnet18 --attack deepfool:interactive
+    python benchmarks/audit_cost.py --arch resnet18 --image 12
+
+The cost depends on the image too (Square and the early-stopping attacks stop when they
+succeed), so ``--image`` picks the gallery image (default 0; the screenshots use 12).
 
 The audit's cost depends on the audited attack (it runs that attack again with five times
 the steps), so ``--attack`` picks the click audited; results go to
-``results/audit-cost-<arch>-cpu.json`` for the default, else
-``results/audit-cost-<arch>-<attack>-<preset>-cpu.json``.
+``results/audit-cost-<arch>-cpu.json`` for the defaults, else
+``results/audit-cost-<arch>[-<attack>-<preset>][-image<i>]-cpu.json``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ def main() -> int:
     parser.add_argument("--resnet-state", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--image", type=int, default=0,
+                        help="gallery image index (default 0)")
     parser.add_argument("--attack", default=DEFAULT_ATTACK,
                         help=f"the attack click audited, NAME:PRESET (default {DEFAULT_ATTACK})")
     args = parser.parse_args()
@@ -72,7 +78,10 @@ def main() -> int:
     if args.arch == "resnet18" and args.resnet_state:
         models = _state_models(args.resnet_state)
         explorer.cache.get = lambda name: models[name]  # the cache serves these weights
-    image, _ = explorer.gallery_item(0)
+    try:
+        image, _ = explorer.gallery_item(args.image)
+    except ValueError as e:
+        parser.error(f"--image {args.image}: {e}")
     times: dict[str, list[float]] = {"attack": [], "audit": [], "transfer": [], "landscape": []}
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -90,8 +99,10 @@ def main() -> int:
     rows = {k: {"median_s": statistics.median(v), "all_s": v} for k, v in times.items()}
     env = {**environment(torch.device("cpu")), "threads": threads, "arch": args.arch,
            "weights": args.resnet_state or "checkpoints/", "attack": args.attack,
+           "gallery_image": args.image,
            "command": "python benchmarks/audit_cost.py " + " ".join(sys.argv[1:])}
     tag = "" if args.attack == DEFAULT_ATTACK else f"-{attack}-{preset or 'interactive'}"
+    tag += f"-image{args.image}" if args.image else ""
     out_path = PROJECT_ROOT / "results" / f"audit-cost-{args.arch}{tag}-cpu.json"
     out_path.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
     for k, r in rows.items():

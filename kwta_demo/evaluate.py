@@ -756,8 +756,14 @@ def main(args: argparse.Namespace) -> int:
                 ) from None
             raise
         if ranks.leader:
-            save_result(json_path, result)
             table = to_markdown(result)
+            if earlier is not None and len(result["rows"]) == len(earlier["rows"]) \
+                    and md_path.exists():
+                # nothing measured: the files keep the meta of the run that made their rows
+                print(f"every row is in {json_path} already; nothing measured, the files "
+                      "are left as they are", file=sys.stderr)
+                return 0
+            save_result(json_path, result)
             atomic_write_text(md_path, table)
             print(table)
     return 0

@@ -53,6 +53,13 @@ def test_evaluate_command_writes_json_and_markdown(folder_data, tmp_path, monkey
     assert f"| alexnet-kwta-0.1 | {100 * row['clean_acc']:.2f} |" in table
     assert "Clean: 20 test images" in table and f"{folder_data.name} (folder)" in table
     assert table in capsys.readouterr().out
+    # run again with nothing left to measure: the files, meta included, stay as they are
+    before = out.with_name("eval-v0.1.json").read_bytes(), table
+    assert cli(["evaluate", "--models", "alexnet-kwta-0.1", "--data", str(folder_data),
+                "--device", "cpu", "--out", str(out)]) == 0
+    assert "nothing measured" in capsys.readouterr().err
+    assert (out.with_name("eval-v0.1.json").read_bytes(), out.with_name("eval-v0.1.md")
+            .read_text()) == before
 
 
 def test_missing_model_and_data_are_clear_errors(folder_data, tmp_path, monkeypatch, capsys):
