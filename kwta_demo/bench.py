@@ -38,7 +38,7 @@ from torch import nn
 
 from .kwta import KWTA, kwta, kwta_reference, relu_to_kwta, resolve_impl
 from .models import build_model
-from .settings import PROJECT_ROOT, resolve_device
+from .settings import PROJECT_ROOT, cpu_name, resolve_device
 
 __all__ = ["WORKLOADS", "add_arguments", "main", "markdown_table", "run_bench", "pgd_click"]
 
@@ -387,16 +387,6 @@ def bench_workload(workload: Workload, impls: list[str], *, gamma: float, device
 # --- environment and output ---------------------------------------------------------------
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _load_average() -> list[float] | None:
     """The 1/5/15-minute load averages: other work on the machine shows up here."""
     try:
@@ -412,7 +402,7 @@ def environment(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": _load_average(),

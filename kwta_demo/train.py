@@ -53,7 +53,7 @@ from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, 
 from .evaluate import clean_accuracy
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
 from .models import ARCHS, Classifier, ModelConfig, build_model
-from .settings import get_settings, resolve_device
+from .settings import cpu_name, get_settings, resolve_device
 from .train_state import (
     STATE_SUFFIX,
     EpochProgress,
@@ -504,7 +504,7 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
-    return (f"CPU ({platform.machine()}, {os.cpu_count()} cores, {threads} "
+    return (f"CPU ({cpu_name()}, {platform.machine()}, {os.cpu_count()} cores, {threads} "
             f"thread{'s' if threads != 1 else ''})")
 
 

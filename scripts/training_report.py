@@ -77,7 +77,8 @@ def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | No
     """The recipe probes (``probes``: metrics.json by probe folder) beside the shipped run
     of the same model: epochs, resizing, label smoothing, accuracy, time."""
     lines = ["| run | epochs | label smoothing | clean accuracy (10,000 JPEG test images) | "
-             "training time | 32 px epoch (lower quartile) |", "|---|---|---|---|---|---|"]
+             "training time | 32 px epoch (lower quartile) | precision | machine |",
+             "|---|---|---|---|---|---|---|---|"]
     rows = ([("shipped", shipped)] if shipped else []) + sorted(probes.items())
     for label, m in rows:
         r = m.get("recipe", {})
@@ -86,14 +87,14 @@ def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | No
         lines.append(f"| {label} | {_epochs(r, ' at 32 px')} | {r.get('label_smoothing', 0.0):g} | "
                      f"{100 * m['clean_accuracy']:.2f}% | "
                      f"{'n/a' if not wall else f'{wall / 3600:.2f} h'} | "
-                     f"{'n/a' if not e32 else f'{e32:.0f} s'} |")
-    devices = sorted({m.get("recipe", {}).get("device_name", "?") for _, m in rows})
-    lines += ["", f"ResNet18 ReLU from scratch, seed 0, batch 128, one-cycle, on "
-              f"{' and '.join(devices)}; the probes are the `after` steps of "
+                     f"{'n/a' if not e32 else f'{e32:.0f} s'} | {r.get('amp_used', 'n/a')} | "
+                     f"{r.get('device_name', 'n/a')} |")
+    lines += ["", "ResNet18 ReLU from scratch, seed 0, batch 128, one-cycle; the probes are "
+              "the `after` steps of "
               "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under "
               "`results/recipes/` (weights not shipped); accuracy measured by `train` on the "
               "stored weights, loaded back. Training time is what each run took, beside "
-              "whatever else the machine ran."]
+              "whatever else the machine ran: times compare within one machine only."]
     return "\n".join(lines)
 
 

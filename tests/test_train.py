@@ -416,8 +416,9 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
         "history": [{"epoch": e, "train_seconds": 180.0, "image_size": 32} for e in (1, 2)]}))
     assert tr.main(args) == 0
     block = doc.read_text().split(tr.RECIPES_BEGIN)[1].split(tr.RECIPES_END)[0]
-    assert "| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | 92.34% | 2.00 h | 200 s |" in block
-    assert "| 10ep-32px | 10 at 32 px | 0.1 | 88.11% | 0.50 h | 180 s |" in block
+    assert ("| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | 92.34% | 2.00 h | 200 s | "
+            "bfloat16 autocast | CPU |") in block
+    assert "| 10ep-32px | 10 at 32 px | 0.1 | 88.11% | 0.50 h | 180 s | n/a | CPU |" in block
 
 
 def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path):
