@@ -707,7 +707,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "each process takes the GPU of its LOCAL_RANK)")
     parser.add_argument("--out", default="results/evaluation",
                         help="output stem: writes STEM.json (after every row) and STEM.md; rows "
-                             "already in STEM.json for the same weights and settings are kept, "
+                             "already in STEM.json for the same weights and settings are kept "
+                             "(a run that measures nothing leaves both files as they are), "
                              "and finished batches are kept in STEM.parts/ (a cache)")
     parser.add_argument("--fresh", action="store_true",
                         help="compute every row again instead of keeping those in STEM.json")
@@ -756,7 +757,6 @@ def main(args: argparse.Namespace) -> int:
                 ) from None
             raise
         if ranks.leader:
-            table = to_markdown(result)
             if earlier is not None and len(result["rows"]) == len(earlier["rows"]) \
                     and md_path.exists():
                 # nothing measured: the files keep the meta of the run that made their rows
@@ -764,6 +764,7 @@ def main(args: argparse.Namespace) -> int:
                       "are left as they are", file=sys.stderr)
                 return 0
             save_result(json_path, result)
+            table = to_markdown(result)
             atomic_write_text(md_path, table)
             print(table)
     return 0
