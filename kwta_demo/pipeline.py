@@ -752,8 +752,24 @@ def _stage_remaining(step: TrainStep, state: dict[str, Any] | None,
     return total
 
 
+def _partial_epoch32(step: TrainStep, state: dict[str, Any] | None) -> float | None:
+    """Seconds per 32 px epoch from the epoch under way (its seconds per image so far),
+    when the state says how many images an epoch has; None otherwise."""
+    from .train import parse_image_sizes
+
+    partial = (state or {}).get("partial") or {}
+    seen, seconds, images = partial.get("seen"), partial.get("seconds"), partial.get("images")
+    if not (seen and seconds and images):
+        return None
+    phases = parse_image_sizes(step.sizes, step.epochs) or ((32, step.epochs),)
+    sizes = [s for s, n in phases for _ in range(n)]
+    size = sizes[min(int(state["epoch"]), len(sizes) - 1)]
+    return seconds / seen * images * (32 / size) ** _SIZE_EXPONENT
+
+
 def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
-    """What is done, what is running and the time left (estimated from measured epochs)."""
+    """What is done, what is running and the time left (estimated from measured epochs,
+    else from the epoch under way)."""
     from .evaluate import load_result
 
     files = _files(plan)
@@ -776,10 +792,16 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
             continue
         if recipe.get("seconds_per_epoch") and not recipe.get("image_sizes"):
             reference[recipe.get("arch")] = float(recipe["seconds_per_epoch"])
+    measured: set[str] = set()  # archs whose reference is a finished epoch of this machine
     for step in plan.train + plan.after:
         state = _state_summary(plan, step)
         done = _stage_done(plan, step)
         if state and (per32 := _epoch_seconds(state["history"], 32)) is not None:
+            reference[step.arch] = per32
+            measured.add(step.arch)
+        elif step.arch not in measured and (per32 := _partial_epoch32(step, state)) is not None:
+            # no finished epoch here yet: the epoch under way says more of this machine
+            # than a checkpoint trained elsewhere
             reference[step.arch] = per32
         remaining = 0.0 if done else _stage_remaining(step, state, reference.get(step.arch))
         stages.append({

@@ -91,7 +91,8 @@ def save_state(
         tensors["partial.loss_sum"] = partial.loss_sum.detach().cpu().reshape(1)
         tensors["partial.correct"] = partial.correct.detach().cpu().reshape(1)
         info = {**info, "partial": {"step": partial.step, "seen": partial.seen,
-                                    "seconds": partial.seconds}}
+                                    "seconds": partial.seconds,
+                                    "images": int(partial.order.numel())}}
     opt = optimizer.state_dict()
     scalars: dict[str, Any] = {}
     for pid, entries in opt["state"].items():

@@ -182,8 +182,34 @@ def test_plans_and_estimates(tmp_path):
     left = P._stage_remaining(step, state, None)
     assert left == pytest.approx((60 - 20) + 2 * 60 * 2 ** P._SIZE_EXPONENT)
     assert P._stage_remaining(step, None, None) is None  # nothing measured yet
+    # no finished epoch: the epoch under way gives the rate (30 s for 100 of 1,000 images
+    # at 16 px: 300 s per 16 px epoch); a state without the epoch's size gives none
+    early = {"epoch": 0, "partial": {"step": 1, "seen": 100, "seconds": 30.0, "images": 1000},
+             "history": []}
+    assert P._partial_epoch32(step, early) == pytest.approx(300 * 2 ** P._SIZE_EXPONENT)
+    assert P._partial_epoch32(step, {**early, "partial": {"seen": 100, "seconds": 30.0}}) is None
+    assert P._partial_epoch32(step, None) is None
     assert P._stage_remaining(step, None, 100.0) == pytest.approx(
         2 * 100 * 0.5 ** P._SIZE_EXPONENT + 2 * 100)
+
+
+def test_the_time_left_of_a_first_epoch_comes_from_its_own_rate(tmp_path, monkeypatch):
+    # A fresh machine: no epoch finished yet, and no checkpoint to take a rate from. The
+    # epoch under way (30 s for 100 of its 1,000 images, at 16 px) times this stage and the
+    # next one of the same architecture.
+    plan = P.Plan(train=(P.TrainStep("resnet18", "relu", 2, sizes="16x1+32x1"),
+                         P.TrainStep("resnet18", "kwta-0.2", 1)),
+                  checkpoints=str(tmp_path / "ckpt"), runs=str(tmp_path / "runs"),
+                  results=str(tmp_path / "eval.json"),
+                  audit_results=str(tmp_path / "audit.json"))
+    early = {"epoch": 0, "partial": {"step": 1, "seen": 100, "seconds": 30.0, "images": 1000},
+             "history": []}
+    monkeypatch.setattr(P, "_state_summary",
+                        lambda plan, step: early if step.stage == "relu" else None)
+    relu, kwta = P.pipeline_status(plan)["stages"][:2]
+    epoch32 = 300 * 2 ** P._SIZE_EXPONENT
+    assert relu["remaining_seconds"] == pytest.approx((300 - 30) + epoch32)
+    assert kwta["remaining_seconds"] == pytest.approx(epoch32)
 
 
 def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):

@@ -246,7 +246,8 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
     _, meta = TS.read_state(state)
     assert meta["epoch"] == 1
     assert meta.get("partial") == (None if save_every is None else
-                                   {"step": 1, "seen": 16, "seconds": pytest.approx(meta["partial"]["seconds"])})
+                                   {"step": 1, "seen": 16, "images": 32,
+                                    "seconds": pytest.approx(meta["partial"]["seconds"])})
     assert not out.exists()  # no checkpoint until the run is complete
     assert [p.name for p in runs.iterdir()] == [state.name]  # and no temporary beside the state
     result = T.train_model(small(), TRAIN, TEST, "cpu", out=out, state_dir=runs, progress=False)
