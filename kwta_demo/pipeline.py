@@ -68,6 +68,7 @@ class TrainStep:
     out: str | None = None  # checkpoint root for this stage (None: the plan's checkpoints)
     label_smoothing: float = 0.0
     amp: str = "auto"  # "off": float32, as the shipped AlexNets were trained
+    seed: int | None = None  # None: the plan's (a second seed of a probe measures its noise)
 
     @property
     def name(self) -> str:
@@ -193,7 +194,10 @@ DEFAULT_PLAN = Plan(
            TrainStep("resnet18", "relu", 6, sizes="16x2+24x1+32x3",
                      out="results/recipes/6ep-16-24-32px"),
            TrainStep("resnet18", "relu", 6, sizes="16x2+24x1+32x3", label_smoothing=0.1,
-                     out="results/recipes/6ep-16-24-32px-ls0.1")),
+                     out="results/recipes/6ep-16-24-32px-ls0.1"),
+           # the same recipe as 6ep-16-24-32px, seed 1: how far apart two seeds land
+           TrainStep("resnet18", "relu", 6, sizes="16x2+24x1+32x3", seed=1,
+                     out="results/recipes/6ep-16-24-32px-seed1")),
     data=None,
     # two torchrun ranks of one thread: 1.12x (PGD) to 1.28x (APGD) faster than one process
     # of two threads on the 2-core CPU, the same rows (benchmarks/distributed_eval.py)
@@ -271,7 +275,7 @@ def _train_groups(steps: tuple[TrainStep, ...]) -> list[list[TrainStep]]:
     ``train_schedule`` call each (a fine-tuning stage starts from the one before it)."""
     def key(step: TrainStep) -> tuple[Any, ...]:
         return (step.arch, step.out, step.batch_size, step.eval_every, step.label_smoothing,
-                step.amp)
+                step.amp, step.seed)
 
     groups: list[list[TrainStep]] = []
     for step in steps:
@@ -362,7 +366,8 @@ def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
                 image_sizes=[s.sizes for s in group], batch_size=group[0].batch_size,
                 half=plan.half, progress=progress, data_hint=plan.data,
                 limit_train=plan.limit_train, save_every=60 * plan.save_every_minutes,
-                should_stop=should_stop, seed=plan.seed,
+                should_stop=should_stop,
+                seed=plan.seed if group[0].seed is None else group[0].seed,
                 eval_every=group[0].eval_every or plan.eval_every,
                 label_smoothing=group[0].label_smoothing, amp=group[0].amp,
             )

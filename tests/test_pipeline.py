@@ -214,23 +214,25 @@ def test_the_time_left_of_a_first_epoch_comes_from_its_own_rate(tmp_path, monkey
 
 def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
     # Recipe probes: the same stage (alexnet-relu) trained twice, in two roots, one with
-    # label smoothing and without autocast. Each keeps its own state file and checkpoint;
-    # neither is mistaken for the other's, and a second run finds both done.
+    # label smoothing, without autocast and with its own seed. Each keeps its own state file
+    # and checkpoint; neither is mistaken for the other's, and a second run finds both done.
     plan_dict = tiny_plan(tmp_path, data)
     plan_dict.update(train=[], evaluate=[], after=[
         {"arch": "alexnet", "stage": "relu", "epochs": 1, "batch_size": 10,
          "out": str(tmp_path / "probes" / "plain")},
         {"arch": "alexnet", "stage": "relu", "epochs": 1, "batch_size": 10,
-         "out": str(tmp_path / "probes" / "ls"), "label_smoothing": 0.1, "amp": "off"}])
+         "out": str(tmp_path / "probes" / "ls"), "label_smoothing": 0.1, "amp": "off",
+         "seed": 1}])
     plan = P.Plan.from_dict(plan_dict)
     assert len(P._train_groups(plan.after)) == 2
     P.run_pipeline(plan)
-    for root, smoothing, amp in (("plain", 0.0, "auto"), ("ls", 0.1, "off")):
+    for root, smoothing, amp, seed in (("plain", 0.0, "auto", plan.seed), ("ls", 0.1, "off", 1)):
         folder = tmp_path / "probes" / root
         assert (folder / "alexnet-relu.state.safetensors").is_file()
         metrics = json.loads((folder / "alexnet-relu" / "metrics.json").read_text())
         assert metrics["recipe"]["label_smoothing"] == smoothing
         assert metrics["recipe"]["amp"] == amp
+        assert metrics["recipe"]["seed"] == seed
     assert not (tmp_path / "runs" / "alexnet-relu.state.safetensors").exists()
     assert all(P._stage_done(plan, s) for s in plan.after)
 
