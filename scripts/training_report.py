@@ -76,20 +76,20 @@ def _epochs(recipe: dict[str, Any], single_size: str = "") -> str:
 def recipe_table(probes: dict[str, dict[str, Any]], shipped: dict[str, Any] | None) -> str:
     """The recipe probes (``probes``: metrics.json by probe folder) beside the shipped run
     of the same model: epochs, resizing, label smoothing, accuracy, time."""
-    lines = ["| run | epochs | label smoothing | clean accuracy (10,000 JPEG test images) | "
+    lines = ["| run | epochs | label smoothing | seed | clean accuracy (10,000 JPEG test images) | "
              "training time | 32 px epoch (lower quartile) | precision | machine |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     rows = ([("shipped", shipped)] if shipped else []) + sorted(probes.items())
     for label, m in rows:
         r = m.get("recipe", {})
         wall = r.get("wall_seconds")
         e32 = typical_epoch_seconds(m.get("history", []), 32)
         lines.append(f"| {label} | {_epochs(r, ' at 32 px')} | {r.get('label_smoothing', 0.0):g} | "
-                     f"{100 * m['clean_accuracy']:.2f}% | "
+                     f"{r.get('seed', 'n/a')} | {100 * m['clean_accuracy']:.2f}% | "
                      f"{'n/a' if not wall else f'{wall / 3600:.2f} h'} | "
                      f"{'n/a' if not e32 else f'{e32:.0f} s'} | {r.get('amp_used', 'n/a')} | "
                      f"{r.get('device_name', 'n/a')} |")
-    lines += ["", "ResNet18 ReLU from scratch, seed 0, batch 128, one-cycle; the probes are "
+    lines += ["", "ResNet18 ReLU from scratch, batch 128, one-cycle; the probes are "
               "the `after` steps of "
               "`kwta_demo.pipeline.DEFAULT_PLAN`, each in its own folder under "
               "`results/recipes/` (weights not shipped); accuracy measured by `train` on the "

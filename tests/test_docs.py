@@ -61,6 +61,18 @@ def test_the_readme_quotes_each_checkpoints_accuracy(name):
     assert f"{100 * accuracy:.2f}%" in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.parametrize("results, begin, end", [
+    ("bench-train-cpu.json", "## Speed on a 2-core CPU (measured)", "### The same benchmark"),
+    ("bench-train-cpu-xeon.json", "### The same benchmark", "## Commands")])
+def test_the_training_speed_tables_quote_their_benchmark_files(results, begin, end):
+    # the speed tables are copied by hand from benchmarks/train_speed.py's output: every
+    # variant's images per second must stand in its section as the file has it
+    section = _between((ROOT / "docs" / "training.md").read_text(), begin, end)
+    assert f"results/{results}" in section
+    for row in json.loads((ROOT / "results" / results).read_text())["rows"]:
+        assert f"{row['images_per_s']:.1f}" in section, row["label"]
+
+
 def test_the_deepfool_audit_screenshot_image_is_the_first_the_rule_picks(tmp_path):
     """The README says how the screenshot's image was chosen; the script must pick by it."""
     sys.path.insert(0, str(ROOT / "docs" / "screenshots"))

@@ -412,14 +412,14 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
     probe = tmp_path / "recipes" / "10ep-32px" / "resnet18-relu"
     probe.mkdir(parents=True)
     (probe / "metrics.json").write_text(json.dumps({
-        "clean_accuracy": 0.8811, "recipe": {"epochs": 10, "label_smoothing": 0.1,
+        "clean_accuracy": 0.8811, "recipe": {"epochs": 10, "label_smoothing": 0.1, "seed": 1,
                                               "device_name": "CPU", "wall_seconds": 1800.0},
         "history": [{"epoch": e, "train_seconds": 180.0, "image_size": 32} for e in (1, 2)]}))
     assert tr.main(args) == 0
     block = doc.read_text().split(tr.RECIPES_BEGIN)[1].split(tr.RECIPES_END)[0]
-    assert ("| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | 92.34% | 2.00 h | 200 s | "
+    assert ("| shipped | 3 (1 at 16 px, 2 at 32 px) | 0 | n/a | 92.34% | 2.00 h | 200 s | "
             "bfloat16 autocast | CPU |") in block
-    assert "| 10ep-32px | 10 at 32 px | 0.1 | 88.11% | 0.50 h | 180 s | n/a | CPU |" in block
+    assert "| 10ep-32px | 10 at 32 px | 0.1 | 1 | 88.11% | 0.50 h | 180 s | n/a | CPU |" in block
 
 
 def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path):
