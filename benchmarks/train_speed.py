@@ -6,9 +6,12 @@ timed repeat by repeat in turn, so that load from elsewhere hits all of them ali
 row reports the median step time after warm-up as images per second, the minutes a
 50,000-image epoch would take, and the ratio of its speed to the baseline row: NCHW,
 float32, batch 128, 32 px, which is how ``train`` ran on a CPU before channels-last and
-bf16 autocast.
+bf16 autocast. A k-WTA row also gets its step time over that of the same setting's ReLU
+row, repeat by repeat (the two steps ran seconds apart): the median of those paired
+ratios and their quartiles, which load that drifts over the run does not bias.
 
     python benchmarks/train_speed.py [--repeats 5] [--device cpu] [--threads 2]
+    python benchmarks/train_speed.py --only "b128 32px NHWC" --repeats 31   # a subset
 
 Results: a table on stdout and ``results/bench-train-<device>.json``.
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -100,10 +104,36 @@ class _Job:
         return time.perf_counter() - t0
 
 
-def run(device: torch.device, repeats: int, warmup: int, seed: int = 0) -> list[dict]:
-    """Time every variant, interleaved; returns one row per variant."""
+def relu_of(v: Variant) -> Variant:
+    """The ReLU variant of ``v``'s setting (``v`` itself for a ReLU variant)."""
+    return replace(v, activation="relu", gamma=None)
+
+
+def paired_ratios(slow: list[float], fast: list[float]) -> dict[str, float]:
+    """Median and quartiles of ``slow[i] / fast[i]``: step times taken in the same repeat."""
+    ratios = [a / b for a, b in zip(slow, fast, strict=True)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"median": statistics.median(ratios), "q1": q1, "q3": q3}
+
+
+def pick(todo: list[Variant], only: tuple[str, ...] = ()) -> list[Variant]:
+    """The variants of ``todo`` whose label holds one of ``only`` (all when empty), with the
+    baseline and each one's ReLU row; a ``ValueError`` names the labels when none does."""
+    if not only:
+        return todo
+    picked = [v for v in todo if any(s in v.label for s in only)]
+    if not picked:
+        raise ValueError(f"no variant's label holds {' or '.join(map(repr, only))}; the labels: "
+                         + ", ".join(v.label for v in todo))
+    return list(dict.fromkeys([BASELINE] + [relu_of(v) for v in picked] + picked))
+
+
+def run(device: torch.device, repeats: int, warmup: int, seed: int = 0,
+        only: tuple[str, ...] = ()) -> list[dict]:
+    """Time every variant (those whose label holds one of ``only``, with the baseline and
+    each one's ReLU row, when given), interleaved; returns one row per variant."""
     bf16 = device.type == "cuda" or cpu_has_native_bf16()
-    todo = [v for v in variants(bf16) if v.arch == "resnet18" or v.size == 32]
+    todo = pick(variants(bf16), only)
     jobs = [_Job(v, device, seed) for v in todo]
     times: dict[Variant, list[float]] = {v: [] for v in todo}
     for r in range(warmup + repeats):
@@ -115,17 +145,24 @@ def run(device: torch.device, repeats: int, warmup: int, seed: int = 0) -> list[
     rows = []
     for v in todo:
         per_image = statistics.median(times[v]) / v.batch
-        rows.append({**asdict(v), "label": v.label, "images_per_s": 1 / per_image,
-                     "epoch_minutes": 50_000 * per_image / 60, "speed_vs_baseline": base / per_image,
-                     "step_seconds": times[v]})
+        row = {**asdict(v), "label": v.label, "images_per_s": 1 / per_image,
+               "epoch_minutes": 50_000 * per_image / 60, "speed_vs_baseline": base / per_image,
+               "step_seconds": times[v]}
+        if v.activation != "relu" and relu_of(v) in times:
+            row["step_vs_relu_paired"] = paired_ratios(times[v], times[relu_of(v)])
+        rows.append(row)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| variant | img/s | 50k-image epoch | speed vs baseline |", "|---|---|---|---|"]
+    lines = ["| variant | img/s | 50k-image epoch | speed vs baseline | step time vs ReLU "
+             "(paired median, quartiles) |", "|---|---|---|---|---|"]
     for r in rows:
+        paired = r.get("step_vs_relu_paired")
+        vs_relu = (f"{paired['median']:.3f}x ({paired['q1']:.3f}-{paired['q3']:.3f})"
+                   if paired else "")
         lines.append(f"| {r['label']} | {r['images_per_s']:.1f} | {r['epoch_minutes']:.1f} min "
-                     f"| {r['speed_vs_baseline']:.2f}x |")
+                     f"| {r['speed_vs_baseline']:.2f}x | {vs_relu} |")
     return "\n".join(lines)
 
 
@@ -136,14 +173,21 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", default=None, help="JSON path (default: results/bench-train-<device>.json)")
+    parser.add_argument("--only", nargs="+", default=(), metavar="TEXT",
+                        help="only the variants whose label holds one of these (the baseline "
+                             "and their ReLU rows are timed too)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     threads = set_threads(args.threads)
     t0 = time.perf_counter()
-    rows = run(device, args.repeats, args.warmup)
+    try:
+        rows = run(device, args.repeats, args.warmup, only=tuple(args.only))
+    except ValueError as e:
+        parser.error(f"--only: {e}")
     env = {**environment(device), "threads": threads, "native_bf16": cpu_has_native_bf16(),
-           "repeats": args.repeats, "warmup": args.warmup, "wall_seconds": time.perf_counter() - t0,
-           "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
+           "repeats": args.repeats, "warmup": args.warmup, "only": list(args.only),
+           "wall_seconds": time.perf_counter() - t0,
+           "command": shlex.join(["python", "benchmarks/train_speed.py", *sys.argv[1:]]),
            "python": platform.python_version()}
     out = Path(args.out) if args.out else PROJECT_ROOT / "results" / f"bench-train-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
