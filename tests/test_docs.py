@@ -63,7 +63,8 @@ def test_the_readme_quotes_each_checkpoints_accuracy(name):
 
 @pytest.mark.parametrize("results, begin, end", [
     ("bench-train-cpu.json", "## Speed on a 2-core CPU (measured)", "### The same benchmark"),
-    ("bench-train-cpu-xeon.json", "### The same benchmark", "## Commands")])
+    ("bench-train-cpu-xeon.json", "### The same benchmark", "## Commands"),
+    ("bench-train-cpu-xeon-kwta.json", "### The same benchmark", "## Commands")])
 def test_the_training_speed_tables_quote_their_benchmark_files(results, begin, end):
     # the speed tables are copied by hand from benchmarks/train_speed.py's output: every
     # variant's images per second must stand in its section as the file has it
