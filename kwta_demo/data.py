@@ -54,6 +54,7 @@ __all__ = [
     "batches",
     "shuffled_order",
     "seeded_subset",
+    "held_out",
     "balanced_sample",
     "evaluation_sample",
 ]
@@ -357,6 +358,17 @@ def seeded_subset(split: CifarSplit, n: int, seed: int) -> CifarSplit:
     idx = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]
     idx = idx.to(split.labels.device)
     return CifarSplit(split.images[idx], split.labels[idx])
+
+
+def held_out(split: CifarSplit, n: int, seed: int) -> tuple[CifarSplit, CifarSplit]:
+    """``split`` cut in two: the rest, and ``n`` images drawn at random (seeded) and held
+    out of it; each part keeps the split's order, so no image is in both."""
+    _check_n(n, len(split.labels), " to hold out")
+    chosen = torch.zeros(len(split.labels), dtype=torch.bool)
+    chosen[torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n]] = True
+    chosen = chosen.to(split.labels.device)
+    return (CifarSplit(split.images[~chosen], split.labels[~chosen]),
+            CifarSplit(split.images[chosen], split.labels[chosen]))
 
 
 def evaluation_sample(split: CifarSplit, n: int, seed: int) -> tuple[CifarSplit, Tensor]:

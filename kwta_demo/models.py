@@ -17,6 +17,7 @@ from .kwta import KWTA, check_gamma
 __all__ = [
     "ARCHS",
     "ACTIVATIONS",
+    "TRAININGS",
     "CIFAR10_CLASSES",
     "ModelConfig",
     "build_model",
@@ -34,15 +35,24 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 ARCHS = ("resnet18", "alexnet")
 ACTIVATIONS = ("relu", "kwta")
+TRAININGS = ("standard", "adversarial")
+ADVERSARIAL_PREFIX = "at-"
+"""The name part of an adversarially trained model: ``resnet18-at-kwta-0.1``."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model; stored as ``config.json`` beside the weights."""
+    """Everything needed to rebuild a model; stored as ``config.json`` beside the weights.
+
+    ``training`` does not change the network; it says how the weights were trained
+    (``standard`` or ``adversarial``) and so tells two models of one architecture and
+    activation apart by name.
+    """
 
     arch: str
     activation: str = "relu"
     gamma: float | None = None
+    training: str = "standard"
     num_classes: int = 10
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
@@ -58,6 +68,10 @@ class ModelConfig:
             object.__setattr__(self, "gamma", check_gamma(self.gamma))
         elif self.gamma is not None:
             raise ValueError("gamma applies to the 'kwta' activation only")
+        if self.training not in TRAININGS:
+            raise ValueError(
+                f"unknown training {self.training!r}; choose one of {', '.join(TRAININGS)}"
+            )
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -68,27 +82,40 @@ class ModelConfig:
 
     @property
     def variant(self) -> str:
-        """The activation part of the name: ``relu`` or ``kwta-<gamma>``."""
-        return "relu" if self.activation == "relu" else f"kwta-{self.gamma:g}"
+        """The name after the arch: ``relu`` or ``kwta-<gamma>``, with ``at-`` in front for
+        an adversarially trained model."""
+        activation = "relu" if self.activation == "relu" else f"kwta-{self.gamma:g}"
+        return ADVERSARIAL_PREFIX + activation if self.adversarial else activation
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the weights were adversarially trained."""
+        return self.training == "adversarial"
 
     @classmethod
     def from_name(cls, name: str) -> "ModelConfig":
-        """The config a canonical name stands for (``alexnet-kwta-0.1``), the inverse of
-        ``name``; ValueError for anything else."""
+        """The config a canonical name stands for (``alexnet-kwta-0.1``,
+        ``resnet18-at-relu``), the inverse of ``name``; ValueError for anything else."""
         arch, _, variant = str(name).partition("-")
+        training = "adversarial" if variant.startswith(ADVERSARIAL_PREFIX) else "standard"
+        variant = variant.removeprefix(ADVERSARIAL_PREFIX)
         activation, _, gamma = variant.partition("-")
         try:
-            config = (cls(arch, "relu") if variant == "relu" else
-                      cls(arch, "kwta", float(gamma)) if activation == "kwta" and gamma else None)
+            config = (cls(arch, "relu", training=training) if variant == "relu" else
+                      cls(arch, "kwta", float(gamma), training=training)
+                      if activation == "kwta" and gamma else None)
         except ValueError:
             config = None
         if config is None or config.name != name:
-            raise ValueError(f"not a canonical model name: {name!r} (e.g. resnet18-kwta-0.2)")
+            raise ValueError(f"not a canonical model name: {name!r} (e.g. resnet18-kwta-0.2, "
+                             f"resnet18-at-relu)")
         return config
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if not self.adversarial:  # the config.json of standard models reads as it always did
+            del d["training"]
         return d
 
     @classmethod

@@ -161,6 +161,18 @@ DEFAULT_PLAN = Plan(
         TrainStep("resnet18", "relu", 50, sizes="16x14+24x12+32x24"),
         TrainStep("resnet18", "kwta-0.2", 15),
         TrainStep("resnet18", "kwta-0.1", 20),
+        # The adversarially trained controls (docs/training.md, "Adversarial training"):
+        # N-FGSM at eps 8/255, 500 training images held out for the PGD-10 check after each
+        # epoch, the best epoch kept; ReLU from scratch (one-cycle), then k-WTA 0.2 and 0.1
+        # fine-tuned from it as the report fine-tunes the standard ones. AlexNet first: a
+        # quarter of ResNet18's cost, it takes the whole path (training, evaluation, app,
+        # cards) early.
+        TrainStep("alexnet", "at-relu", 20),
+        TrainStep("alexnet", "at-kwta-0.2", 5),
+        TrainStep("alexnet", "at-kwta-0.1", 5),
+        TrainStep("resnet18", "at-relu", 15),
+        TrainStep("resnet18", "at-kwta-0.2", 5),
+        TrainStep("resnet18", "at-kwta-0.1", 5),
     ),
     # Budget (docs/reproduction.md, ~6 CPU-hours): seconds per image measured by
     # benchmarks/attack_cost.py. Each step's rows are kept as soon as they are done.

@@ -49,10 +49,27 @@ from .checkpoints import (
     write_manifest,
 )
 from .activations import activation_sparsity
-from .data import IMAGE_SIZE, CifarSplit, batches, load_cifar10, seeded_subset, shuffled_order
+from .adversarial import (
+    DEFAULT_EPS,
+    DEFAULT_METHOD,
+    HOLDOUT_ATTACK,
+    HOLDOUT_IMAGES,
+    METHODS,
+    holdout_check,
+    training_examples,
+)
+from .data import (
+    IMAGE_SIZE,
+    CifarSplit,
+    batches,
+    held_out,
+    load_cifar10,
+    seeded_subset,
+    shuffled_order,
+)
 from .evaluate import clean_accuracy
 from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
-from .models import ARCHS, Classifier, ModelConfig, build_model
+from .models import ADVERSARIAL_PREFIX, ARCHS, Classifier, ModelConfig, build_model
 from .settings import cpu_name, get_settings, resolve_device
 from .train_state import (
     STATE_SUFFIX,
@@ -77,6 +94,7 @@ __all__ = [
     "CONFIG_DEFAULTS",
     "TrainingStopped",
     "EpochProgress",
+    "Stage",
     "parse_stage",
     "parse_image_sizes",
     "format_image_sizes",
@@ -99,6 +117,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("relu", "kwta-0.2", "kwta-0.1")
+AT_STAGES: tuple[str, ...] = tuple(ADVERSARIAL_PREFIX + s for s in STAGES)
+"""The same recipe with adversarial training in every stage (``at-relu`` from scratch)."""
 SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "step")
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 # Peak learning rates per 128 images of batch (scaled linearly with the batch size).
@@ -144,6 +164,12 @@ class TrainConfig:
     # Progressive resizing: ((size, epochs), ...) in order, e.g. ((16, 10), (24, 8), (32, 14));
     # empty means every epoch at 32 px. Evaluation is always at 32 px.
     image_sizes: tuple[tuple[int, int], ...] = ()
+    # Adversarial training (kwta_demo.adversarial): the single-step method (None: standard
+    # training), its L-inf radius, and how many training images are held out of training for
+    # the PGD-10 check after every epoch that picks the epoch kept.
+    adversarial: str | None = None
+    adv_eps: float = DEFAULT_EPS
+    holdout: int = 0
 
     def __post_init__(self) -> None:
         self.model_config()  # validates arch, activation and gamma
@@ -175,9 +201,22 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"eval_every must be a whole number >= 0, got {self.eval_every!r}")
+        if self.adversarial is not None and self.adversarial not in METHODS:
+            raise ValueError(f"adversarial must be one of {', '.join(METHODS)} or None, "
+                             f"got {self.adversarial!r}")
+        if not 0 < self.adv_eps <= 0.5:
+            raise ValueError(f"adv_eps must lie in (0, 0.5], got {self.adv_eps!r}")
+        if not isinstance(self.holdout, int) or self.holdout < 0:
+            raise ValueError(f"holdout must be a whole number >= 0, got {self.holdout!r}")
+        if self.adversarial is None and self.holdout:
+            raise ValueError("holdout: images are held out for adversarial training's check only")
+        if self.adversarial is not None and self.image_sizes:
+            raise ValueError("image_sizes: adversarial training runs at 32 px only (an eps "
+                             "at another size is another threat model)")
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(self.arch, self.activation, self.gamma)
+        return ModelConfig(self.arch, self.activation, self.gamma,
+                           training="standard" if self.adversarial is None else "adversarial")
 
     @property
     def name(self) -> str:
@@ -262,39 +301,57 @@ def parse_image_sizes(text: str, epochs: int) -> tuple[tuple[int, int], ...]:
     return _check_image_sizes(phases, epochs)
 
 
-def parse_stage(stage: str) -> tuple[str, float | None, bool]:
-    """``"relu"`` -> (relu, None, True); ``"kwta-0.2"`` -> (kwta, 0.2, False).
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the recipe, parsed: its activation, whether it starts from scratch,
+    and whether it trains adversarially."""
 
-    The third value says whether the stage starts from scratch: ReLU always does; a
-    k-WTA stage does when written ``kwta-0.2:scratch``, and is otherwise initialised
-    from the stage before it.
+    activation: str
+    gamma: float | None
+    scratch: bool
+    adversarial: bool = False
+
+    def model_config(self, arch: str) -> ModelConfig:
+        return ModelConfig(arch, self.activation, self.gamma,
+                           training="adversarial" if self.adversarial else "standard")
+
+
+def parse_stage(stage: str) -> Stage:
+    """``"relu"`` -> Stage(relu, None, scratch); ``"kwta-0.2"`` -> Stage(kwta, 0.2, not
+    scratch); ``"at-kwta-0.1"`` the same with adversarial training.
+
+    ReLU always starts from scratch; a k-WTA stage does when written ``kwta-0.2:scratch``,
+    and is otherwise initialised from the stage before it.
     """
     text, _, mode = stage.strip().partition(":")
     if mode not in ("", "scratch"):
         raise ValueError(f"bad stage {stage!r}: the only suffix is ':scratch'")
+    adversarial = text.startswith(ADVERSARIAL_PREFIX)
+    text = text.removeprefix(ADVERSARIAL_PREFIX)
     if text == "relu":
-        return "relu", None, True
+        return Stage("relu", None, True, adversarial)
     kind, _, gamma = text.partition("-")
     if kind != "kwta" or not gamma:
-        raise ValueError(f"bad stage {stage!r}: write relu or kwta-<gamma>, e.g. kwta-0.2")
+        raise ValueError(f"bad stage {stage!r}: write relu or kwta-<gamma>, e.g. kwta-0.2, "
+                         f"with {ADVERSARIAL_PREFIX} in front for adversarial training")
     try:
         value = float(gamma)
     except ValueError:
         raise ValueError(f"bad stage {stage!r}: gamma {gamma!r} is not a number") from None
     ModelConfig("alexnet", "kwta", value)  # validates gamma
-    return "kwta", value, mode == "scratch"
+    return Stage("kwta", value, mode == "scratch", adversarial)
 
 
 def _stage_name(arch: str, stage: str) -> str:
     """The checkpoint folder name of a stage; from-scratch k-WTA gets a ``-scratch`` suffix."""
-    activation, gamma, scratch = parse_stage(stage)
-    name = ModelConfig(arch, activation, gamma).name
-    return f"{name}-scratch" if scratch and activation == "kwta" else name
+    parsed = parse_stage(stage)
+    name = parsed.model_config(arch).name
+    return f"{name}-scratch" if parsed.scratch and parsed.activation == "kwta" else name
 
 
 def default_epochs(arch: str, stage: str) -> int:
     """The recipe's epochs for ``stage`` of ``arch`` when none are given."""
-    kind = "scratch" if parse_stage(stage)[2] else "finetune"
+    kind = "scratch" if parse_stage(stage).scratch else "finetune"
     return DEFAULT_EPOCHS[arch][kind] if arch in DEFAULT_EPOCHS else 10
 
 
@@ -308,15 +365,23 @@ def stage_config(
     schedule: str | None = None,
     warmup_epochs: float | None = None,
     init_from: str | None = None,
+    adversarial: str = DEFAULT_METHOD,
+    adv_eps: float = DEFAULT_EPS,
+    holdout: int = HOLDOUT_IMAGES,
     **common: Any,
 ) -> TrainConfig:
     """The ``TrainConfig`` of one stage, with the recipe's defaults for anything not given.
 
     From scratch: a one-cycle schedule (linear warm-up over a fifth of the epochs, linear
     decay to zero), peak LR 0.1 per 128 images of batch. Fine-tuning: cosine decay after
-    at most one warm-up epoch, peak LR 0.01 per 128 images.
+    at most one warm-up epoch, peak LR 0.01 per 128 images. An ``at-`` stage trains on
+    ``adversarial``'s examples at ``adv_eps``, ``holdout`` training images held out for the
+    per-epoch check; the other stages ignore those three.
     """
-    activation, gamma, scratch = parse_stage(stage)
+    parsed = parse_stage(stage)
+    activation, gamma, scratch = parsed.activation, parsed.gamma, parsed.scratch
+    if parsed.adversarial:
+        common.update(adversarial=adversarial, adv_eps=adv_eps, holdout=holdout)
     if epochs is None:
         epochs = default_epochs(arch, stage)
     per_128 = SCRATCH_LR_PER_128 if scratch else FINETUNE_LR_PER_128
@@ -461,8 +526,10 @@ def _train_epoch(
         if size != IMAGE_SIZE:  # progressive resizing: the augmented crop, downsampled
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False)
-        with _autocast(device, amp_dtype):
-            logits = model(_prepare(x, device))
+        if cfg.adversarial is not None:  # in train mode, as the methods' authors train
+            x = training_examples(lambda v: _forward(model, v, device, amp_dtype), x, y,
+                                  method=cfg.adversarial, eps=cfg.adv_eps, generator=generator)
+        logits = _forward(model, x, device, amp_dtype)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -493,6 +560,12 @@ def _train_epoch(
     return {"train_loss": partial.loss_sum.item() / seen, "train_acc": partial.correct.item() / seen,
             "lr": lr, "train_seconds": prior_seconds + time.perf_counter() - started,
             "image_size": size}
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device,
+             amp_dtype: torch.dtype | None) -> torch.Tensor:
+    with _autocast(device, amp_dtype):
+        return model(_prepare(x, device))
 
 
 def _sync(device: torch.device) -> None:
@@ -548,6 +621,11 @@ def train_model(
     killed run loses at most that much work. ``should_stop()`` is asked after every step:
     when true, the state is saved and ``TrainingStopped`` raised. ``fresh`` discards a
     saved state instead of resuming it. ``half`` stores the weights as float16.
+
+    Adversarial training (``cfg.adversarial``) holds ``cfg.holdout`` seeded training images
+    out of training, measures PGD-10 accuracy on them after every epoch (``holdout_pgd_acc``
+    in the history) and saves the weights of the epoch where it was highest: a run that
+    overfits catastrophically keeps its last good epoch (``metrics["selected_epoch"]``).
     """
     device = resolve_device(device)
     out = Path(out)
@@ -570,17 +648,23 @@ def train_model(
     amp_dtype = _amp_dtype(cfg, device)
     model = _build(cfg, device, init_folder)
     optimizer = _optimizer(model, cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation only
+    # shuffling, augmentation and adversarial training's noise only
+    generator = torch.Generator().manual_seed(cfg.seed)
+    holdout: CifarSplit | None = None
+    if cfg.holdout:
+        train_split, holdout = held_out(train_split, cfg.holdout, seed=cfg.seed)
     train_split, test_split = _on_device(train_split, device), _on_device(test_split, device)
     history: list[dict[str, Any]] = []
     start = 0
     partial: EpochProgress | None = None
+    best: _Best | None = None
     if path.is_file():
         tensors, meta = read_state(path)
         check_state_matches(path, meta, expected, CONFIG_DEFAULTS)
         restore_state(tensors, meta, model, optimizer, generator, device)
         start, history = int(meta["epoch"]), list(meta["history"])
         partial = restore_partial(tensors, meta, device)
+        best = _Best.restore(tensors, meta)
         where = (f"in epoch {start + 1} at step {partial.step}" if partial
                  else f"after epoch {start}")
         log.info("%s: resuming %s (of %d epochs) from %s", out.name, where, cfg.epochs, path)
@@ -601,7 +685,9 @@ def train_model(
     def save(epoch_done: int, progress_now: EpochProgress | None = None) -> None:
         save_state(path, model, optimizer, generator, device,
                     {**expected, "run_id": run_id, "epoch": epoch_done, "history": history,
-                     "config_full": cfg.to_dict(), "amp": str(amp_dtype)}, progress_now)
+                     "config_full": cfg.to_dict(), "amp": str(amp_dtype),
+                     **(best.meta() if best else {})}, progress_now,
+                    extra=best.tensors() if best else None)
 
     for epoch in range(start + 1, cfg.epochs + 1):
         if partial is None and should_stop is not None and should_stop():
@@ -619,16 +705,30 @@ def train_model(
             entry["test_acc"] = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
             entry["eval_seconds"] = time.perf_counter() - t1
             entry["test_images"] = len(test_split.labels)
+        if holdout is not None:
+            check = holdout_check(model, holdout, cfg.adv_eps, seed=cfg.seed)
+            entry.update(holdout_clean_acc=check.clean_acc, holdout_pgd_acc=check.pgd_acc,
+                         holdout_images=check.images, holdout_seconds=check.seconds)
+            if best is None or check.pgd_acc >= best.pgd_acc:  # a tie goes to the later epoch
+                best = _Best(epoch, check.pgd_acc, _weights_copy(model))
         history.append(entry)
         save(epoch)
-        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s, lr %.4g, %d px, %.1f s", out.name,
-                 epoch, cfg.epochs, entry["train_loss"], entry["train_acc"],
+        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s%s, lr %.4g, %d px, %.1f s",
+                 out.name, epoch, cfg.epochs, entry["train_loss"], entry["train_acc"],
                  f", test acc {entry['test_acc']:.4f}" if "test_acc" in entry else "",
+                 f", held-out PGD-10 acc {entry['holdout_pgd_acc']:.4f}"
+                 if "holdout_pgd_acc" in entry else "",
                  entry["lr"], entry["image_size"], entry["train_seconds"])
+
+    if best is not None and best.epoch != cfg.epochs:
+        log.warning("%s: held-out PGD-10 accuracy peaked at epoch %d (%.4f); keeping that "
+                    "epoch's weights", out.name, best.epoch, best.pgd_acc)
+        model.load_state_dict(best.weights)
 
     metrics = _finalize(model, cfg, out, test_split, device, history=history, half=half,
                         run_id=run_id, command=command, sparsity_images=sparsity_images,
-                        train_images=len(train_split.labels), init_folder=init_folder)
+                        train_images=len(train_split.labels), init_folder=init_folder,
+                        selected_epoch=best.epoch if best else None)
     return {"name": out.name, "config": cfg.to_dict(), "history": history, "metrics": metrics,
             "checkpoint": str(out), "resumed_from": start}
 
@@ -637,6 +737,7 @@ def _finalize(
     model: Classifier, cfg: TrainConfig, out: Path, test_split: CifarSplit, device: torch.device,
     *, history: list[dict[str, Any]], half: bool, run_id: str, command: str | None,
     sparsity_images: int, train_images: int, init_folder: Path | None,
+    selected_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Save, load back, measure, and write the card: unless this run already did."""
     metrics_path = out / "metrics.json"
@@ -696,6 +797,10 @@ def _finalize(
         "sparsity": sparsity,
         "sparsity_images": n_sparse,
         "sparsity_seed": 0,
+        "selected_epoch": selected_epoch,
+        "selected_by": (f"the highest PGD-10 accuracy ({'/'.join(HOLDOUT_ATTACK)} preset, eps "
+                        f"{cfg.adv_eps:.6g}) on the {cfg.holdout} training images held out"
+                        if selected_epoch is not None else None),
         "recipe": recipe,
         "history": history,
     }
@@ -706,6 +811,33 @@ def _finalize(
     log.info("%s: saved to %s; clean accuracy %.4f on %d test images after the round trip",
              out.name, out, accuracy, len(test_split.labels))
     return metrics
+
+
+@dataclass
+class _Best:
+    """The epoch with the highest held-out PGD-10 accuracy so far, and its weights."""
+
+    epoch: int
+    pgd_acc: float
+    weights: dict[str, torch.Tensor]
+
+    def meta(self) -> dict[str, Any]:
+        return {"best": {"epoch": self.epoch, "pgd_acc": self.pgd_acc}}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"best.{k}": v for k, v in self.weights.items()}
+
+    @classmethod
+    def restore(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> "_Best | None":
+        info = meta.get("best")
+        if not info:
+            return None
+        weights = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        return cls(int(info["epoch"]), float(info["pgd_acc"]), weights)
+
+
+def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _git_commit() -> str | None:
@@ -732,15 +864,16 @@ def _per_stage(value: Any, n: int, what: str) -> list[Any]:
 
 
 def _predecessor(stage: str) -> str:
-    """The stage a fine-tuning stage starts from when it is first in the list."""
-    _, gamma, _ = parse_stage(stage)
-    return {0.1: "kwta-0.2"}.get(gamma, "relu")
+    """The stage a fine-tuning stage starts from when it is first in the list: of the same
+    training (standard or adversarial), γ=0.1 from γ=0.2, any other γ from ReLU."""
+    parsed = parse_stage(stage)
+    previous = {0.1: "kwta-0.2"}.get(parsed.gamma, "relu")
+    return ADVERSARIAL_PREFIX + previous if parsed.adversarial else previous
 
 
 def _first_init(arch: str, stages: Sequence[str], out_root: Path) -> Path | None:
     """The checkpoint the first stage starts from, which must exist already (or None)."""
-    _, _, scratch = parse_stage(stages[0])
-    if scratch:
+    if parse_stage(stages[0]).scratch:
         return None
     folder = out_root / _stage_name(arch, _predecessor(stages[0]))
     if not (folder / "config.json").is_file():
@@ -797,9 +930,8 @@ def train_schedule(
     first_init = _first_init(arch, stages, out_root)
     previous: str | None = None
     for i, stage in enumerate(stages):
-        _, _, scratch = parse_stage(stage)
         init = None
-        if not scratch:
+        if not parse_stage(stage).scratch:
             init = str(out_root / previous) if previous else str(first_init)
         stage_epochs = per["epochs"][i]
         if stage_epochs is None:
@@ -848,6 +980,10 @@ def reproduce_command(
         args += ["--clip", f"{first.clip_grad_norm:g}"]
     if first.amp != "auto":
         args += ["--amp", first.amp]
+    adversarial = next((c for c in configs if c.adversarial is not None), None)
+    if adversarial is not None:
+        args += ["--adversarial", adversarial.adversarial, "--adv-eps",
+                 f"{adversarial.adv_eps:.6g}", "--holdout", str(adversarial.holdout)]
     if limit_train:
         args += ["--limit-train", str(limit_train)]
     if half:
@@ -916,6 +1052,15 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+def _eps(text: str) -> float:
+    """``"8/255"`` or ``"0.031"`` as a number (argparse type)."""
+    num, sep, den = text.partition("/")
+    try:
+        return float(num) / float(den) if sep else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not an eps: {text!r} (write 8/255 or 0.031)") from None
+
+
 def _split_stages(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",")]
 
@@ -942,7 +1087,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="architecture to train (default: all)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="comma list; each k-WTA stage starts from the one before; "
-                             "kwta-G:scratch trains from scratch (default: %(default)s)")
+                             "kwta-G:scratch trains from scratch; at-relu, at-kwta-G train "
+                             "adversarially (default: %(default)s)")
     parser.add_argument("--epochs", default=None,
                         help="epochs, one value or one per stage (default: 40/30 from scratch "
                              "for alexnet/resnet18, 10 per fine-tuning stage)")
@@ -976,6 +1122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", choices=AMP_MODES, default=d["amp"],
                         help="auto: bf16 autocast on CUDA and on CPUs with native bf16, "
                              "else float32; off: float32")
+    parser.add_argument("--adversarial", choices=tuple(METHODS), default=DEFAULT_METHOD,
+                        help="the single-step method of the at- stages (default: %(default)s)")
+    parser.add_argument("--adv-eps", type=_eps, default=DEFAULT_EPS,
+                        help="L-inf radius of adversarial training, e.g. 8/255 or 0.031 "
+                             "(default: 8/255)")
+    parser.add_argument("--holdout", type=int, default=HOLDOUT_IMAGES,
+                        help="training images held out of the at- stages for the PGD-10 check "
+                             "after each epoch that picks the epoch kept (default: %(default)s)")
     parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data.py)")
     parser.add_argument("--out", default=None,
                         help="checkpoint folder root (default: KWTA_CHECKPOINTS or checkpoints/)")
@@ -1037,7 +1191,8 @@ def main(args: argparse.Namespace) -> int:
             fresh=args.fresh, data_hint=args.data, limit_train=args.limit_train,
             seed=args.seed, momentum=args.momentum, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, clip_grad_norm=args.clip, amp=args.amp,
-            eval_every=args.eval_every,
+            eval_every=args.eval_every, adversarial=args.adversarial, adv_eps=args.adv_eps,
+            holdout=args.holdout,
         )
         for r in results:
             m = r["metrics"]

@@ -82,10 +82,16 @@ def remove_stale_temporaries(path: Path) -> None:
 def save_state(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
     device: torch.device, info: dict[str, Any], partial: EpochProgress | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """The whole training state; ``partial`` when saved inside an epoch (``info["epoch"]``
-    counts the complete epochs only)."""
+    counts the complete epochs only). ``extra`` tensors are saved under their own names
+    (prefixes other than ``model.``, ``optim.``, ``partial.`` and ``rng.``)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for key, value in (extra or {}).items():
+        if key.split(".", 1)[0] in ("model", "optim", "partial", "rng"):
+            raise ValueError(f"extra tensor {key!r} takes a name the state uses itself")
+        tensors[key] = value.detach().cpu().contiguous()
     if partial is not None:
         tensors["partial.order"] = partial.order.detach().cpu().contiguous()
         tensors["partial.loss_sum"] = partial.loss_sum.detach().cpu().reshape(1)

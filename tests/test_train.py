@@ -108,12 +108,25 @@ def test_lr_schedules():
 
 
 def test_stages_and_configs(tmp_path):
-    assert T.parse_stage("relu") == ("relu", None, True)
-    assert T.parse_stage("kwta-0.1") == ("kwta", 0.1, False)
-    assert T.parse_stage("kwta-0.2:scratch") == ("kwta", 0.2, True)
-    for bad in ("kwta", "kwta-x", "kwta-1.5", "tanh", "relu:warm"):
+    assert T.parse_stage("relu") == T.Stage("relu", None, True)
+    assert T.parse_stage("kwta-0.1") == T.Stage("kwta", 0.1, False)
+    assert T.parse_stage("kwta-0.2:scratch") == T.Stage("kwta", 0.2, True)
+    assert T.parse_stage("at-relu") == T.Stage("relu", None, True, adversarial=True)
+    assert T.parse_stage("at-kwta-0.1") == T.Stage("kwta", 0.1, False, adversarial=True)
+    for bad in ("kwta", "kwta-x", "kwta-1.5", "tanh", "relu:warm", "at-", "at-tanh", "atrelu"):
         with pytest.raises(ValueError):
             T.parse_stage(bad)
+    # adversarial stages: their own names, their own chain, the recipe's method and check
+    assert T._stage_name("alexnet", "at-kwta-0.1") == "alexnet-at-kwta-0.1"
+    assert T._predecessor("at-kwta-0.1") == "at-kwta-0.2"
+    assert T._predecessor("at-kwta-0.2") == "at-relu"
+    at = T.stage_config("alexnet", "at-kwta-0.2", batch_size=128, init_from="c/alexnet-at-relu")
+    assert (at.adversarial, at.adv_eps, at.holdout, at.name) == (
+        "n-fgsm", 8 / 255, 500, "alexnet-at-kwta-0.2")
+    assert T.stage_config("alexnet", "relu", adversarial="fgsm-rs").adversarial is None
+    with pytest.raises(FileNotFoundError, match=r"alexnet-at-kwta-0\.2, which is not a checkpoint"):
+        T.train_schedule("alexnet", ["at-kwta-0.1"], TRAIN, TEST, "cpu", out_root=tmp_path,
+                         state_dir=tmp_path)
     scratch = T.stage_config("resnet18", "relu", batch_size=512)
     assert (scratch.schedule, scratch.lr, scratch.epochs) == ("onecycle", 0.4, 30)
     tune = T.stage_config("alexnet", "kwta-0.2", batch_size=256, init_from="ckpt/alexnet-relu")
@@ -123,7 +136,9 @@ def test_stages_and_configs(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"alexnet-kwta-0\.2, which is not a checkpoint yet"):
         T.train_schedule("alexnet", ["kwta-0.1"], TRAIN, TEST, "cpu", out_root=tmp_path, state_dir=tmp_path)
     for bad in (dict(epochs=-1), dict(lr=0), dict(schedule="linear"), dict(amp="fp16"),
-                dict(warmup_epochs=5.0), dict(clip_grad_norm=0.0), dict(activation="kwta")):
+                dict(warmup_epochs=5.0), dict(clip_grad_norm=0.0), dict(activation="kwta"),
+                dict(adversarial="pgd"), dict(holdout=10), dict(adversarial="n-fgsm", adv_eps=0),
+                dict(arch="resnet18", adversarial="n-fgsm", image_sizes=((16, 1), (32, 2)))):
         with pytest.raises(ValueError):
             small(**bad)
 
