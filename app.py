@@ -1,6 +1,6 @@
 """Start the k-WTA explorer: ``python app.py [--checkpoints DIR] [--data SRC] [--port N] ...``.
 
-Builds the demo from ``kwta_demo.ui`` and launches it; nothing else. Every flag overrides
+Builds the demo from ``kwta_demo.app.ui`` and launches it; nothing else. Every flag overrides
 the environment variable that ``kwta_demo.settings`` reads (the one place settings are
 read) and means exactly the same thing; the settings go to the model cache and the
 explorer as arguments, not through the environment. ``GRADIO_SERVER_NAME`` and
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from kwta_demo.explorer import Explorer, Limits
-    from kwta_demo.model_cache import ModelCache
-    from kwta_demo.ui import LAUNCH_KWARGS, QUEUE_SIZE, create_demo
+    from kwta_demo.app.explorer import Explorer, Limits
+    from kwta_demo.app.model_cache import ModelCache
+    from kwta_demo.app.ui import LAUNCH_KWARGS, QUEUE_SIZE, create_demo
 
     limits = Limits() if args.time_limit is None else Limits(time_limit_s=args.time_limit)
     explorer = Explorer(ModelCache(device, settings=settings), data_source=settings.cifar10,

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 _COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from kwta_demo.ui import create_demo
-from kwta_demo.explorer import Explorer
+from kwta_demo.app.ui import create_demo
+from kwta_demo.app.explorer import Explorer
 t1 = time.perf_counter()
 explorer = Explorer()
 demo = create_demo(explorer)
@@ -74,7 +74,7 @@ def _checkpoints(arch: str, given: str | None) -> tuple[str, str, bool]:
     folder = Path(given) if given else get_settings().checkpoint_dir
     if all((folder / n / "config.json").is_file() for n in names):
         return str(folder), f"trained checkpoints in {folder}", False
-    from kwta_demo.demo_assets import write_random_checkpoints
+    from kwta_demo.testing import write_random_checkpoints
 
     tmp = Path(tempfile.mkdtemp(prefix="kwta-bench-"))
     write_random_checkpoints(tmp, names)
@@ -120,8 +120,8 @@ def _measure(args: argparse.Namespace, what: str) -> None:
           f"{cold[0]['gallery']}-image gallery, loaded in the background, ready after "
           f"{med['gallery_ready']:.2f} s")
 
-    from kwta_demo.explorer import Explorer
-    from kwta_demo.model_cache import ModelCache
+    from kwta_demo.app.explorer import Explorer
+    from kwta_demo.app.model_cache import ModelCache
 
     explorer = Explorer(ModelCache("cpu"))
     gallery = explorer.gallery()

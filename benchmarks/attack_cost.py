@@ -25,14 +25,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kwta_demo import build_model, load_model  # noqa: E402
-from kwta_demo.evaluate import robust_accuracy  # noqa: E402
-from kwta_demo.bench import environment  # noqa: E402
-from kwta_demo.data import evaluation_sample, load_cifar10  # noqa: E402
-from kwta_demo.evaluate import RobustColumn  # noqa: E402
-from kwta_demo.kwta import relu_to_kwta  # noqa: E402
-from kwta_demo.pipeline import DEFAULT_PLAN  # noqa: E402
+from kwta_demo.evaluation.evaluate import robust_accuracy  # noqa: E402
+from kwta_demo.evaluation.speed import environment  # noqa: E402
+from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10  # noqa: E402
+from kwta_demo.evaluation.evaluate import RobustColumn  # noqa: E402
+from kwta_demo.models.kwta import relu_to_kwta  # noqa: E402
+from kwta_demo.pipeline.runner import DEFAULT_PLAN  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
-from kwta_demo.train import set_threads  # noqa: E402
+from kwta_demo.training.train import set_threads  # noqa: E402
 
 
 def _resnet(state: str | None, gamma: float | None) -> torch.nn.Module:

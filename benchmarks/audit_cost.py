@@ -35,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kwta_demo.attacks import get_attack  # noqa: E402
-from kwta_demo.bench import environment  # noqa: E402
-from kwta_demo.explorer import Explorer  # noqa: E402
-from kwta_demo.model_cache import ModelCache  # noqa: E402
+from kwta_demo.evaluation.speed import environment  # noqa: E402
+from kwta_demo.app.explorer import Explorer  # noqa: E402
+from kwta_demo.app.model_cache import ModelCache  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
-from kwta_demo.train import set_threads  # noqa: E402
+from kwta_demo.training.train import set_threads  # noqa: E402
 
 
 DEFAULT_ATTACK = "pgd:interactive"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kwta_demo.bench import markdown_table  # noqa: E402
+from kwta_demo.evaluation.speed import markdown_table  # noqa: E402
 
 
 def main(paths: list[str]) -> int:

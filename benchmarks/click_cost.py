@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kwta_demo.attacks import ATTACKS, run_attack  # noqa: E402
-from kwta_demo.models import build_model  # noqa: E402
+from kwta_demo.models.architectures import build_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kwta_demo.bench import environment  # noqa: E402
+from kwta_demo.evaluation.speed import environment  # noqa: E402
 
 # attack spec, images, batch size: batched attacks get a batch per rank; the one-image
 # attacks run image by image inside each batch anyway

@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kwta_demo import kwta as K  # noqa: E402
-from kwta_demo.bench import environment  # noqa: E402
+from kwta_demo.models import kwta as K  # noqa: E402
+from kwta_demo.evaluation.speed import environment  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
-from kwta_demo.train import cpu_has_native_bf16, set_threads  # noqa: E402
+from kwta_demo.training.train import cpu_has_native_bf16, set_threads  # noqa: E402
 
 PATHS = {
     "bits": lambda flat, k: K._numpy_select(flat, k)[0],
@@ -44,17 +44,17 @@ PATHS = {
 def kwta_inputs(checkpoint: str | None, data: str | None, gamma: float, batch: int = 128
                 ) -> tuple[list[torch.Tensor], list[int], str]:
     """Every k-WTA layer's input, flattened (rows, N), its k, and what the model was."""
-    from kwta_demo.models import build_model
+    from kwta_demo.models.architectures import build_model
 
     if checkpoint:
-        from kwta_demo.checkpoints import load_model
+        from kwta_demo.models.checkpoints import load_model
 
         model, what = load_model(checkpoint, "cpu"), checkpoint
     else:
         torch.manual_seed(0)
         model, what = build_model("resnet18", "kwta", gamma), f"resnet18 k-WTA {gamma}, random weights"
     if data:
-        from kwta_demo.data import load_cifar10
+        from kwta_demo.data.cifar10 import load_cifar10
 
         x = load_cifar10("test", data).images[:batch].float() / 255
         what += f", the first {batch} test images"

@@ -1,5 +1,5 @@
 """Run the k-WTA speed bench without the package CLI: same options as
-``python -m kwta_demo bench`` (see kwta_demo/bench.py)."""
+``python -m kwta_demo bench`` (see kwta_demo/evaluation/speed.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kwta_demo import bench  # noqa: E402
+from kwta_demo.evaluation import speed as bench  # noqa: E402
 
 
 def main() -> int:

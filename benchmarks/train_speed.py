@@ -1,6 +1,6 @@
 """Training speed of the CIFAR ResNet18 (and AlexNet) per setting, as ratios in one run.
 
-Every variant is one real training step of ``kwta_demo.train`` (SGD with momentum and
+Every variant is one real training step of ``kwta_demo.training.train`` (SGD with momentum and
 Nesterov, cross-entropy, the model's own normalisation) on random data, built once and
 timed repeat by repeat in turn, so that load from elsewhere hits all of them alike. A
 row reports the median step time after warm-up as images per second, the minutes a
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kwta_demo.bench import environment  # noqa: E402
-from kwta_demo.models import build_model  # noqa: E402
+from kwta_demo.evaluation.speed import environment  # noqa: E402
+from kwta_demo.models.architectures import build_model  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
-from kwta_demo.train import cpu_has_native_bf16, set_threads  # noqa: E402
+from kwta_demo.training.train import cpu_has_native_bf16, set_threads  # noqa: E402
 
 
 @dataclass(frozen=True)

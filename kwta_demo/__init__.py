@@ -1,14 +1,19 @@
 """kwta-demo: k-Winners-Take-All models, attacks and an explorer for CIFAR-10."""
 
-from .checkpoints import (
+from .models import (
+    CIFAR10_CLASSES,
+    KWTA,
     MODEL_NAMES,
     CheckpointError,
     CheckpointNotFoundError,
+    ModelConfig,
+    build_model,
+    kwta_reference,
+    kwta_to_relu,
     load_model,
+    relu_to_kwta,
     save_checkpoint,
 )
-from .kwta import KWTA, kwta_reference, kwta_to_relu, relu_to_kwta
-from .models import CIFAR10_CLASSES, ModelConfig, build_model
 
 __all__ = [
     "KWTA",

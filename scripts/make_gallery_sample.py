@@ -3,7 +3,7 @@
 The app shows it when no CIFAR-10 source is configured (a fresh clone, a hosted Space
 without the dataset), and the full test split when one is. The images are those of
 ``data.balanced_sample(test, 10, seed)``, written losslessly as PNG in the image-folder
-layout ``kwta_demo/gallery_sample/test/<class>/<test index>.png`` that ``kwta_demo.data``
+layout ``kwta_demo/data/gallery_sample/test/<class>/<test index>.png`` that ``kwta_demo.data.cifar10``
 reads, with ``index.json`` (their test-split indices, in folder order) and a README
 saying where they came from.
 
@@ -23,11 +23,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kwta_demo.data import balanced_sample, load_cifar10, resolve_source  # noqa: E402
-from kwta_demo.models import CIFAR10_CLASSES  # noqa: E402
+from kwta_demo.data.cifar10 import balanced_sample, load_cifar10, resolve_source  # noqa: E402
+from kwta_demo.models.architectures import CIFAR10_CLASSES  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
 
-OUT = PROJECT_ROOT / "kwta_demo" / "gallery_sample"
+OUT = PROJECT_ROOT / "kwta_demo" / "data" / "gallery_sample"
 
 
 def main() -> int:
@@ -47,12 +47,12 @@ def main() -> int:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{int(index):05d}.png",
                                                            optimize=True)
         order.append((int(label), f"{int(index):05d}.png", int(index)))
-    order.sort()  # the order kwta_demo.data reads the folder in
+    order.sort()  # the order kwta_demo.data.cifar10 reads the folder in
     (OUT / "index.json").write_text(json.dumps([i for _, _, i in order]) + "\n")
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "n/a (a folder)"
     (OUT / "README.md").write_text(
         f"# The app's gallery sample\n\n{len(order)} CIFAR-10 test images, {args.per_class} per "
-        f"class, chosen by `kwta_demo.data.balanced_sample(test, {args.per_class}, seed={args.seed})` "
+        f"class, chosen by `kwta_demo.data.cifar10.balanced_sample(test, {args.per_class}, seed={args.seed})` "
         f"from `{path.name}` ({kind}; SHA-256 {digest}), the JPEG (quality 75) copy of "
         "CIFAR-10 the models were trained and evaluated on, and written losslessly as PNG. "
         "Each file is named by its index in that test split (classes in label order, files "

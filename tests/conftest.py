@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.demo_assets import write_image_folder
+from kwta_demo.testing import write_image_folder
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import kwta_demo
-from kwta_demo import adversarial as A
-from kwta_demo import train as T
-from kwta_demo import train_state as TS
-from kwta_demo.data import CifarSplit, held_out
+from kwta_demo.training import adversarial as A
+from kwta_demo.training import train as T
+from kwta_demo.training import state as TS
+from kwta_demo.data.cifar10 import CifarSplit, held_out
 
 from test_train import assert_same_weights, synthetic, weights
 

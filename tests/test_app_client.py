@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from kwta_demo import viz
-from kwta_demo.demo_assets import free_port, write_image_folder, write_random_checkpoints
-from kwta_demo.explorer import Explorer
-from kwta_demo.model_cache import ModelCache
+from kwta_demo.app import viz
+from kwta_demo.testing import free_port, write_image_folder, write_random_checkpoints
+from kwta_demo.app.explorer import Explorer
+from kwta_demo.app.model_cache import ModelCache
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from kwta_demo.ui import UNKNOWN  # noqa: E402
+from kwta_demo.app.ui import UNKNOWN  # noqa: E402
 
 # Gradio's own queue code trips pandas deprecation warnings; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
@@ -32,7 +32,7 @@ ENDPOINTS = {"/prepare_image", "/attack", "/activations", "/sweep", "/attack_con
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from kwta_demo.ui import LAUNCH_KWARGS, create_demo
+    from kwta_demo.app.ui import LAUNCH_KWARGS, create_demo
 
     root = tmp_path_factory.mktemp("app")
     write_random_checkpoints(root / "ckpt", ["alexnet-relu", "alexnet-kwta-0.1"])
@@ -178,7 +178,7 @@ def test_status_and_reproduction_endpoints(app):
 
 
 def test_app_starts_without_data_and_uploads_work(app, tmp_path):
-    from kwta_demo.ui import LAUNCH_KWARGS, create_demo
+    from kwta_demo.app.ui import LAUNCH_KWARGS, create_demo
 
     _, _, root = app
     explorer = Explorer(ModelCache("cpu"), data_source=str(tmp_path / "no-cifar-here"))
@@ -261,8 +261,8 @@ def test_flags_override_the_environment_without_writing_it(monkeypatch, tmp_path
 
 
 def test_the_page_starts_on_an_architecture_whose_models_are_here():
-    from kwta_demo.model_cache import ModelStatus
-    from kwta_demo.ui import default_arch
+    from kwta_demo.app.model_cache import ModelStatus
+    from kwta_demo.app.ui import default_arch
 
     def statuses(present):
         return [ModelStatus(f"{a}-{v}", "local" if f"{a}-{v}" in present else "remote", "")

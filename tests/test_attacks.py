@@ -19,8 +19,8 @@ from kwta_demo.attacks import (
     run_attack,
 )
 from kwta_demo.attacks.base import ImageStreams, batch_seeds
-from kwta_demo.evaluate import robust_accuracy, vga_statistics
-from kwta_demo.kwta import KWTA
+from kwta_demo.evaluation.evaluate import robust_accuracy, vga_statistics
+from kwta_demo.models.kwta import KWTA
 
 EPS = 0.1  # the synthetic task's classes are ~0.3 apart per pixel: eps=0.1 is enough
 TOL = 1e-6  # float rounding of x0 + clip(x - x0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from kwta_demo.audit import audit, gradient_statistics
+from kwta_demo.evaluation.audit import audit, gradient_statistics
 
 
 class Linear(nn.Module):
@@ -101,8 +101,8 @@ def test_targeted_only_attacks_are_refused(data):
 def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
     import logging
 
-    from kwta_demo.audit import appender, audit_checkpoints, load_rows
-    from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+    from kwta_demo.evaluation.audit import appender, audit_checkpoints, load_rows
+    from kwta_demo.testing import write_image_folder, write_random_checkpoints
 
     names = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
     write_random_checkpoints(tmp_path / "ckpt", names)
@@ -111,7 +111,7 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
     rows = load_rows(out)
     kw = dict(attacks=("fgsm:paper",), n=4, data=str(tmp_path / "data"), device="cpu",
               square_preset="interactive", checkpoint_dir=tmp_path / "ckpt")
-    with caplog.at_level(logging.INFO, logger="kwta_demo.audit"):
+    with caplog.at_level(logging.INFO, logger="kwta_demo.evaluation.audit"):
         found = audit_checkpoints("alexnet", done=rows, on_row=appender(out, rows), **kw)
     # the log says what runs, and each row's verdict when it is done
     done_lines = [m for m in caplog.messages if " done in " in m]
@@ -123,7 +123,7 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
         ("transfer", "alexnet")]
     assert load_rows(out) == found
     # each row says what it was measured on and when
-    from kwta_demo.data import describe_source
+    from kwta_demo.data.cifar10 import describe_source
 
     assert {r["data"] for r in found} == {describe_source(str(tmp_path / "data"))}
     assert all(r["finished"].endswith(" UTC") and r["torch"] == torch.__version__ for r in found)
@@ -131,7 +131,7 @@ def test_auditing_checkpoints_writes_rows_once(tmp_path, caplog):
     assert transfer["sources"][-2:] == ["alexnet-kwta-0.2 (BPDA)", "alexnet-kwta-0.1 (BPDA)"]
     assert transfer["bpda"] == "bpda:paper"  # the BPDA rows' preset, for the docs to name
     calls = []
-    with caplog.at_level(logging.INFO, logger="kwta_demo.audit"):
+    with caplog.at_level(logging.INFO, logger="kwta_demo.evaluation.audit"):
         again = audit_checkpoints("alexnet", done=load_rows(out), on_row=calls.append, **kw)
     assert again == found and calls == []  # nothing measured twice
     assert not [m for m in caplog.messages if m.startswith("audit:")]
@@ -141,8 +141,8 @@ def test_a_rerun_reads_the_attack_independent_checks_from_earlier_rows(tmp_path,
     """A restarted audit (a new process: no memo in memory) auditing a further attack reads
     Square, the unbounded PGD, the transfer and the gradient statistics back from the rows
     already written for the same weights and images, and measures only the new attack."""
-    import kwta_demo.audit as A
-    from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
+    import kwta_demo.evaluation.audit as A
+    from kwta_demo.testing import write_image_folder, write_random_checkpoints
 
     names = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
     write_random_checkpoints(tmp_path / "ckpt", names)
@@ -158,7 +158,7 @@ def test_a_rerun_reads_the_attack_independent_checks_from_earlier_rows(tmp_path,
         return real(attack, *args, **({**kwargs, "queries": 10} if attack == "square" else kwargs))
 
     monkeypatch.setattr(A, "run_attack", counting)
-    import kwta_demo.transfer as T
+    import kwta_demo.evaluation.transfer as T
 
     matrix = T.transfer_matrix  # the matrix's BPDA at its interactive budget, for speed
     monkeypatch.setattr(T, "transfer_matrix",
@@ -203,7 +203,7 @@ def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeyp
     """The unbounded PGD, Square, the transfer and the gradient statistics do not depend on
     the audited attack: with one memo per model, a second audit reads them, with the same
     evidence as computing them again."""
-    import kwta_demo.audit as A
+    import kwta_demo.evaluation.audit as A
 
     x, y = data
     model, twin = Quantised(Linear()), Linear()

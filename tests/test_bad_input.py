@@ -30,8 +30,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kwta_demo.checkpoints import write_manifest
-from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
+from kwta_demo.models.checkpoints import write_manifest
+from kwta_demo.testing import serve_app, write_image_folder, write_random_checkpoints
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -401,9 +401,9 @@ def test_damaged_checkpoints_are_named_and_the_others_serve(server, client, imag
 
 
 def test_the_cache_remembers_damage_but_looks_again_for_a_missing_model(monkeypatch):
-    from kwta_demo import model_cache
-    from kwta_demo.checkpoints import CheckpointError, CheckpointNotFoundError
-    from kwta_demo.models import ModelConfig, build_model
+    from kwta_demo.app import model_cache
+    from kwta_demo.models.checkpoints import CheckpointError, CheckpointNotFoundError
+    from kwta_demo.models.architectures import ModelConfig, build_model
 
     calls = []
     hub_up = False
@@ -442,8 +442,8 @@ def test_the_cache_remembers_damage_but_looks_again_for_a_missing_model(monkeypa
 
 
 def test_a_deadline_stops_a_cached_model_at_its_next_forward_pass():
-    from kwta_demo.model_cache import ModelCache, RequestTimeout, deadline
-    from kwta_demo.models import ModelConfig, build_model
+    from kwta_demo.app.model_cache import ModelCache, RequestTimeout, deadline
+    from kwta_demo.models.architectures import ModelConfig, build_model
 
     model = ModelCache("cpu", lambda name, device: build_model(ModelConfig("alexnet", "relu"))).get("alexnet-relu")
     x = torch.rand(1, 3, 32, 32)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from kwta_demo.demo_assets import serve_app, write_image_folder, write_random_checkpoints
+from kwta_demo.testing import serve_app, write_image_folder, write_random_checkpoints
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from kwta_demo import CheckpointError, CheckpointNotFoundError, build_model, load_model, save_checkpoint
-from kwta_demo.checkpoints import find_checkpoint, manifest_text, verify_manifest, write_manifest
-from kwta_demo import checkpoints
+from kwta_demo.models.checkpoints import find_checkpoint, manifest_text, verify_manifest, write_manifest
+from kwta_demo.models import checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -250,7 +250,7 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path):
 def test_the_probe_goes_where_huggingface_hub_would_go(monkeypatch):
     """Behind a proxy the proxy must answer (a direct probe would call the Hub
     unreachable); NO_PROXY exempts a host; a proxy that answers counts as reachable."""
-    from kwta_demo.checkpoints import _probe_address, hub_reachable
+    from kwta_demo.models.checkpoints import _probe_address, hub_reachable
 
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                 "all_proxy", "NO_PROXY", "no_proxy"):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from kwta_demo import data
-from kwta_demo.data import (
+from kwta_demo.data import cifar10 as data
+from kwta_demo.data.cifar10 import (
     CifarSplit,
     DataNotFoundError,
     augment,
@@ -26,7 +26,7 @@ from kwta_demo.data import (
     resolve_source,
     seeded_subset,
 )
-from kwta_demo.models import CIFAR10_CLASSES
+from kwta_demo.models.architectures import CIFAR10_CLASSES
 
 PER_CLASS = 3
 SHARED_TAR = Path(os.environ.get("KWTA_CIFAR10", "data/cifar10-jpeg.tar.gz"))

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import reproduction_report  # noqa: E402
 import training_report  # noqa: E402
 
-from kwta_demo.report_tables import reproduction_markdown, status_markdown  # noqa: E402
+from kwta_demo.reporting.tables import reproduction_markdown, status_markdown  # noqa: E402
 
 CHECKPOINTS = ROOT / "checkpoints"
 SHIPPED = sorted(p.parent.name for p in CHECKPOINTS.glob("*/metrics.json"))

@@ -9,8 +9,8 @@ import torch
 
 from kwta_demo import build_model, save_checkpoint
 from kwta_demo.__main__ import main as cli
-from kwta_demo.data import load_cifar10
-from kwta_demo.evaluate import RobustColumn, clean_accuracy, to_markdown
+from kwta_demo.data.cifar10 import load_cifar10
+from kwta_demo.evaluation.evaluate import RobustColumn, clean_accuracy, to_markdown
 
 
 @pytest.fixture
@@ -98,9 +98,9 @@ def test_markdown_lays_out_models_by_attack():
 
 def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_data, tmp_path, monkeypatch,
                                                                          caplog):
-    from kwta_demo.evaluate import evaluate
+    from kwta_demo.evaluation.evaluate import evaluate
 
-    caplog.set_level(logging.INFO, logger="kwta_demo.evaluate")
+    caplog.set_level(logging.INFO, logger="kwta_demo.evaluation.evaluate")
 
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "ckpts"))
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_robust_rows_come_from_real_attacks_and_are_saved_as_they_finish(folder_
 
 
 def test_evaluation_sample_is_class_balanced_and_nested(folder_data):
-    from kwta_demo.data import CifarSplit, evaluation_sample
+    from kwta_demo.data.cifar10 import CifarSplit, evaluation_sample
 
     labels = torch.arange(10).repeat_interleave(50)
     split = CifarSplit(torch.zeros(500, 3, 32, 32, dtype=torch.uint8), labels)
@@ -154,7 +154,7 @@ def test_evaluation_sample_is_class_balanced_and_nested(folder_data):
 
 
 def test_wilson_interval():
-    from kwta_demo.evaluate import wilson_interval
+    from kwta_demo.evaluation.evaluate import wilson_interval
 
     lo, hi = wilson_interval(0, 320)
     assert lo == 0.0 and 0.011 < hi < 0.013  # the rule of three's neighbour: ~3.7/n
@@ -176,7 +176,7 @@ def _outcomes(result):
 
 
 def test_rows_do_not_depend_on_the_batch_size(folder_data, tmp_path, monkeypatch):
-    from kwta_demo.evaluate import evaluate
+    from kwta_demo.evaluation.evaluate import evaluate
 
     _tiny_checkpoint(tmp_path, monkeypatch)
     cols = [RobustColumn("pgd", "interactive", 8 / 255), RobustColumn("vga", "interactive", 1.0)]
@@ -191,7 +191,7 @@ def test_rows_do_not_depend_on_the_batch_size(folder_data, tmp_path, monkeypatch
 
 
 def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, monkeypatch):
-    from kwta_demo import evaluate as ev
+    from kwta_demo.evaluation import evaluate as ev
 
     _tiny_checkpoint(tmp_path, monkeypatch)
     cols = [RobustColumn("pgd", "interactive", 8 / 255)]
@@ -243,7 +243,7 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
 
 
 def test_a_damaged_part_is_computed_again(tmp_path):
-    from kwta_demo.evaluate import BatchParts, map_batches
+    from kwta_demo.evaluation.evaluate import BatchParts, map_batches
 
     parts = BatchParts(tmp_path / "row")
     done = []

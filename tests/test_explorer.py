@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from kwta_demo import viz
-from kwta_demo.activations import active_share, comparable_layers, flipped_share
-from kwta_demo.demo_assets import write_image_folder, write_random_checkpoints
-from kwta_demo.explorer import Explorer, Limits, attack_controls, model_names, parse_eps_list
-from kwta_demo.model_cache import ModelCache
-from kwta_demo.models import CIFAR10_CLASSES
-from kwta_demo.report_tables import reproduction_markdown
-from kwta_demo.uploads import ImageInputError, prepare_image
+from kwta_demo.app import viz
+from kwta_demo.models.activations import active_share, comparable_layers, flipped_share
+from kwta_demo.testing import write_image_folder, write_random_checkpoints
+from kwta_demo.app.explorer import Explorer, Limits, attack_controls, model_names, parse_eps_list
+from kwta_demo.app.model_cache import ModelCache
+from kwta_demo.models.architectures import CIFAR10_CLASSES
+from kwta_demo.reporting.tables import reproduction_markdown
+from kwta_demo.data.uploads import ImageInputError, prepare_image
 
 NAMES = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
 
@@ -168,7 +168,7 @@ def test_without_data_the_gallery_is_empty_but_uploads_work(assets, tmp_path):
 
 
 def test_model_status_names_what_is_missing(explorer):
-    from kwta_demo.ui import model_status_markdown
+    from kwta_demo.app.ui import model_status_markdown
 
     text = model_status_markdown(explorer.cache.device, explorer.model_status())
     for name in ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1"):
@@ -182,7 +182,7 @@ def test_model_cache_loads_once_and_remembers_failures(assets, tmp_path):
     def loader(name, device):
         calls.append(name)
         if name == "alexnet-kwta-0.2":
-            from kwta_demo.checkpoints import CheckpointError
+            from kwta_demo.models.checkpoints import CheckpointError
             raise CheckpointError("damaged on purpose")
         from kwta_demo import load_model
         return load_model(name, device)
@@ -384,8 +384,8 @@ def test_sweep_accuracy_vs_eps(explorer):
     out = explorer.sweep(arch="alexnet", variants=["relu", "kwta-0.1"], attack="fgsm",
                          eps_255="8, 0", n=6, seed=2, progress=lambda f, d: calls.append(f))
     assert out.eps_255 == [0.0, 8.0] and set(out.accuracy) == {"alexnet-relu", "alexnet-kwta-0.1"}
-    from kwta_demo.data import evaluation_sample, load_cifar10
-    from kwta_demo.evaluate import robust_accuracy
+    from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10
+    from kwta_demo.evaluation.evaluate import robust_accuracy
 
     subset, index = evaluation_sample(load_cifar10("test"), 6, 2)  # the evaluation's own images
     for name, accs in out.accuracy.items():
@@ -440,8 +440,8 @@ def test_reproduction_tables_say_plainly_what_is_missing(tmp_path):
 def test_a_fresh_clone_shows_the_shipped_gallery_sample(monkeypatch, tmp_path):
     """No CIFAR-10 configured and none found: the 100 shipped test images, with their
     test-split indices; a configured source that is missing is an error, not the sample."""
-    from kwta_demo import data
-    from kwta_demo.explorer import GALLERY_SAMPLE
+    from kwta_demo.data import cifar10 as data
+    from kwta_demo.data.cifar10 import GALLERY_SAMPLE
 
     monkeypatch.delenv("KWTA_CIFAR10", raising=False)
     monkeypatch.setattr(data, "_search_paths", lambda: [tmp_path / "nothing-here"])
@@ -513,7 +513,7 @@ def test_transfer_matrix_of_the_last_attack_and_over_images(explorer):
 
 
 def test_the_png_is_the_8bit_image_inside_the_ball_and_is_checked_again(explorer):
-    from kwta_demo.explorer import quantise_8bit
+    from kwta_demo.app.explorer import quantise_8bit
 
     clean = torch.randint(0, 256, (1, 3, 32, 32)).float() / 255
     adv = (clean + (torch.rand_like(clean) - 0.5) * 0.1).clamp(0, 1)
@@ -533,7 +533,7 @@ def test_the_png_is_the_8bit_image_inside_the_ball_and_is_checked_again(explorer
 
 
 def test_a_receipt_replays_bit_identically(explorer):
-    from kwta_demo.receipts import read_tensors, replay_arguments
+    from kwta_demo.app.receipts import read_tensors, replay_arguments
 
     image, cls = _image(explorer)
     out = explorer.attack(image, arch="alexnet", variants=["relu", "kwta-0.1"], attack="pgd",
@@ -554,7 +554,7 @@ def test_a_receipt_replays_bit_identically(explorer):
 
 
 def test_a_replay_query_sets_up_the_same_click(explorer):
-    from kwta_demo.explorer import parse_replay, replay_query
+    from kwta_demo.app.explorer import parse_replay, replay_query
 
     gallery = explorer.gallery()
     index = gallery.indices[3]
@@ -601,7 +601,7 @@ def test_the_landscape_of_the_last_attack(explorer):
 
 
 def test_the_winner_flip_atlas_follows_the_attack(explorer):
-    from kwta_demo.activations import capture_activations, flipped_share
+    from kwta_demo.models.activations import capture_activations, flipped_share
     from kwta_demo.attacks import run_attack
     from kwta_demo.attacks.gradient import recording_iterates
 

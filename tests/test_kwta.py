@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from kwta_demo import KWTA, kwta_reference, kwta_to_relu, relu_to_kwta
-from kwta_demo.kwta import num_winners
+from kwta_demo.models.kwta import num_winners
 
 
 def plain_kwta(x: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kwta_demo.kwta import KWTA, kwta, kwta_reference, kwta_threshold, num_winners, resolve_impl
+from kwta_demo.models.kwta import KWTA, kwta, kwta_reference, kwta_threshold, num_winners, resolve_impl
 
 from test_kwta_fast import SHAPES, assert_same_bits, assert_same_gradient, forward_backward, make
 
@@ -29,7 +29,7 @@ def _needs(impl: str) -> None:
 
 def _kernel_passed(x: torch.Tensor, gamma: float) -> bool | None:
     """Whether the Triton kernel passed its first-use check on ``x``'s shape (None: unchecked)."""
-    from kwta_demo import kwta_triton
+    from kwta_demo.models import kwta_triton
 
     flat = x.reshape(x.shape[0], -1)
     return kwta_triton._checked.get(kwta_triton._key(flat, num_winners(gamma, flat.shape[1])))
@@ -59,7 +59,7 @@ def test_cuda_equals_the_cpu_reference(impl, shape, kind, dtype):
 def test_the_radix_kernel_itself_is_exact(shape, kind, dtype):
     """The kernel's own threshold, without the first-use check that would hide a mistake."""
     pytest.importorskip("triton")
-    from kwta_demo import kwta_triton
+    from kwta_demo.models import kwta_triton
 
     flat = make(shape, kind, dtype, seed=len(kind)).reshape(shape[0], -1).cuda()
     n = flat.shape[1]

@@ -20,8 +20,8 @@ import pytest
 import torch
 from torch import nn
 
-from kwta_demo import kwta as K
-from kwta_demo.kwta import (
+from kwta_demo.models import kwta as K
+from kwta_demo.models.kwta import (
     IMPLS,
     KWTA,
     get_kwta_impl,
@@ -34,7 +34,7 @@ from kwta_demo.kwta import (
     set_kwta_impl,
     threshold,
 )
-from kwta_demo.models import build_model
+from kwta_demo.models.architectures import build_model
 
 TORCH_IMPLS = ["kthvalue", "topk", "numpy", "auto"]
 # The shapes the models feed k-WTA: CIFAR ResNet18 blocks, AlexNet's FC layers, and
@@ -323,8 +323,8 @@ def test_triton_kernel_in_interpreter():
     script = textwrap.dedent(
         """
         import json, torch
-        from kwta_demo import kwta_triton as KT
-        from kwta_demo.kwta import kwta_threshold
+        from kwta_demo.models import kwta_triton as KT
+        from kwta_demo.models.kwta import kwta_threshold
         bad = []
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             g = torch.Generator().manual_seed(0)
@@ -362,7 +362,7 @@ def test_bench_rows_and_json(tmp_path):
     """The bench command writes one row per workload x impl with the agreed fields."""
     import argparse
 
-    from kwta_demo import bench
+    from kwta_demo.evaluation import speed as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
@@ -385,7 +385,7 @@ def test_bench_rows_and_json(tmp_path):
 
 
 def test_bench_pgd_click_stays_in_the_ball():
-    from kwta_demo import bench
+    from kwta_demo.evaluation import speed as bench
 
     torch.manual_seed(0)
     models = [build_model("resnet18", "kwta", 0.1).eval().requires_grad_(False)]

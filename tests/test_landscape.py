@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kwta_demo import build_model
-from kwta_demo.landscape import directions, line_slice, plane_slice
+from kwta_demo.evaluation.landscape import directions, line_slice, plane_slice
 
 
 def test_slices_match_a_direct_computation():

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from kwta_demo import pipeline as P
-from kwta_demo.demo_assets import write_image_folder
+from kwta_demo.pipeline import runner as P
+from kwta_demo.testing import write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, data):
     assert "evaluation over 2 processes" in ranks.stderr
     # the log has a line per finished row, written once (by the leading process), and
     # no progress bars
-    assert ranks.stderr.count("INFO kwta_demo.evaluate: alexnet-relu none: ") == 1
+    assert ranks.stderr.count("INFO kwta_demo.evaluation.evaluate: alexnet-relu none: ") == 1
     assert "\r" not in ranks.stderr and "it/s]" not in ranks.stderr
 
     def rows(d):
@@ -285,8 +285,8 @@ def test_recorded_model_paths_are_relative_inside_the_working_directory(tmp_path
 def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
     # A row stopped part-way keeps its finished batches in the parts folder beside the
     # results: the status lists it, and the estimate counts only the batches left.
-    from kwta_demo.checkpoints import weights_sha256
-    from kwta_demo.evaluate import RobustColumn, parts_folder, robust_row_key
+    from kwta_demo.models.checkpoints import weights_sha256
+    from kwta_demo.evaluation.evaluate import RobustColumn, parts_folder, robust_row_key
 
     results = tmp_path / "results"
     results.mkdir()

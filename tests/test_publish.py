@@ -8,7 +8,7 @@ from huggingface_hub import constants as hub_constants
 
 from kwta_demo import CheckpointError, build_model, save_checkpoint
 from kwta_demo.__main__ import main as cli
-from kwta_demo.publish import publish
+from kwta_demo.models.upload import publish
 
 CARD = "---\nmodel-index:\n- name: alexnet-relu\n  results: []\n---\n# alexnet-relu\n"
 
@@ -56,7 +56,7 @@ def checkpoint(tmp_path):
 
 
 def test_publish_puts_one_model_at_the_root_of_its_own_repo(checkpoint, monkeypatch):
-    from kwta_demo.checkpoints import _sha256
+    from kwta_demo.models.checkpoints import _sha256
 
     monkeypatch.setenv("KWTA_HUB_REPO", "me/cifar10-{name}")
     api = RecordingApi(existing=[".gitattributes", "model-00001-of-00002.safetensors", "README.md"])
@@ -75,7 +75,7 @@ def test_publish_puts_one_model_at_the_root_of_its_own_repo(checkpoint, monkeypa
 
 
 def test_the_published_repos_are_grouped_in_a_collection(checkpoint):
-    from kwta_demo.publish import add_to_collection
+    from kwta_demo.models.upload import add_to_collection
 
     api = RecordingApi()
     done = [publish(checkpoint, "me/a", api=api)]
@@ -112,8 +112,8 @@ def test_offline_publish_fails_fast_and_clearly(checkpoint, monkeypatch, capsys)
 
 
 def test_cards_carry_robust_accuracy_with_its_settings():
-    from kwta_demo.cards import DATASET, model_card, robust_rows_for
-    from kwta_demo.models import ModelConfig
+    from kwta_demo.reporting.cards import DATASET, model_card, robust_rows_for
+    from kwta_demo.models.architectures import ModelConfig
 
     result = {"rows": [
         {"weights_sha256": "abc", "attack": "none", "preset": "", "n": 10000, "seed": 0, "robust_acc": 0.8},
@@ -137,8 +137,8 @@ def test_cards_carry_robust_accuracy_with_its_settings():
 
 
 def test_cards_carry_the_worst_case_over_every_attack_on_the_same_images():
-    from kwta_demo.cards import model_card, worst_case_for
-    from kwta_demo.models import ModelConfig
+    from kwta_demo.reporting.cards import model_card, worst_case_for
+    from kwta_demo.models.architectures import ModelConfig
 
     def row(attack, preset, per_image, sha="abc", model="alexnet-kwta-0.1"):
         return {"model": f"checkpoints/{model}", "weights_sha256": sha, "attack": attack,
@@ -166,7 +166,7 @@ def test_the_space_front_matter_names_the_six_repos_and_the_tested_gradio():
     import gradio
     import yaml
 
-    from kwta_demo.checkpoints import MODEL_NAMES
+    from kwta_demo.models.checkpoints import MODEL_NAMES
     from kwta_demo.settings import DEFAULT_HUB_REPO
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -179,8 +179,8 @@ def test_the_space_front_matter_names_the_six_repos_and_the_tested_gradio():
 def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
     import yaml
 
-    from kwta_demo.cards import model_card
-    from kwta_demo.models import ModelConfig
+    from kwta_demo.reporting.cards import model_card
+    from kwta_demo.models.architectures import ModelConfig
 
     monkeypatch.setenv("KWTA_HUB_REPO", "me/cifar10-{name}")
     metrics = {"clean_accuracy": 0.8, "test_images": 100}
@@ -194,8 +194,8 @@ def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
 
 
 def test_a_relu_card_does_not_call_its_layers_k_wta():
-    from kwta_demo.cards import model_card
-    from kwta_demo.models import ModelConfig
+    from kwta_demo.reporting.cards import model_card
+    from kwta_demo.models.architectures import ModelConfig
 
     verification = {"date": "d", "command": "c", "device": "cpu", "manifest": "SHA256SUMS",
                     "clean_accuracy": 0.9, "test_images": 10, "sparsity": {"a": 0.2, "b": 0.5},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.report_tables import (ADAPTIVE_NOTE, NOT_MEASURED, best_rows, format_cell,
+from kwta_demo.reporting.tables import (ADAPTIVE_NOTE, NOT_MEASURED, best_rows, format_cell,
                                      reproduction_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_the_docs_script_rewrites_between_its_markers(tmp_path):
 
 
 def test_the_results_files_offered_are_those_that_exist(tmp_path):
-    from kwta_demo.report_tables import results_files
+    from kwta_demo.reporting.tables import results_files
 
     assert results_files(tmp_path) == []
     (tmp_path / "audit.json").write_text("{}")
@@ -129,8 +129,8 @@ def test_the_results_files_offered_are_those_that_exist(tmp_path):
 
 
 def test_claims_chart_sets_claims_beside_measurements(tmp_path):
-    from kwta_demo import viz
-    from kwta_demo.report_tables import claims
+    from kwta_demo.app import viz
+    from kwta_demo.reporting.tables import claims
 
     bare = claims(tmp_path)
     assert [(c.label, c.value) for c in bare][:4] == [
@@ -154,8 +154,8 @@ def test_claims_chart_sets_claims_beside_measurements(tmp_path):
 
 
 def test_claims_chart_marks_the_relu_twin_where_measured_alike(tmp_path):
-    from kwta_demo import viz
-    from kwta_demo.report_tables import claims
+    from kwta_demo.app import viz
+    from kwta_demo.reporting.tables import claims
 
     rows = [_row("resnet18-kwta-0.1", "pgd", "report", 0.747), _row("resnet18-relu", "pgd", "report", 0.647),
             _row("resnet18-kwta-0.1", "bpda", "paper", 0.01), _row("resnet18-relu", "bpda", "paper", 0.0, n=100)]
@@ -301,8 +301,8 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert "| Carlini-Wagner: 0.0% [10.0–20.0], n=4 | 0.0% [0.0–49.0], n=4 |" in fewer
     assert "Attacks run on fewer images join in on a line of their own" in table
     # on a prefix, a longer row's figure is recomputed from its first n outcomes
-    from kwta_demo.evaluate import wilson_interval
-    from kwta_demo.report_tables import worst_case
+    from kwta_demo.evaluation.evaluate import wilson_interval
+    from kwta_demo.reporting.tables import worst_case
 
     w = worst_case(best_rows(rows), "alexnet-kwta-0.1", n=2)
     assert (w.n, w.acc, len(w.attacks)) == (2, 0.0, 3)
@@ -323,7 +323,7 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert ("The images no attack fooled, by test-split index (`?test=N&arch=ARCH` after the "
             "app's address sets one up on the Attack tab): alexnet-kwta-0.2: #100, #101, #102, "
             "#103, #104, #105; alexnet-kwta-0.1: #100.") in named
-    from kwta_demo.report_tables import claims
+    from kwta_demo.reporting.tables import claims
 
     (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
     assert bar.group == "AlexNet k-WTA-0.1" and bar.value == pytest.approx(12.5)
@@ -371,7 +371,7 @@ def test_the_adaptive_attacks_are_set_against_the_survivors_of_the_best_gradient
 
 
 def test_squares_survivors_are_set_against_the_other_attacks_on_the_same_images(tmp_path):
-    from kwta_demo.report_tables import status_markdown
+    from kwta_demo.reporting.tables import status_markdown
 
     results = tmp_path / "results"
     results.mkdir()
@@ -403,7 +403,7 @@ def test_squares_survivors_are_set_against_the_other_attacks_on_the_same_images(
 
 
 def test_the_readme_summary_says_what_is_measured_and_what_is_not(tmp_path):
-    from kwta_demo.report_tables import status_markdown
+    from kwta_demo.reporting.tables import status_markdown
 
     results = tmp_path / "results"
     results.mkdir()

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import kwta_demo
-from kwta_demo import train as T
-from kwta_demo import train_state as TS
-from kwta_demo.data import CifarSplit
+from kwta_demo.training import train as T
+from kwta_demo.training import state as TS
+from kwta_demo.data.cifar10 import CifarSplit
 
 TESTS = Path(__file__).resolve().parent
 
@@ -231,7 +231,7 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
         from pathlib import Path
         import torch
         import test_train as tt
-        from kwta_demo import train as T
+        from kwta_demo.training import train as T
         torch.set_num_threads(1)
 
         def stall(epoch, step):
@@ -306,14 +306,14 @@ def test_progressive_resizing(tmp_path):
                 eval_every=0)
     assert [cfg.image_size(e) for e in (1, 2, 3)] == [16, 16, 32]
     seen = []
-    model_forward = kwta_demo.models.Classifier.forward
+    model_forward = kwta_demo.models.architectures.Classifier.forward
 
     def spy(self, x):
         seen.append(x.shape[-1])
         return model_forward(self, x)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kwta_demo.models.Classifier, "forward", spy)
+        mp.setattr(kwta_demo.models.architectures.Classifier, "forward", spy)
         result = T.train_model(cfg, part(TRAIN, slice(0, 8)), TEST, "cpu",
                                out=tmp_path / "ckpt" / "resnet18-relu", state_dir=tmp_path / "runs",
                                progress=False)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kwta_demo import build_model
-from kwta_demo.transfer import transfer_matrix
+from kwta_demo.evaluation.transfer import transfer_matrix
 
 
 class Linear(nn.Module):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kwta_demo import viz
-from kwta_demo.models import CIFAR10_CLASSES
+from kwta_demo.app import viz
+from kwta_demo.models.architectures import CIFAR10_CLASSES
 
 
 def test_image_array_is_exact_for_8bit_values_and_survives_png():

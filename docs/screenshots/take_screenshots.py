@@ -47,7 +47,7 @@ def _checkpoints(arch: str, stand_ins: bool) -> tuple[str, bool]:
                              f"{get_settings().checkpoint_dir}; pass --stand-ins to use "
                              "randomly initialised models (and say so in the captions)")
         return str(get_settings().checkpoint_dir), True
-    from kwta_demo.demo_assets import write_random_checkpoints
+    from kwta_demo.testing import write_random_checkpoints
 
     tmp = Path(tempfile.mkdtemp(prefix="kwta-shots-"))
     write_random_checkpoints(tmp)
@@ -59,7 +59,7 @@ def masking_example(arch: str, results: Path = ROOT / "results" / "reproduction.
     """The test-split index of the first evaluation image on which ``attack:preset`` fools
     ``arch``'s ReLU model and leaves both of its k-WTA models standing (None: no such image
     in ``results``): an image whose audit shows what masking looks like."""
-    from kwta_demo.evaluate import load_result
+    from kwta_demo.evaluation.evaluate import load_result
 
     data = load_result(results)
     if data is None:
@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from kwta_demo.demo_assets import serve_app
+    from kwta_demo.testing import serve_app
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

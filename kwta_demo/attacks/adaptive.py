@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..kwta import KWTA, get_kwta_impl, num_winners, threshold
+from ..models.kwta import KWTA, get_kwta_impl, num_winners, threshold
 from .base import (
     LOSSES,
     MAX_SAMPLES,

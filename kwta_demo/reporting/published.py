@@ -164,8 +164,8 @@ class PgdReach:
 
 def pgd_reach(preset: str, eps: float | None = None) -> PgdReach:
     """The reach of our PGD ``preset`` at ``eps`` (default: its published eps, else 0.031)."""
-    from .attacks import ATTACKS
-    from .attacks.gradient import step_size_of
+    from ..attacks import ATTACKS
+    from ..attacks.gradient import step_size_of
 
     spec = ATTACKS["pgd"]
     if preset not in spec.presets:

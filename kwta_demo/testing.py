@@ -3,7 +3,7 @@
 ``write_random_checkpoints`` saves randomly initialised models under the canonical names
 (they load like trained ones, but their predictions mean nothing: say so wherever they
 are shown). ``write_image_folder`` writes a small CIFAR-10-shaped image folder of
-synthetic pictures (no dataset images), which ``kwta_demo.data`` reads like the real one.
+synthetic pictures (no dataset images), which ``kwta_demo.data.cifar10`` reads like the real one.
 ``serve_app`` runs ``python app.py`` on a free loopback port until the block ends (tests,
 the load benchmark and the screenshot script all drive the real server this way).
 """
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoints import MODEL_NAMES, save_checkpoint
-from .models import CIFAR10_CLASSES, ModelConfig, build_model
+from .models.checkpoints import MODEL_NAMES, save_checkpoint
+from .models.architectures import CIFAR10_CLASSES, ModelConfig, build_model
 
 __all__ = [
     "write_random_checkpoints",

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .models import CIFAR10_CLASSES
+from ..models.architectures import CIFAR10_CLASSES
 
 __all__ = [
     "model_color",

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cards import DATA_CAVEAT, model_card
-from .checkpoints import (
+from ..reporting.cards import DATA_CAVEAT, model_card
+from ..models.checkpoints import (
     MANIFEST,
     atomic_write_text,
     find_checkpoint,
@@ -48,7 +48,7 @@ from .checkpoints import (
     save_checkpoint,
     write_manifest,
 )
-from .activations import activation_sparsity
+from ..models.activations import activation_sparsity
 from .adversarial import (
     DEFAULT_EPS,
     DEFAULT_METHOD,
@@ -58,7 +58,7 @@ from .adversarial import (
     holdout_check,
     training_examples,
 )
-from .data import (
+from ..data.cifar10 import (
     IMAGE_SIZE,
     CifarSplit,
     batches,
@@ -67,11 +67,11 @@ from .data import (
     seeded_subset,
     shuffled_order,
 )
-from .evaluate import clean_accuracy
-from .kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
-from .models import ADVERSARIAL_PREFIX, ARCHS, Classifier, ModelConfig, build_model
-from .settings import cpu_name, get_settings, resolve_device
-from .train_state import (
+from ..evaluation.evaluate import clean_accuracy
+from ..models.kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
+from ..models.architectures import ADVERSARIAL_PREFIX, ARCHS, Classifier, ModelConfig, build_model
+from ..settings import cpu_name, get_settings, resolve_device
+from .state import (
     STATE_SUFFIX,
     EpochProgress,
     TrainStateError,
@@ -125,7 +125,7 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 SCRATCH_LR_PER_128 = 0.1
 FINETUNE_LR_PER_128 = 0.01
 # Epochs per stage when none are given (the model cards record what was actually run;
-# the CPU pipeline's recipe is kwta_demo.pipeline.DEFAULT_PLAN).
+# the CPU pipeline's recipe is kwta_demo.pipeline.runner.DEFAULT_PLAN).
 DEFAULT_EPOCHS: dict[str, dict[str, int]] = {
     "resnet18": {"scratch": 30, "finetune": 10},
     "alexnet": {"scratch": 40, "finetune": 10},
@@ -164,7 +164,7 @@ class TrainConfig:
     # Progressive resizing: ((size, epochs), ...) in order, e.g. ((16, 10), (24, 8), (32, 14));
     # empty means every epoch at 32 px. Evaluation is always at 32 px.
     image_sizes: tuple[tuple[int, int], ...] = ()
-    # Adversarial training (kwta_demo.adversarial): the single-step method (None: standard
+    # Adversarial training (kwta_demo.training.adversarial): the single-step method (None: standard
     # training), its L-inf radius, and how many training images are held out of training for
     # the PGD-10 check after every epoch that picks the epoch kept.
     adversarial: str | None = None
@@ -1130,7 +1130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout", type=int, default=HOLDOUT_IMAGES,
                         help="training images held out of the at- stages for the PGD-10 check "
                              "after each epoch that picks the epoch kept (default: %(default)s)")
-    parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data.py)")
+    parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data/cifar10.py)")
     parser.add_argument("--out", default=None,
                         help="checkpoint folder root (default: KWTA_CHECKPOINTS or checkpoints/)")
     parser.add_argument("--state-dir", default="runs", help="resumable training states")
@@ -1209,6 +1209,6 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _parser = argparse.ArgumentParser(prog="python -m kwta_demo.train", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m kwta_demo.training.train", description=__doc__)
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

@@ -30,9 +30,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
-from .data import CifarSplit, describe_source, evaluation_sample, load_cifar10, seeded_subset
-from .settings import resolve_device
+from ..models.checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
+from ..data.cifar10 import CifarSplit, describe_source, evaluation_sample, load_cifar10, seeded_subset
+from ..settings import resolve_device
 
 __all__ = ["RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
            "vga_statistics", "map_batches", "evaluate", "load_result", "save_result",
@@ -205,7 +205,7 @@ def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _check_data(images: Any, labels: Any, batch_size: Any) -> torch.Tensor:
-    from .attacks.base import AttackParameterError, check_labels
+    from ..attacks.base import AttackParameterError, check_labels
 
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         raise AttackParameterError("images must be a non-empty (N, 3, H, W) tensor")
@@ -242,7 +242,7 @@ def clean_accuracy(
     should_stop: Callable[[], bool] | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` over every image of ``split``."""
-    from .attacks.base import attack_mode
+    from ..attacks.base import attack_mode
 
     dev = _device_of(model, device)
     n = len(split.labels)
@@ -292,8 +292,8 @@ def robust_accuracy(
     is still the true label, and target_missed_rate the fraction whose target was not
     reached.
     """
-    from .attacks import get_attack, run_attack
-    from .attacks.base import derived_seed
+    from ..attacks import get_attack, run_attack
+    from ..attacks.base import derived_seed
 
     if get_attack(attack).name == "vga":
         stats = vga_statistics(
@@ -389,8 +389,8 @@ def vga_statistics(
     targets), per_target (success rate per target class), clean_acc, n (images), n_pairs,
     robust_per_image (each image's number of pairs that kept the true label).
     """
-    from .attacks import run_attack
-    from .attacks.base import attack_mode, derived_seed
+    from ..attacks import run_attack
+    from ..attacks.base import attack_mode, derived_seed
 
     labels = _check_data(images, labels, batch_size)
     index = _indices(indices, images.shape[0])
@@ -612,7 +612,7 @@ def _sample(limit_clean: int | None) -> str:
 def _preset_params(spec: RobustColumn) -> str:
     """The preset's parameters as JSON: a row measured with other settings under the same
     preset name is not reused."""
-    from .attacks import get_attack
+    from ..attacks import get_attack
 
     presets = get_attack(spec.attack).presets
     if spec.preset not in presets:

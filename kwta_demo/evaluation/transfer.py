@@ -15,9 +15,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .attacks import run_attack
+from ..attacks import run_attack
 from .evaluate import wilson_interval
-from .kwta import KWTA
+from ..models.kwta import KWTA
 
 __all__ = ["TransferMatrix", "transfer_matrix", "fooled_rates"]
 

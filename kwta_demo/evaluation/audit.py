@@ -33,10 +33,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .attacks import run_attack
-from .attacks.base import ImageStreams, attack_mode, batch_seeds, check_seed
-from .attacks.gradient import ascend, input_gradient
-from .kwta import KWTA
+from ..attacks import run_attack
+from ..attacks.base import ImageStreams, attack_mode, batch_seeds, check_seed
+from ..attacks.gradient import ascend, input_gradient
+from ..models.kwta import KWTA
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,8 @@ def audit(
     Square, the transfer from the twin, the gradient statistics) keep their results, to be
     read by the next audit of the same model, twin and images: pass one dict per model.
     """
-    from .attacks import get_attack
-    from .attacks.base import MAX_STEPS
+    from ..attacks import get_attack
+    from ..attacks.base import MAX_STEPS
 
     spec = get_attack(attack)
     if spec.targeted == "required":
@@ -306,10 +306,10 @@ def audit_checkpoints(
     and compute the transfer matrix of the last one, on ``n`` seeded class-balanced test
     images; one row per (model, attack) and one per matrix. Rows in ``done`` with the same
     weights and settings are kept; ``on_row`` gets each new row."""
-    from .checkpoints import find_checkpoint, load_model, weights_sha256
-    from .data import describe_source, evaluation_sample, load_cifar10
+    from ..models.checkpoints import find_checkpoint, load_model, weights_sha256
+    from ..data.cifar10 import describe_source, evaluation_sample, load_cifar10
     from .evaluate import utc_now
-    from .settings import resolve_device
+    from ..settings import resolve_device
     from .transfer import transfer_matrix
 
     def stamped(row: dict[str, Any]) -> dict[str, Any]:
@@ -457,7 +457,7 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def appender(path: str | Path, rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
     """A callback that adds a row to ``rows`` and rewrites ``path`` atomically."""
-    from .checkpoints import atomic_write_text
+    from ..models.checkpoints import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

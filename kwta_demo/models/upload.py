@@ -26,7 +26,7 @@ from .checkpoints import (
     manifest_text,
     verify_manifest,
 )
-from .settings import get_settings
+from ..settings import get_settings
 
 __all__ = ["Published", "check_publishable", "publish", "add_to_collection", "add_arguments",
            "main"]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .kwta import KWTA
-from .models import Classifier, build_model
+from .architectures import Classifier, build_model
 
 __all__ = [
     "LayerInfo",

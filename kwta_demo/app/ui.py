@@ -1,6 +1,6 @@
 """The Gradio app: ``create_demo(...) -> gr.Blocks``, a layout over ``Explorer``'s handlers.
 
-Handlers here only translate between components and ``kwta_demo.explorer`` (which does
+Handlers here only translate between components and ``kwta_demo.app.explorer`` (which does
 the validating and the work, and is tested without Gradio). Images go out as PNG: the
 default WebP would destroy an adversarial perturbation. The real tensors stay on the
 server (``gr.State``); the browser only ever gets pictures of them.
@@ -38,8 +38,8 @@ from .explorer import (
     replay_query,
 )
 from .model_cache import ModelStatus
-from .models import CIFAR10_CLASSES
-from .report_tables import RESULTS_DIR, claims, reproduction_markdown, results_files
+from ..models.architectures import CIFAR10_CLASSES
+from ..reporting.tables import RESULTS_DIR, claims, reproduction_markdown, results_files
 
 __all__ = ["create_demo", "model_status_markdown", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 

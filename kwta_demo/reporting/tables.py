@@ -2,7 +2,7 @@
 
 One renderer for the app's Reproduction tab and for docs/reproduction.md
 (``scripts/reproduction_report.py``). The report's figures come from
-``kwta_demo.published`` (its text, by section and table); ours from the evaluation rows
+``kwta_demo.reporting.published`` (its text, by section and table); ours from the evaluation rows
 in ``results/reproduction.json`` (written by ``pipeline run`` or ``evaluate``), from each
 checkpoint's ``metrics.json`` and from ``results/bench-train-*.json``. A cell of ours
 that was not measured says so; nothing is filled in.
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import published as P
-from .evaluate import load_result as read_result
-from .pipeline import arch_of, typical_epoch_seconds
-from .settings import PROJECT_ROOT
+from ..evaluation.evaluate import load_result as read_result
+from ..pipeline.runner import arch_of, typical_epoch_seconds
+from ..settings import PROJECT_ROOT
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "WorstCase",
            "RESULTS_DIR", "RESULTS_FILES", "best_rows", "claims", "reproduction_markdown",
@@ -104,7 +104,7 @@ def _report_cell(arch: str, variant: str, attack: str | None) -> str:
 
 def _clean_from_card(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     """A clean-accuracy row from a checkpoint's metrics.json (whole test split), if any."""
-    from .evaluate import wilson_interval
+    from ..evaluation.evaluate import wilson_interval
 
     if not metrics or metrics.get("clean_accuracy") is None:
         return None
@@ -140,7 +140,7 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
 def short_label(attack: str, preset: str) -> str:
     """'PGD (corrected)', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words
     (its registry title without the parenthesis; PGD, which has three rows, with its preset)."""
-    from .attacks import get_attack
+    from ..attacks import get_attack
 
     name = get_attack(attack).title.split(" (")[0]
     return f"{name} ({preset})" if attack == "pgd" else name
@@ -167,7 +167,7 @@ def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
     of the sample (None: its largest common set of images), counting every row on at least
     ``n`` images (None: no such row has per-image outcomes); only the (attack, preset)
     pairs of ``attacks`` where given."""
-    from .evaluate import wilson_interval
+    from ..evaluation.evaluate import wilson_interval
 
     rows = [(attack, preset, best[(model, attack, preset)]) for attack, preset, _, _ in COLUMNS
             if attack != "none" and (model, attack, preset) in best
@@ -526,7 +526,7 @@ def _pgd_finding_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> l
 
 def _audit_section(results: Path) -> list[str]:
     """The gradient-masking audit and the transfer matrices of ``results/audit.json``."""
-    from .audit import load_rows
+    from ..evaluation.audit import load_rows
 
     lines = ["### Is the robustness real? The gradient-masking audit", ""]
     try:
@@ -563,7 +563,7 @@ def _audit_section(results: Path) -> list[str]:
         if reading:
             lines += ["", reading]
     lines += ["", _audit_provenance(rows)]
-    lines += ["", "The checks (`kwta_demo/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
+    lines += ["", "The checks (`kwta_demo/evaluation/audit.py`, after Carlini et al. 2019): PGD with eps = 1 "
               "from the image must succeed; five times the steps must not change the audited "
               "attack's success; Square (no gradients) and PGD examples made on the ReLU twin "
               "must not beat it. A verdict is about the audited attack's figure, not the model "
@@ -575,7 +575,7 @@ def _audit_section(results: Path) -> list[str]:
 def _transfer_in_words(row: dict[str, Any]) -> str | None:
     """What a transfer matrix says of each k-WTA model's own gradients: do the examples
     they lead to fool the ReLU twin as well as those of BPDA on the same model?"""
-    from .audit import beats
+    from ..evaluation.audit import beats
 
     sources, targets = list(row["sources"]), list(row["targets"])
     twins = [t for t in targets if t.endswith("-relu")]
@@ -801,7 +801,7 @@ def _verdicts_in_words(audits: list[dict[str, Any]]) -> str:
 
 def _audit_in_words(results: Path) -> str:
     """The README's line on the audit: its verdicts in a few words, with images and seed."""
-    from .audit import load_rows
+    from ..evaluation.audit import load_rows
 
     try:
         audits = [r for r in load_rows(results / "audit.json") if r.get("kind") == "audit"]
@@ -901,7 +901,7 @@ def reproduction_markdown(
     results_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None
 ) -> str:
     """The Reproduction tab's text: the PGD finding, Tables 1-3 (report vs ours), notes."""
-    from .settings import get_settings
+    from ..settings import get_settings
 
     results = Path(results_dir) if results_dir is not None else RESULTS_DIR
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else get_settings().checkpoint_dir
@@ -918,7 +918,7 @@ def reproduction_markdown(
     report = P.REPORT
     parts = [f"Report: {report['authors']}, *{report['title']}*, {report['venue']}; it "
              f"reproduces {report['reproduces']}. Its figures are quoted from its text, by "
-             "section and table (`kwta_demo/published.json`).", ""]
+             "section and table (`kwta_demo/reporting/published.json`).", ""]
     if result is None:
         parts.append("Our evaluation results do not exist yet (`results/reproduction.json`: "
                      "run `python -m kwta_demo pipeline run`); every cell of ours says "

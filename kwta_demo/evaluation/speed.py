@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kwta import KWTA, kwta, kwta_reference, relu_to_kwta, resolve_impl
-from .models import build_model
-from .settings import PROJECT_ROOT, cpu_name, resolve_device
+from ..models.kwta import KWTA, kwta, kwta_reference, relu_to_kwta, resolve_impl
+from ..models.architectures import build_model
+from ..settings import PROJECT_ROOT, cpu_name, resolve_device
 
 __all__ = ["WORKLOADS", "add_arguments", "main", "markdown_table", "run_bench", "pgd_click"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .models import ModelConfig
-from .settings import get_settings
+from ..models.architectures import ModelConfig
+from ..settings import get_settings
 
 __all__ = ["DATA_CAVEAT", "DATASET", "LICENSE", "model_card", "robust_rows_for"]
 
@@ -98,7 +98,7 @@ def worst_case_for(result: dict[str, Any] | None, weights_sha256: str,
                    eps: float = 0.031) -> dict[str, Any] | None:
     """The robust accuracy when every attack of Tables 1-2 run on the same images counts at
     once (an image is robust only if all of them failed on it), for these weights."""
-    from .report_tables import short_label, best_rows, worst_case
+    from .tables import short_label, best_rows, worst_case
 
     rows = [r for r in (result or {}).get("rows", []) if r.get("weights_sha256") == weights_sha256]
     models = {Path(str(r["model"])).name for r in rows}

@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .checkpoints import MODEL_NAMES, CheckpointError, CheckpointNotFoundError, load_model
-from .models import Classifier
-from .settings import Settings, get_settings, resolve_device
+from ..models.checkpoints import MODEL_NAMES, CheckpointError, CheckpointNotFoundError, load_model
+from ..models.architectures import Classifier
+from ..settings import Settings, get_settings, resolve_device
 
 __all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline", "RETRY_NOT_FOUND_S"]
 

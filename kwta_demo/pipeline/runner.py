@@ -72,7 +72,7 @@ class TrainStep:
 
     @property
     def name(self) -> str:
-        from .train import _stage_name
+        from ..training.train import _stage_name
 
         return _stage_name(self.arch, self.stage)
 
@@ -274,7 +274,7 @@ def _running_pid(files: _Files) -> int | None:
 
 
 def _checkpoint_root(plan: Plan) -> Path:
-    from .settings import get_settings
+    from ..settings import get_settings
 
     return Path(plan.checkpoints) if plan.checkpoints else get_settings().checkpoint_dir
 
@@ -299,7 +299,7 @@ def _train_groups(steps: tuple[TrainStep, ...]) -> list[list[TrainStep]]:
 
 
 def _write_current(files: _Files, what: dict[str, Any]) -> None:
-    from .checkpoints import atomic_write_text
+    from ..models.checkpoints import atomic_write_text
 
     atomic_write_text(files.current, json.dumps({**what, "pid": os.getpid(),
                                                   "since": time.time()}) + "\n")
@@ -311,8 +311,8 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
     Raises ``PipelineStopped`` after ``request_stop`` (the state is saved), and
     RuntimeError when another run of the same plan is alive.
     """
-    from .checkpoints import atomic_write_text
-    from .train import set_threads
+    from ..models.checkpoints import atomic_write_text
+    from ..training.train import set_threads
 
     files = _files(plan)
     files.root.mkdir(parents=True, exist_ok=True)
@@ -354,8 +354,8 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> dict[s
 def _train_steps(plan: Plan, steps: tuple[TrainStep, ...], files: _Files,
                  should_stop: Callable[[], bool], progress: bool) -> None:
     """Train every stage of ``steps`` that is not done, one architecture's chain at a time."""
-    from .data import load_cifar10, seeded_subset
-    from .train import TrainingStopped, train_schedule
+    from ..data.cifar10 import load_cifar10, seeded_subset
+    from ..training.train import TrainingStopped, train_schedule
 
     if all(_stage_done(plan, s) for s in steps):
         return
@@ -413,7 +413,7 @@ def _parts_dir(plan: Plan) -> Path:
 
 def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
                     stop_file: Path) -> None:
-    from .evaluate import RobustColumn, EvaluationStopped, evaluate, load_result, save_result
+    from ..evaluation.evaluate import RobustColumn, EvaluationStopped, evaluate, load_result, save_result
 
     out = Path(plan.results)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -448,7 +448,7 @@ def _run_evaluation_ranks(plan: Plan, step: EvalStep, models: list[str], stem: P
                           stop_file: Path) -> None:
     """The evaluation step as ``torchrun --nproc-per-node eval_processes``: the same rows,
     written to the same file, the batches shared among the processes."""
-    from .evaluate import STOPPED_EXIT
+    from ..evaluation.evaluate import STOPPED_EXIT
 
     limit_clean = step.n_clean or plan.limit_test
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -481,7 +481,7 @@ def _threads() -> int:
 
 
 def _run_audit(plan: Plan, step: AuditStep, should_stop: Callable[[], bool]) -> None:
-    from .audit import appender, audit_checkpoints, load_rows
+    from ..evaluation.audit import appender, audit_checkpoints, load_rows
 
     rows = load_rows(plan.audit_results)
     add = appender(plan.audit_results, rows)
@@ -511,7 +511,7 @@ def request_stop(plan: Plan = DEFAULT_PLAN) -> int | None:
 
 def _state_summary(plan: Plan, step: TrainStep) -> dict[str, Any] | None:
     """Epochs done, the unfinished epoch's step and the history of a stage's state file."""
-    from .train_state import STATE_SUFFIX, read_state_meta
+    from ..training.state import STATE_SUFFIX, read_state_meta
 
     path = step.state_dir(plan) / f"{step.name}{STATE_SUFFIX}"
     meta = read_state_meta(path) if path.is_file() else None
@@ -576,7 +576,7 @@ def _seconds_per_image(plan: Plan, rows: list[dict[str, Any]]) -> Callable[[_Cos
     """Seconds per image of an attack on an architecture: the slower of that architecture's
     models in the evaluation's own rows, else in ``attack-cost-cpu.json`` beside the
     results (``benchmarks/attack_cost.py``), else the mean of everything known."""
-    from .evaluate import RobustColumn
+    from ..evaluation.evaluate import RobustColumn
 
     measured: dict[_CostKey, list[float]] = {}
     for r in rows:
@@ -637,8 +637,8 @@ def _batches_done(plan: Plan) -> Callable[[EvalStep, str, Any], int]:
     """Finished batches kept of a model's row in an evaluation step (``evaluate``'s parts
     folder beside the results; 0 where its checkpoint is not there to name it). Each
     checkpoint is hashed once."""
-    from .checkpoints import weights_sha256
-    from .evaluate import parts_folder, robust_row_key
+    from ..models.checkpoints import weights_sha256
+    from ..evaluation.evaluate import parts_folder, robust_row_key
 
     parts_dir = _parts_dir(plan)
     root = _checkpoint_root(plan)
@@ -662,7 +662,7 @@ def _batches_done(plan: Plan) -> Callable[[EvalStep, str, Any], int]:
 def rows_in_progress(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The evaluation's rows not finished but with finished batches kept: model, attack
     (``name:preset``), eps, n, batches done and in all, and the images those batches hold."""
-    from .evaluate import RobustColumn
+    from ..evaluation.evaluate import RobustColumn
 
     have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
              int(r.get("n", 0))) for r in rows}
@@ -699,7 +699,7 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]],
     (``in_progress``, from ``rows_in_progress``, which this reads when not given) count
     as done.
     """
-    from .evaluate import RobustColumn
+    from ..evaluation.evaluate import RobustColumn
 
     per_image = _seconds_per_image(plan, rows)
     have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
@@ -749,7 +749,7 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]],
 def _stage_remaining(step: TrainStep, state: dict[str, Any] | None,
                      reference: float | None) -> float | None:
     """Seconds left for a stage: its own measured epochs, else ``reference`` s per 32 px epoch."""
-    from .train import parse_image_sizes
+    from ..training.train import parse_image_sizes
 
     phases = parse_image_sizes(step.sizes, step.epochs) or ((32, step.epochs),)
     sizes = [s for s, n in phases for _ in range(n)]
@@ -772,7 +772,7 @@ def _stage_remaining(step: TrainStep, state: dict[str, Any] | None,
 def _partial_epoch32(step: TrainStep, state: dict[str, Any] | None) -> float | None:
     """Seconds per 32 px epoch from the epoch under way (its seconds per image so far),
     when the state says how many images an epoch has; None otherwise."""
-    from .train import parse_image_sizes
+    from ..training.train import parse_image_sizes
 
     partial = (state or {}).get("partial") or {}
     seen, seconds, images = partial.get("seen"), partial.get("seconds"), partial.get("images")
@@ -787,7 +787,7 @@ def _partial_epoch32(step: TrainStep, state: dict[str, Any] | None) -> float | N
 def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
     """What is done, what is running and the time left (estimated from measured epochs,
     else from the epoch under way)."""
-    from .evaluate import load_result
+    from ..evaluation.evaluate import load_result
 
     files = _files(plan)
     pid = _running_pid(files)
@@ -830,7 +830,7 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
                                    if "test_acc" in h), None) if state else None,
             "remaining_seconds": remaining,
         })
-    from .audit import load_rows
+    from ..evaluation.audit import load_rows
 
     result = load_result(Path(plan.results))
     eval_rows = result["rows"] if result else []

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kwta import KWTA
+from ..models.kwta import KWTA
 
 __all__ = ["Slice", "directions", "line_slice", "plane_slice"]
 

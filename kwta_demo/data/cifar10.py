@@ -38,14 +38,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .checkpoints import hash_file
-from .models import CIFAR10_CLASSES
-from .settings import PROJECT_ROOT, get_settings
+from ..models.checkpoints import hash_file
+from ..models.architectures import CIFAR10_CLASSES
+from ..settings import PROJECT_ROOT, get_settings
 
 __all__ = [
     "CifarSplit",
     "DataNotFoundError",
     "SPLITS",
+    "GALLERY_SAMPLE",
     "TORCHVISION_PREFIX",
     "load_cifar10",
     "resolve_source",
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("train", "test")
+GALLERY_SAMPLE = Path(__file__).resolve().parent / "gallery_sample"
+"""100 test images (10 per class) shipped for a fresh clone; scripts/make_gallery_sample.py."""
 TORCHVISION_PREFIX = "torchvision:"
 IMAGE_SIZE = 32
 PAD = 4

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import run_attack
-from .attacks.base import derived_seed
-from .data import CifarSplit, batches
+from ..attacks import run_attack
+from ..attacks.base import derived_seed
+from ..data.cifar10 import CifarSplit, batches
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_EPS", "HOLDOUT_IMAGES", "HOLDOUT_ATTACK",
            "SingleStep", "training_examples", "HoldoutCheck", "holdout_check"]

@@ -36,7 +36,7 @@ def versions() -> dict[str, str | None]:
             out[name] = __import__(module).__version__
         except ImportError:
             out[name] = None
-    from .train import _git_commit
+    from ..training.train import _git_commit
 
     out["kwta-demo commit"] = _git_commit()
     return out
@@ -52,7 +52,7 @@ def image_sha256(image: torch.Tensor) -> str:
 def receipt(outcome: Any, *, weights: dict[str, str], device: str) -> dict[str, Any]:
     """The JSON receipt of an ``explorer.AttackOutcome``; ``weights`` maps each model to the
     SHA-256 of its weights."""
-    from .models import CIFAR10_CLASSES
+    from ..models.architectures import CIFAR10_CLASSES
 
     image = outcome.image.tensor
     pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).tolist()
@@ -86,7 +86,7 @@ def replay_arguments(document: dict[str, Any]) -> dict[str, Any]:
     (H, W, 3) uint8 array); ValueError for a document that is not a receipt."""
     import numpy as np
 
-    from .models import ModelConfig
+    from ..models.architectures import ModelConfig
 
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"not a receipt ({FORMAT!r} expected)")

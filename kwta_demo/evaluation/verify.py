@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import (
+from ..models.checkpoints import (
     MANIFEST,
     CheckpointError,
     atomic_write_text,
@@ -26,9 +26,9 @@ from .checkpoints import (
     weights_sha256,
     write_manifest,
 )
-from .data import CifarSplit, load_cifar10, seeded_subset
-from .kwta import KWTA
-from .settings import resolve_device
+from ..data.cifar10 import CifarSplit, load_cifar10, seeded_subset
+from ..models.kwta import KWTA
+from ..settings import resolve_device
 
 __all__ = ["SPARSITY_TOLERANCE", "verify_checkpoint", "check_external_manifest",
            "record_verification", "add_arguments", "main"]
@@ -69,7 +69,7 @@ def verify_checkpoint(
     manifest: str | Path | None = None, sparsity_images: int = 1000,
 ) -> dict[str, Any]:
     """Run every check on one checkpoint folder; returns the findings (``ok`` says it all)."""
-    from .activations import activation_sparsity
+    from ..models.activations import activation_sparsity
 
     folder = Path(folder)
     dev = resolve_device(device)
@@ -172,9 +172,9 @@ def record_verification(folder: str | Path, findings: dict[str, Any], *, command
     """Store ``findings`` as ``verification`` in ``folder/metrics.json`` (and, from the
     evaluation ``results`` file, the robust accuracies measured on these very weights),
     then rewrite the card."""
-    from .cards import model_card, robust_rows_for, worst_case_for
+    from ..reporting.cards import model_card, robust_rows_for, worst_case_for
     from .evaluate import load_result
-    from .models import ModelConfig
+    from ..models.architectures import ModelConfig
 
     folder = Path(folder)
     metrics_path = folder / "metrics.json"
@@ -196,6 +196,6 @@ def record_verification(folder: str | Path, findings: dict[str, Any], *, command
 
 
 def _device_name(device: str) -> str:
-    from .train import _device_name as name
+    from ..training.train import _device_name as name
 
     return name(torch.device(device))

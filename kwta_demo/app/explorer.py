@@ -27,26 +27,26 @@ from urllib.parse import urlencode
 import numpy as np
 import torch
 
-from .activations import (
+from ..models.activations import (
     LayerInfo,
     active_share,
     capture_activations,
     comparable_layers,
     flipped_share,
 )
-from .attacks import ATTACKS, run_attack
-from .attacks.gradient import recording_iterates
-from .audit import audit
-from .checkpoints import CheckpointError, find_checkpoint, weights_sha256
-from .data import DataNotFoundError, balanced_sample, evaluation_sample, load_cifar10, resolve_source
-from .evaluate import clean_accuracy, robust_accuracy
-from .landscape import directions, line_slice, plane_slice
+from ..attacks import ATTACKS, run_attack
+from ..attacks.gradient import recording_iterates
+from ..evaluation.audit import audit
+from ..models.checkpoints import CheckpointError, find_checkpoint, weights_sha256
+from ..data.cifar10 import GALLERY_SAMPLE, DataNotFoundError, balanced_sample, evaluation_sample, load_cifar10, resolve_source
+from ..evaluation.evaluate import clean_accuracy, robust_accuracy
+from ..evaluation.landscape import directions, line_slice, plane_slice
 from .model_cache import ModelCache, ModelStatus, deadline
-from .models import ARCHS, CIFAR10_CLASSES, ModelConfig
+from ..models.architectures import ARCHS, CIFAR10_CLASSES, ModelConfig
 from .receipts import receipt, receipt_tensors
-from .settings import Settings, get_settings
-from .transfer import transfer_matrix
-from .uploads import PreparedImage, prepare_image
+from ..settings import Settings, get_settings
+from ..evaluation.transfer import transfer_matrix
+from ..data.uploads import PreparedImage, prepare_image
 
 __all__ = [
     "ARCH_LABELS",
@@ -383,7 +383,7 @@ class LandscapeOutcome:
 
 @dataclass
 class AuditOutcome:
-    audits: list[Any]  # kwta_demo.audit.Audit, one per model
+    audits: list[Any]  # kwta_demo.evaluation.audit.Audit, one per model
     errors: dict[str, str]
     images: int
     seconds: float
@@ -413,8 +413,6 @@ class SweepOutcome:
 # ---------------------------------------------------------------- the explorer
 
 
-GALLERY_SAMPLE = Path(__file__).resolve().parent / "gallery_sample"
-"""100 test images (10 per class) shipped for a fresh clone; scripts/make_gallery_sample.py."""
 
 
 class Explorer:
@@ -461,7 +459,7 @@ class Explorer:
             split = load_cifar10("test", GALLERY_SAMPLE)
             index = json.loads((GALLERY_SAMPLE / "index.json").read_text())
             return split, torch.tensor(index), (
-                "the sample shipped with the app (kwta_demo/gallery_sample: 10 test images "
+                "the sample shipped with the app (kwta_demo/data/gallery_sample: 10 test images "
                 "per class of the JPEG CIFAR-10 copy; set KWTA_CIFAR10 for the whole split)")
         kind, path = resolve_source(self.data_source)
         return split, torch.arange(len(split.labels)), f"{path} ({kind})"

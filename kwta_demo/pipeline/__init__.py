@@ -1,0 +1,1 @@
+"""The background job: what is left of training and evaluation, resumable."""

@@ -1,0 +1,1 @@
+"""Reporting: the published figures, the reproduction tables and claims, model cards."""

@@ -1,0 +1,1 @@
+"""Training: the recipe (standard and adversarial), its loop, its resumable state."""
