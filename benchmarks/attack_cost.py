@@ -30,7 +30,7 @@ from kwta_demo.evaluation.speed import environment  # noqa: E402
 from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10  # noqa: E402
 from kwta_demo.evaluation.evaluate import RobustColumn  # noqa: E402
 from kwta_demo.models.kwta import relu_to_kwta  # noqa: E402
-from kwta_demo.pipeline.runner import DEFAULT_PLAN  # noqa: E402
+from kwta_demo.pipeline.plan import DEFAULT_PLAN  # noqa: E402
 from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
 from kwta_demo.training.train import set_threads  # noqa: E402
 

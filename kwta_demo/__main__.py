@@ -10,15 +10,15 @@ import sys
 # Each command lives in its own module, imported only when it runs, and exposes
 # add_arguments(parser) and main(args) -> int.
 COMMANDS = {
-    "train": ("kwta_demo.training.train", "train ReLU then incremental k-WTA models"),
-    "evaluate": ("kwta_demo.evaluation.evaluate", "clean and robust accuracy tables"),
-    "bench": ("kwta_demo.evaluation.speed", "ReLU vs k-WTA speed, as ratios measured in one run"),
-    "publish": ("kwta_demo.models.upload", "upload checkpoint folders to the Hugging Face Hub"),
-    "audit": ("kwta_demo.evaluation.audit", "gradient-masking audit and transfer matrix of one "
+    "train": ("kwta_demo.cli.train", "train ReLU then incremental k-WTA models"),
+    "evaluate": ("kwta_demo.cli.evaluate", "clean and robust accuracy tables"),
+    "bench": ("kwta_demo.cli.bench", "ReLU vs k-WTA speed, as ratios measured in one run"),
+    "publish": ("kwta_demo.cli.publish", "upload checkpoint folders to the Hugging Face Hub"),
+    "audit": ("kwta_demo.cli.audit", "gradient-masking audit and transfer matrix of one "
                                  "architecture's three checkpoints"),
-    "verify": ("kwta_demo.evaluation.verify", "check checkpoints: manifest, strict load, accuracy, "
+    "verify": ("kwta_demo.cli.verify", "check checkpoints: manifest, strict load, accuracy, "
                                    "k-WTA sparsity"),
-    "pipeline": ("kwta_demo.pipeline.runner", "train what is missing, then evaluate, resumably "
+    "pipeline": ("kwta_demo.cli.pipeline", "train what is missing, then evaluate, resumably "
                                        "(run | status | stop)"),
 }
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .models.checkpoints import MODEL_NAMES, save_checkpoint
 from .models.architectures import CIFAR10_CLASSES, ModelConfig, build_model
+from .models.checkpoints import MODEL_NAMES, save_checkpoint
 
 __all__ = [
     "write_random_checkpoints",

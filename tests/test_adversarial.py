@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -11,7 +12,8 @@ import kwta_demo
 from kwta_demo.training import adversarial as A
 from kwta_demo.training import train as T
 from kwta_demo.training import state as TS
-from kwta_demo.data.cifar10 import CifarSplit, held_out
+from kwta_demo.cli.train import parse_eps
+from kwta_demo.data.cifar10 import held_out
 
 from test_train import assert_same_weights, synthetic, weights
 
@@ -125,4 +127,6 @@ def test_the_command_line_trains_adversarial_stages(tmp_path):
     command = T.reproduce_command("alexnet", ["at-relu"], configs, half=True)
     assert "--stages at-relu" in command
     assert "--adversarial fgsm-rs --adv-eps 0.031 --holdout 100" in command
-    assert T._eps("8/255") == pytest.approx(8 / 255) and T._eps("0.031") == 0.031
+    assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps("0.031") == 0.031
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_eps("8/0")

@@ -210,16 +210,13 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
                     should_stop=stop_at_the_second_attack_batch, **kw)
     assert len(list(parts.glob("*/seeds-*.json"))) == 1  # the finished attack batch is kept
 
-    from kwta_demo.attacks import registry
-
-    original = registry.run_attack
+    original = ev.run_attack
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "run_attack", counting)
-    monkeypatch.setattr("kwta_demo.attacks.run_attack", counting)
+    monkeypatch.setattr(ev, "run_attack", counting)
     resumed = ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts, **kw)
     assert len(calls) == 2  # batches 1 and 2 only; batch 0 came from its part
     assert _outcomes(resumed) == _outcomes(fresh)

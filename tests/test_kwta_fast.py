@@ -362,7 +362,8 @@ def test_bench_rows_and_json(tmp_path):
     """The bench command writes one row per workload x impl with the agreed fields."""
     import argparse
 
-    from kwta_demo.evaluation import speed as bench
+    from kwta_demo.cli import bench
+    from kwta_demo.evaluation.speed import markdown_table
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
@@ -381,7 +382,7 @@ def test_bench_rows_and_json(tmp_path):
         assert r["ms"] > 0 and r["ratio_vs_relu"] > 0
     assert rows[0]["ratio_vs_relu"] == 1.0
     assert rows[2]["check"]["layers_checked"] == 16 and rows[2]["check"]["mismatches"] == 0
-    assert "| resnet18-32-forward-b16 | fast |" in bench.markdown_table(rows)
+    assert "| resnet18-32-forward-b16 | fast |" in markdown_table(rows)
 
 
 def test_bench_pgd_click_stays_in_the_ball():

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from kwta_demo.pipeline import plan as PL
 from kwta_demo.pipeline import runner as P
+from kwta_demo.pipeline import status as S
+from kwta_demo.training import timing
 from kwta_demo.testing import write_image_folder
 
 pytestmark = pytest.mark.slow
@@ -138,7 +141,7 @@ def test_stop_then_status_then_resume(tmp_path, data):
     plan_file.write_text(json.dumps(plan))
     started = _cli(plan_file, "run")  # detaches
     assert started.returncode == 0 and "pipeline started" in started.stdout
-    files = P._files(P.load_plan(plan_file))
+    files = P.pipeline_files(PL.load_plan(plan_file))
     deadline = time.monotonic() + 120
     while not (tmp_path / "runs" / "alexnet-relu.state.safetensors").exists():
         assert time.monotonic() < deadline, files.log.read_text()
@@ -147,7 +150,7 @@ def test_stop_then_status_then_resume(tmp_path, data):
     assert "already running" in _cli(plan_file, "run").stdout
     # the lock, not the pid file, keeps a second run out (two starting at once)
     with pytest.raises(RuntimeError, match="already running"):
-        P.run_pipeline(P.load_plan(plan_file))
+        P.run_pipeline(PL.load_plan(plan_file))
     assert files.pid.exists()
     stopped = _cli(plan_file, "stop", "--wait")
     assert "stop requested" in stopped.stdout
@@ -161,53 +164,58 @@ def test_stop_then_status_then_resume(tmp_path, data):
 
 
 def test_plans_and_estimates(tmp_path):
-    assert P.load_plan(None) is P.DEFAULT_PLAN
-    assert [s.name for s in P.DEFAULT_PLAN.train] == ["resnet18-relu", "resnet18-kwta-0.2",
-                                                       "resnet18-kwta-0.1"]
+    assert PL.load_plan(None) is PL.DEFAULT_PLAN
+    assert [s.name for s in PL.DEFAULT_PLAN.train] == [
+        "resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
+        "alexnet-at-relu", "alexnet-at-kwta-0.2", "alexnet-at-kwta-0.1",
+        "resnet18-at-relu", "resnet18-at-kwta-0.2", "resnet18-at-kwta-0.1"]
+    # each adversarially trained chain is one train_schedule call: k-WTA from the AT ReLU
+    groups = P.train_groups(PL.DEFAULT_PLAN.train)
+    assert [[s.stage for s in g] for g in groups[1:]] == [["at-relu", "at-kwta-0.2", "at-kwta-0.1"]] * 2
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [], "colour": "red"}))
     with pytest.raises(ValueError, match="unknown fields: colour"):
-        P.load_plan(bad)
+        PL.load_plan(bad)
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not a pipeline plan"):
-        P.load_plan(bad)
+        PL.load_plan(bad)
     history = [{"epoch": 1, "train_seconds": 60.0, "image_size": 16},
                {"epoch": 2, "train_seconds": 80.0, "image_size": 16},
                {"epoch": 3, "train_seconds": 200.0, "image_size": 16},  # the CPU was shared
                {"epoch": 4, "train_seconds": 70.0, "image_size": 16}]
-    assert P._epoch_seconds(history, 16) == 70.0  # the lower quartile of what was measured
-    assert P._epoch_seconds(history, 32) == pytest.approx(70.0 * 2 ** P._SIZE_EXPONENT)
-    step = P.TrainStep("resnet18", "relu", 4, sizes="16x2+32x2")
+    assert timing.epoch_seconds(history, 16) == 70.0  # the lower quartile of what was measured
+    assert timing.epoch_seconds(history, 32) == pytest.approx(70.0 * 2 ** timing.SIZE_EXPONENT)
+    step = PL.TrainStep("resnet18", "relu", 4, sizes="16x2+32x2")
     state = {"epoch": 1, "partial": {"step": 3, "seconds": 20.0}, "history": history[:1]}
-    left = P._stage_remaining(step, state, None)
-    assert left == pytest.approx((60 - 20) + 2 * 60 * 2 ** P._SIZE_EXPONENT)
-    assert P._stage_remaining(step, None, None) is None  # nothing measured yet
+    left = S.stage_remaining(step, state, None)
+    assert left == pytest.approx((60 - 20) + 2 * 60 * 2 ** timing.SIZE_EXPONENT)
+    assert S.stage_remaining(step, None, None) is None  # nothing measured yet
     # no finished epoch: the epoch under way gives the rate (30 s for 100 of 1,000 images
     # at 16 px: 300 s per 16 px epoch); a state without the epoch's size gives none
     early = {"epoch": 0, "partial": {"step": 1, "seen": 100, "seconds": 30.0, "images": 1000},
              "history": []}
-    assert P._partial_epoch32(step, early) == pytest.approx(300 * 2 ** P._SIZE_EXPONENT)
-    assert P._partial_epoch32(step, {**early, "partial": {"seen": 100, "seconds": 30.0}}) is None
-    assert P._partial_epoch32(step, None) is None
-    assert P._stage_remaining(step, None, 100.0) == pytest.approx(
-        2 * 100 * 0.5 ** P._SIZE_EXPONENT + 2 * 100)
+    assert S.partial_epoch32(step, early) == pytest.approx(300 * 2 ** timing.SIZE_EXPONENT)
+    assert S.partial_epoch32(step, {**early, "partial": {"seen": 100, "seconds": 30.0}}) is None
+    assert S.partial_epoch32(step, None) is None
+    assert S.stage_remaining(step, None, 100.0) == pytest.approx(
+        2 * 100 * 0.5 ** timing.SIZE_EXPONENT + 2 * 100)
 
 
 def test_the_time_left_of_a_first_epoch_comes_from_its_own_rate(tmp_path, monkeypatch):
     # A fresh machine: no epoch finished yet, and no checkpoint to take a rate from. The
     # epoch under way (30 s for 100 of its 1,000 images, at 16 px) times this stage and the
     # next one of the same architecture.
-    plan = P.Plan(train=(P.TrainStep("resnet18", "relu", 2, sizes="16x1+32x1"),
-                         P.TrainStep("resnet18", "kwta-0.2", 1)),
+    plan = PL.Plan(train=(PL.TrainStep("resnet18", "relu", 2, sizes="16x1+32x1"),
+                         PL.TrainStep("resnet18", "kwta-0.2", 1)),
                   checkpoints=str(tmp_path / "ckpt"), runs=str(tmp_path / "runs"),
                   results=str(tmp_path / "eval.json"),
                   audit_results=str(tmp_path / "audit.json"))
     early = {"epoch": 0, "partial": {"step": 1, "seen": 100, "seconds": 30.0, "images": 1000},
              "history": []}
-    monkeypatch.setattr(P, "_state_summary",
+    monkeypatch.setattr(S, "state_summary",
                         lambda plan, step: early if step.stage == "relu" else None)
-    relu, kwta = P.pipeline_status(plan)["stages"][:2]
-    epoch32 = 300 * 2 ** P._SIZE_EXPONENT
+    relu, kwta = S.pipeline_status(plan)["stages"][:2]
+    epoch32 = 300 * 2 ** timing.SIZE_EXPONENT
     assert relu["remaining_seconds"] == pytest.approx((300 - 30) + epoch32)
     assert kwta["remaining_seconds"] == pytest.approx(epoch32)
 
@@ -223,8 +231,8 @@ def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
         {"arch": "alexnet", "stage": "relu", "epochs": 1, "batch_size": 10,
          "out": str(tmp_path / "probes" / "ls"), "label_smoothing": 0.1, "amp": "off",
          "seed": 1}])
-    plan = P.Plan.from_dict(plan_dict)
-    assert len(P._train_groups(plan.after)) == 2
+    plan = PL.Plan.from_dict(plan_dict)
+    assert len(P.train_groups(plan.after)) == 2
     P.run_pipeline(plan)
     for root, smoothing, amp, seed in (("plain", 0.0, "auto", plan.seed), ("ls", 0.1, "off", 1)):
         folder = tmp_path / "probes" / root
@@ -234,7 +242,7 @@ def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
         assert metrics["recipe"]["amp"] == amp
         assert metrics["recipe"]["seed"] == seed
     assert not (tmp_path / "runs" / "alexnet-relu.state.safetensors").exists()
-    assert all(P._stage_done(plan, s) for s in plan.after)
+    assert all(P.stage_done(plan, s) for s in plan.after)
 
 
 def test_time_left_comes_from_each_attacks_cost(tmp_path):
@@ -250,24 +258,24 @@ def test_time_left_comes_from_each_attacks_cost(tmp_path):
         {"model": "resnet18-relu", "attack": "pgd:report", "seconds_per_image": 0.9}]}))
     (tmp_path / "ckpt" / "resnet18-relu").mkdir(parents=True)
     (tmp_path / "ckpt" / "resnet18-relu" / "metrics.json").write_text('{"eval_seconds": 40.0}')
-    plan = P.Plan(evaluate=(P.EvalStep(("alexnet-relu", "resnet18-relu"),
+    plan = PL.Plan(evaluate=(PL.EvalStep(("alexnet-relu", "resnet18-relu"),
                                        ("pgd:report", "square:cpu"), n=10),
-                            P.EvalStep(("alexnet-relu",), ("pgd:report",), n=30)),
-                  audits=tuple(P.AuditStep(a, attacks=("pgd:report", "pgd:corrected"))
+                            PL.EvalStep(("alexnet-relu",), ("pgd:report",), n=30)),
+                  audits=tuple(PL.AuditStep(a, attacks=("pgd:report", "pgd:corrected"))
                                for a in ("alexnet", "resnet18")),
                   results=str(results / "eval.json"), checkpoints=str(tmp_path / "ckpt"))
     rows = [{"model": "alexnet-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 100,
              "seconds": 2.0},
             {"model": "alexnet-relu", "attack": "pgd", "preset": "report", "eps": 0.031, "n": 10,
              "seconds": 5.0}]
-    done, total, left = P.evaluation_estimate(plan, rows)
+    done, total, left = S.evaluation_estimate(plan, rows)
     assert (done, total) == (2, 7)
     # resnet18 clean 40 s; alexnet square 10 x 1.0; resnet18 pgd 10 x 0.9 and square 10 x 2.0
     # (the slower of its models); alexnet pgd on 30 images, 20 of them new, x 0.5 measured
     assert left == pytest.approx(40 + 10 + 9 + 20 + 10)
     audit_rows = [{"kind": "audit", "model": "alexnet-relu", "seconds": 100.0},
                   {"kind": "audit", "model": "alexnet-kwta-0.2", "seconds": 140.0}]
-    done, total, left = P.audit_estimate(plan, audit_rows, rows)
+    done, total, left = S.audit_estimate(plan, audit_rows, rows)
     assert (done, total) == (2, 14)
     # alexnet: 5 rows at its own 120 s; resnet18: 7 rows at 120 s x (0.9 / 0.5), its PGD's cost
     assert left == pytest.approx(5 * 120 + 7 * 120 * 0.9 / 0.5)
@@ -277,9 +285,9 @@ def test_recorded_model_paths_are_relative_inside_the_working_directory(tmp_path
     inside = tmp_path / "work" / "checkpoints" / "alexnet-relu"
     inside.mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "work")
-    assert P._shown(inside) == str(Path("checkpoints") / "alexnet-relu")
+    assert P.shown_path(inside) == str(Path("checkpoints") / "alexnet-relu")
     outside = tmp_path / "elsewhere"
-    assert P._shown(outside) == str(outside.resolve())
+    assert P.shown_path(outside) == str(outside.resolve())
 
 
 def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
@@ -296,26 +304,26 @@ def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"weights")
     (folder / "metrics.json").write_text('{"eval_seconds": 40.0}')
-    plan = P.Plan(evaluate=(P.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=4),),
+    plan = PL.Plan(evaluate=(PL.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=4),),
                   results=str(results / "eval.json"), checkpoints=str(tmp_path / "ckpt"),
                   runs=str(tmp_path / "runs"), audit_results=str(results / "audit.json"))
     rows = [{"model": "resnet18-relu", "attack": "none", "preset": "", "eps": 0.0, "n": 100,
              "seconds": 2.0}]
-    assert P.evaluation_estimate(plan, rows)[2] == pytest.approx(10 * 2.0)
-    assert P.rows_in_progress(plan, rows) == []
+    assert S.evaluation_estimate(plan, rows)[2] == pytest.approx(10 * 2.0)
+    assert S.rows_in_progress(plan, rows) == []
     key = robust_row_key("resnet18-relu", weights_sha256(folder),
                          RobustColumn.parse("square:cpu", 0.031), 10, 0)
     parts = parts_folder(results / "eval.parts", key, 4)
     parts.mkdir(parents=True)
     for name in ("seeds-a", "seeds-b"):  # two of its three batches
         (parts / f"{name}.json").write_text("{}")
-    assert P.evaluation_estimate(plan, rows)[2] == pytest.approx(2 * 2.0)
-    assert P.rows_in_progress(plan, rows) == [
+    assert S.evaluation_estimate(plan, rows)[2] == pytest.approx(2 * 2.0)
+    assert S.rows_in_progress(plan, rows) == [
         {"model": "resnet18-relu", "attack": "square:cpu", "eps": 0.031, "n": 10,
          "batches_done": 2, "batches": 3, "images_done": 8}]
     # another batch size is another row's folder
-    other = P.Plan(evaluate=(P.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=5),),
+    other = PL.Plan(evaluate=(PL.EvalStep(("resnet18-relu",), ("square:cpu",), n=10, batch_size=5),),
                    results=plan.results, checkpoints=plan.checkpoints, runs=plan.runs)
-    assert P.rows_in_progress(other, rows) == []
-    assert "in progress: resnet18-relu square:cpu, 2 of 3 batches kept" in P.format_status(
-        P.pipeline_status(plan))
+    assert S.rows_in_progress(other, rows) == []
+    assert "in progress: resnet18-relu square:cpu, 2 of 3 batches kept" in S.format_status(
+        S.pipeline_status(plan))

@@ -20,6 +20,7 @@ import kwta_demo
 from kwta_demo.training import train as T
 from kwta_demo.training import state as TS
 from kwta_demo.data.cifar10 import CifarSplit
+from kwta_demo.reporting.cards import write_card
 
 TESTS = Path(__file__).resolve().parent
 
@@ -171,7 +172,8 @@ def test_short_run_loss_goes_down_and_writes_a_loadable_checkpoint(tmp_path, ref
     # the reported accuracy is the one of the weights as stored, loaded back
     assert metrics["clean_accuracy"] == pytest.approx(T.evaluate_accuracy(model, TEST, "cpu"))
     assert metrics["test_images"] == 10 and metrics["recipe"]["epochs"] == 3
-    card = (folder / "README.md").read_text()
+    assert not (folder / "README.md").exists()  # the card is the shipping command's
+    card = write_card(folder).read_text()
     assert card.startswith("---\n") and "model-index" in card and "JPEG" in card
 
 
@@ -199,7 +201,7 @@ def test_incremental_schedule_initialises_each_stage_from_the_previous(tmp_path)
     assert len(sparsity) == 7 and all(abs(v - 0.1) < 0.02 for v in sparsity.values()), sparsity
     assert all(t.dtype == torch.float16 for t in _stored_tensors(tmp_path / "ckpt" / names[0])
                if t.is_floating_point())
-    card = (tmp_path / "ckpt" / "alexnet-kwta-0.1" / "README.md").read_text()
+    card = write_card(tmp_path / "ckpt" / "alexnet-kwta-0.1").read_text()
     assert "initialised from" in card and "alexnet-kwta-0.2" in card
     assert "--stages relu,kwta-0.2,kwta-0.1 --epochs 1,1,0" in card and "--half" in card
     # running the same schedule again resumes every stage: nothing is retrained
@@ -320,7 +322,7 @@ def test_progressive_resizing(tmp_path):
     assert [h["image_size"] for h in result["history"]] == [16, 16, 32]
     assert seen[:3] == [16, 16, 32]  # one step per epoch, then evaluation at 32 px
     assert set(seen[3:]) == {32}
-    assert "2 epochs at 16x16, then 1 epochs at 32x32" in (tmp_path / "ckpt" / "resnet18-relu" / "README.md").read_text()
+    assert "2 epochs at 16x16, then 1 epochs at 32x32" in write_card(tmp_path / "ckpt" / "resnet18-relu").read_text()
     # a state saved before the field existed resumes: a missing field matches its default
     path = tmp_path / "runs" / f"resnet18-relu{TS.STATE_SUFFIX}"
     tensors, meta = TS.read_state(path)
@@ -372,16 +374,18 @@ def test_resuming_with_another_config_or_data_is_a_clear_error(tmp_path):
 
 
 def test_command_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(T, "load_cifar10", lambda split, source=None: TRAIN if split == "train" else TEST)
+    from kwta_demo.cli import train as cli
+
+    monkeypatch.setattr(cli, "load_cifar10", lambda split, source=None: TRAIN if split == "train" else TEST)
     parser = argparse.ArgumentParser()
-    T.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args([
         "--arch", "alexnet", "--stages", "kwta-0.2:scratch", "--epochs", "1",
         "--batch-size", "16", "--limit-train", "16", "--limit-test", "5", "--half",
         "--out", str(tmp_path / "ckpt"), "--state-dir", str(tmp_path / "runs"),
         "--no-progress", "--manifest", "--device", "cpu",
     ])
-    assert T.main(args) == 0
+    assert cli.main(args) == 0
     table = capsys.readouterr().out
     assert "| alexnet-kwta-0.2-scratch | 1 |" in table
     scratch = tmp_path / "ckpt" / "alexnet-kwta-0.2-scratch"
@@ -389,6 +393,9 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     metrics = json.loads((scratch / "metrics.json").read_text())
     assert metrics["recipe"]["init_from"] is None and metrics["recipe"]["train_images"] == 16
     assert (tmp_path / "ckpt" / "SHA256SUMS").read_text().count("alexnet-kwta-0.2-scratch/") == 1  # fp16: one file
+    # the command ships the model: its card beside the weights, from its metrics
+    card = (scratch / "README.md").read_text()
+    assert card.startswith("---\n") and f"{100 * metrics['clean_accuracy']:.2f}%" in card
 
 
 def test_benchmark_epoch_seconds():

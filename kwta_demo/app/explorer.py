@@ -20,13 +20,27 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlencode
 
 import numpy as np
 import torch
 
+from ..attacks import ATTACKS, run_attack
+from ..attacks.gradient import recording_iterates
+from ..data.cifar10 import (
+    GALLERY_SAMPLE,
+    DataNotFoundError,
+    balanced_sample,
+    evaluation_sample,
+    load_cifar10,
+    resolve_source,
+)
+from ..data.uploads import PreparedImage, prepare_image
+from ..evaluation.audit import audit
+from ..evaluation.evaluate import clean_accuracy, robust_accuracy
+from ..evaluation.landscape import directions, line_slice, plane_slice
+from ..evaluation.transfer import transfer_matrix
 from ..models.activations import (
     LayerInfo,
     active_share,
@@ -34,19 +48,11 @@ from ..models.activations import (
     comparable_layers,
     flipped_share,
 )
-from ..attacks import ATTACKS, run_attack
-from ..attacks.gradient import recording_iterates
-from ..evaluation.audit import audit
-from ..models.checkpoints import CheckpointError, find_checkpoint, weights_sha256
-from ..data.cifar10 import GALLERY_SAMPLE, DataNotFoundError, balanced_sample, evaluation_sample, load_cifar10, resolve_source
-from ..evaluation.evaluate import clean_accuracy, robust_accuracy
-from ..evaluation.landscape import directions, line_slice, plane_slice
-from .model_cache import ModelCache, ModelStatus, deadline
 from ..models.architectures import ARCHS, CIFAR10_CLASSES, ModelConfig
-from .receipts import receipt, receipt_tensors
+from ..models.checkpoints import CheckpointError, find_checkpoint, weights_sha256
 from ..settings import Settings, get_settings
-from ..evaluation.transfer import transfer_matrix
-from ..data.uploads import PreparedImage, prepare_image
+from .model_cache import ModelCache, ModelStatus, deadline
+from .receipts import receipt, receipt_tensors
 
 __all__ = [
     "ARCH_LABELS",

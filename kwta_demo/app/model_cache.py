@@ -23,8 +23,13 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..models.checkpoints import MODEL_NAMES, CheckpointError, CheckpointNotFoundError, load_model
 from ..models.architectures import Classifier
+from ..models.checkpoints import (
+    MODEL_NAMES,
+    CheckpointError,
+    CheckpointNotFoundError,
+    load_model,
+)
 from ..settings import Settings, get_settings, resolve_device
 
 __all__ = ["ModelStatus", "ModelCache", "RequestTimeout", "deadline", "RETRY_NOT_FOUND_S"]

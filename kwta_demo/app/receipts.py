@@ -11,35 +11,19 @@ seed: on the CPU the tensors come out bit-identical (``replay``).
 from __future__ import annotations
 
 import hashlib
-import platform
 from typing import Any
 
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ..models.architectures import CIFAR10_CLASSES, ModelConfig
+from ..provenance import versions
+
 __all__ = ["FORMAT", "receipt", "receipt_tensors", "read_tensors", "image_sha256", "versions",
            "replay_arguments"]
 
 FORMAT = "kwta-demo attack receipt, version 1"
-
-
-def versions() -> dict[str, str | None]:
-    """The versions of what computed a result."""
-    import numpy
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "torch": torch.__version__,
-                                  "numpy": numpy.__version__}
-    for name, module in (("torchvision", "torchvision"), ("foolbox", "foolbox"),
-                         ("adversarial-robustness-toolbox", "art")):
-        try:
-            out[name] = __import__(module).__version__
-        except ImportError:
-            out[name] = None
-    from ..training.train import _git_commit
-
-    out["kwta-demo commit"] = _git_commit()
-    return out
 
 
 def image_sha256(image: torch.Tensor) -> str:
@@ -52,8 +36,6 @@ def image_sha256(image: torch.Tensor) -> str:
 def receipt(outcome: Any, *, weights: dict[str, str], device: str) -> dict[str, Any]:
     """The JSON receipt of an ``explorer.AttackOutcome``; ``weights`` maps each model to the
     SHA-256 of its weights."""
-    from ..models.architectures import CIFAR10_CLASSES
-
     image = outcome.image.tensor
     pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).tolist()
     params = {k: v for k, v in outcome.params.items() if k != "target"}  # target_class below
@@ -85,8 +67,6 @@ def replay_arguments(document: dict[str, Any]) -> dict[str, Any]:
     """The ``Explorer.attack`` arguments that repeat the click of a receipt (the image as an
     (H, W, 3) uint8 array); ValueError for a document that is not a receipt."""
     import numpy as np
-
-    from ..models.architectures import ModelConfig
 
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"not a receipt ({FORMAT!r} expected)")

@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from ..models.architectures import CIFAR10_CLASSES
+from ..reporting.tables import RESULTS_DIR, claims, reproduction_markdown, results_files
 from . import viz
 from .explorer import (
     ARCH_LABELS,
@@ -38,8 +40,6 @@ from .explorer import (
     replay_query,
 )
 from .model_cache import ModelStatus
-from ..models.architectures import CIFAR10_CLASSES
-from ..reporting.tables import RESULTS_DIR, claims, reproduction_markdown, results_files
 
 __all__ = ["create_demo", "model_status_markdown", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 

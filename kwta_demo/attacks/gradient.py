@@ -245,7 +245,9 @@ def _run_pgd(
     step = step_size_of({"step_size": step_size, "rel_step_size": rel_step_size}, eps)
     notes = {"abs_step_size": step, "max_travel": min(eps, steps * step)}
     if backend == "foolbox":
-        from .foolbox_attacks import foolbox_pgd  # foolbox is imported only when asked for
+        from .foolbox_attacks import (
+            foolbox_pgd,  # foolbox is imported only when asked for
+        )
 
         raw = foolbox_pgd(
             model, images, labels, target, eps=eps, steps=steps, step_size=step,

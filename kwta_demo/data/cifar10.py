@@ -47,6 +47,8 @@ __all__ = [
     "DataNotFoundError",
     "SPLITS",
     "GALLERY_SAMPLE",
+    "DATA_NAME",
+    "DATA_CAVEAT",
     "TORCHVISION_PREFIX",
     "load_cifar10",
     "resolve_source",
@@ -61,6 +63,14 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("train", "test")
+DATA_NAME = "CIFAR-10, JPEG q75 copy"
+"""How results name the JPEG copy of CIFAR-10 that this project's figures were measured on."""
+DATA_CAVEAT = (
+    "Trained and evaluated on CIFAR-10 re-encoded as JPEG (all 60,000 images at quality 75 "
+    "with chroma subsampling, `cifar10-jpeg.tar.gz`), not on the canonical pickled batches. "
+    "The test images are therefore not bit-identical to the canonical CIFAR-10 test batch; "
+    "expect clean accuracy a point or two below figures published for the canonical data."
+)
 GALLERY_SAMPLE = Path(__file__).resolve().parent / "gallery_sample"
 """100 test images (10 per class) shipped for a fresh clone; scripts/make_gallery_sample.py."""
 TORCHVISION_PREFIX = "torchvision:"

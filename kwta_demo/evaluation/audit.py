@@ -21,28 +21,36 @@ overstates the robustness. The verdict reads the flags in plain words.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from ..attacks import run_attack
-from ..attacks.base import ImageStreams, attack_mode, batch_seeds, check_seed
+from ..attacks import get_attack, run_attack
+from ..attacks.base import MAX_STEPS, ImageStreams, attack_mode, batch_seeds, check_seed
 from ..attacks.gradient import ascend, input_gradient
+from ..data.cifar10 import describe_source, evaluation_sample, load_cifar10
+from ..models.checkpoints import (
+    atomic_write_text,
+    find_checkpoint,
+    load_model,
+    weights_sha256,
+)
 from ..models.kwta import KWTA
+from ..provenance import utc_now
+from ..settings import resolve_device
+from .transfer import transfer_matrix
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MARGIN", "TRANSFER_BPDA", "UNBOUNDED_SUCCESS", "beats", "Check", "Audit", "audit",
-           "audit_checkpoints", "gradient_statistics", "memo_from_rows", "load_rows", "appender",
-           "add_arguments", "main"]
+           "audit_checkpoints", "gradient_statistics", "memo_from_rows", "load_rows", "appender"]
 
 MARGIN = 0.05
 """Least gap in success rate (and at least one image) for a comparison to flag masking."""
@@ -184,9 +192,6 @@ def audit(
     Square, the transfer from the twin, the gradient statistics) keep their results, to be
     read by the next audit of the same model, twin and images: pass one dict per model.
     """
-    from ..attacks import get_attack
-    from ..attacks.base import MAX_STEPS
-
     spec = get_attack(attack)
     if spec.targeted == "required":
         raise ValueError(f"the audit compares untargeted success; {attack} needs a target "
@@ -306,12 +311,6 @@ def audit_checkpoints(
     and compute the transfer matrix of the last one, on ``n`` seeded class-balanced test
     images; one row per (model, attack) and one per matrix. Rows in ``done`` with the same
     weights and settings are kept; ``on_row`` gets each new row."""
-    from ..models.checkpoints import find_checkpoint, load_model, weights_sha256
-    from ..data.cifar10 import describe_source, evaluation_sample, load_cifar10
-    from .evaluate import utc_now
-    from ..settings import resolve_device
-    from .transfer import transfer_matrix
-
     def stamped(row: dict[str, Any]) -> dict[str, Any]:
         # what the row was measured on, and when (results/audit.json keeps earlier runs' rows)
         return _json_safe({**row, "data": source, "torch": torch.__version__,
@@ -418,21 +417,6 @@ def memo_from_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], Any]
     return memo
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m kwta_demo audit``."""
-    parser.add_argument("--arch", default="alexnet", choices=("resnet18", "alexnet"))
-    parser.add_argument("--attacks", default="pgd:report,deepfool:paper,pgd:corrected",
-                        help="comma list of name:preset to audit; the last one also makes "
-                             "the transfer matrix (default: %(default)s)")
-    parser.add_argument("--n", type=int, default=100, help="class-balanced test images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--square", default="cpu", help="Square preset (default: %(default)s)")
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default="results/audit.json",
-                        help="rows are added to this JSON file (kept across runs)")
-
-
 def _json_safe(value: Any) -> Any:
     """NaN and infinities become None (JSON has no NaN), recursively."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -457,8 +441,6 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def appender(path: str | Path, rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
     """A callback that adds a row to ``rows`` and rewrites ``path`` atomically."""
-    from ..models.checkpoints import atomic_write_text
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -467,17 +449,3 @@ def appender(path: str | Path, rows: list[dict[str, Any]]) -> Callable[[dict[str
         atomic_write_text(path, json.dumps({"rows": rows}, indent=1, allow_nan=False) + "\n")
 
     return add
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``python -m kwta_demo audit``; prints each model's verdict."""
-    rows = load_rows(args.out)
-    save = appender(args.out, rows)
-    found = audit_checkpoints(args.arch, attacks=[a for a in args.attacks.split(",") if a],
-                              n=args.n, seed=args.seed, data=args.data, device=args.device,
-                              square_preset=args.square, done=rows, on_row=save)
-    for row in found:
-        if row["kind"] == "audit":
-            print(f"{row['model']} under {row['attack']} ({row['correct']} of {row['n']} images "
-                  f"correct, seed {row['seed']}): {row['verdict']}")
-    return 0

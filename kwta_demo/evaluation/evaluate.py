@@ -11,14 +11,12 @@ outcomes, for others to check and plot) plus a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,15 +27,34 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
-from ..models.checkpoints import MODEL_NAMES, atomic_write_text, find_checkpoint, load_model, weights_sha256
-from ..data.cifar10 import CifarSplit, describe_source, evaluation_sample, load_cifar10, seeded_subset
+from ..attacks import get_attack, run_attack
+from ..attacks.base import AttackParameterError, attack_mode, check_labels, derived_seed
+from ..data.cifar10 import (
+    CifarSplit,
+    describe_source,
+    evaluation_sample,
+    load_cifar10,
+    seeded_subset,
+)
+from ..models.checkpoints import (
+    atomic_write_text,
+    find_checkpoint,
+    load_model,
+    weights_sha256,
+)
+from ..provenance import device_name, utc_now
 from ..settings import resolve_device
+from . import distributed
 
-__all__ = ["RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
+__all__ = [
+    "STOPPED_EXIT","RobustColumn", "EvaluationStopped", "BatchParts", "clean_accuracy", "robust_accuracy",
            "vga_statistics", "map_batches", "evaluate", "load_result", "save_result",
-           "to_markdown", "wilson_interval", "robust_row_key", "parts_folder", "add_arguments",
-           "main"]
+           "to_markdown", "wilson_interval", "robust_row_key", "parts_folder"]
+
+STOPPED_EXIT = 3
+"""The exit status of a run of one process that stopped on request (its finished work is
+saved). Under torchrun a stopped run exits 0: torchrun reports any other status as the
+job's failure, with a traceback; the stop file and the "stopped:" line say it stopped."""
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +222,6 @@ def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _check_data(images: Any, labels: Any, batch_size: Any) -> torch.Tensor:
-    from ..attacks.base import AttackParameterError, check_labels
-
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         raise AttackParameterError("images must be a non-empty (N, 3, H, W) tensor")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -242,8 +257,6 @@ def clean_accuracy(
     should_stop: Callable[[], bool] | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` over every image of ``split``."""
-    from ..attacks.base import attack_mode
-
     dev = _device_of(model, device)
     n = len(split.labels)
     report, close = _reporter(progress, n, desc)
@@ -292,9 +305,6 @@ def robust_accuracy(
     is still the true label, and target_missed_rate the fraction whose target was not
     reached.
     """
-    from ..attacks import get_attack, run_attack
-    from ..attacks.base import derived_seed
-
     if get_attack(attack).name == "vga":
         stats = vga_statistics(
             model, images, labels, eps=eps, preset=preset, seed=seed, batch_size=batch_size,
@@ -389,9 +399,6 @@ def vga_statistics(
     targets), per_target (success rate per target class), clean_acc, n (images), n_pairs,
     robust_per_image (each image's number of pairs that kept the true label).
     """
-    from ..attacks import run_attack
-    from ..attacks.base import attack_mode, derived_seed
-
     labels = _check_data(images, labels, batch_size)
     index = _indices(indices, images.shape[0])
     dev = _device_of(model, device)
@@ -451,18 +458,13 @@ def vga_statistics(
 def _environment(device: torch.device) -> dict[str, Any]:
     env = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "command": " ".join(["python -m kwta_demo"] + sys.argv[1:]),
         "date": utc_now(),
     }
     return env
-
-
-def utc_now() -> str:
-    """The time now as results rows record it, e.g. "2026-12-01 20:40:00 UTC"."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
 def evaluate(
@@ -612,8 +614,6 @@ def _sample(limit_clean: int | None) -> str:
 def _preset_params(spec: RobustColumn) -> str:
     """The preset's parameters as JSON: a row measured with other settings under the same
     preset name is not reused."""
-    from ..attacks import get_attack
-
     presets = get_attack(spec.attack).presets
     if spec.preset not in presets:
         raise ValueError(f"attack {spec.attack!r} has no preset {spec.preset!r}; "
@@ -684,87 +684,3 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`."
     )
     return "\n".join(lines) + "\n"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default=",".join(MODEL_NAMES),
-                        help="comma-separated checkpoint names or folders (default: the six)")
-    parser.add_argument("--attacks", default="",
-                        help="comma-separated name[:preset][@eps], e.g. pgd:paper,pgd:report,deepfool")
-    parser.add_argument("--eps", type=float, default=0.031, help="default epsilon for attacks")
-    parser.add_argument("--images", "--n", dest="n", type=int, default=1000,
-                        help="images for robust accuracy (--images under torchrun, whose own "
-                             "options --n would abbreviate)")
-    parser.add_argument("--limit-clean", type=int, default=None,
-                        help="seeded subset for clean accuracy (default: whole test split)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64,
-                        help="images per attack call; the batches are also the units the "
-                             "processes of a torchrun share and a stopped row resumes from")
-    parser.add_argument("--data", default=None, help="CIFAR-10 source (see README)")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda, cuda:1 ... (default: auto; under torchrun on GPUs, "
-                             "each process takes the GPU of its LOCAL_RANK)")
-    parser.add_argument("--out", default="results/evaluation",
-                        help="output stem: writes STEM.json (after every row) and STEM.md; rows "
-                             "already in STEM.json for the same weights and settings are kept "
-                             "(a run that measures nothing leaves both files as they are), "
-                             "and finished batches are kept in STEM.parts/ (a cache)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="compute every row again instead of keeping those in STEM.json")
-    parser.add_argument("--stop-file", default=None,
-                        help="stop (keeping every finished batch) once this file exists; "
-                             "the exit status is then 3, or 0 under torchrun")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars (for a log file: each finished row is logged)")
-
-
-STOPPED_EXIT = 3
-"""The exit status of a run of one process that stopped on request (its finished work is
-saved). Under torchrun a stopped run exits 0: torchrun reports any other status as the
-job's failure, with a traceback; the stop file and the "stopped:" line say it stopped."""
-
-
-def main(args: argparse.Namespace) -> int:
-    models = [m for m in args.models.split(",") if m]
-    attacks = [RobustColumn.parse(a, args.eps) for a in args.attacks.split(",") if a]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Appended, not with_suffix: a stem such as "eval-alexnet-kwta-0.1" keeps its dots.
-    json_path, md_path = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
-    stop_file = Path(args.stop_file) if args.stop_file else None
-    should_stop = (lambda: stop_file.exists()) if stop_file is not None else None
-
-    with distributed.process_group(resolve_device(args.device)) as device:
-        ranks = distributed.current()
-        earlier = None if args.fresh else load_result(json_path)
-        try:
-            result = evaluate(models, attacks, data=args.data, n_robust=args.n, seed=args.seed,
-                              batch_size=args.batch_size, device=str(device),
-                              limit_clean=args.limit_clean, progress=args.progress,
-                              on_update=lambda r: save_result(json_path, r),
-                              done=earlier["rows"] if earlier else (), should_stop=should_stop,
-                              parts_dir=out.parent / f"{out.name}.parts")
-        except EvaluationStopped as e:
-            if ranks.leader:
-                print(f"stopped: {e}", file=sys.stderr)
-            return 0 if ranks.world > 1 else STOPPED_EXIT
-        except RuntimeError as e:
-            if ranks.world > 1:
-                raise RuntimeError(
-                    f"rank {ranks.rank} of {ranks.world}: {e}. If another process of this run "
-                    "died, rerun the same command: finished rows and batches are kept"
-                ) from None
-            raise
-        if ranks.leader:
-            if earlier is not None and len(result["rows"]) == len(earlier["rows"]) \
-                    and md_path.exists():
-                # nothing measured: the files keep the meta of the run that made their rows
-                print(f"every row is in {json_path} already; nothing measured, the files "
-                      "are left as they are", file=sys.stderr)
-                return 0
-            save_result(json_path, result)
-            table = to_markdown(result)
-            atomic_write_text(md_path, table)
-            print(table)
-    return 0

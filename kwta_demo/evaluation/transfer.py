@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..attacks import run_attack
-from .evaluate import wilson_interval
 from ..models.kwta import KWTA
+from .evaluate import wilson_interval
 
 __all__ = ["TransferMatrix", "transfer_matrix", "fooled_rates"]
 

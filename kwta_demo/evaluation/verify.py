@@ -8,7 +8,6 @@ that fails a check is reported with the reason; the exit status is 1 if any fail
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -17,21 +16,21 @@ from typing import Any
 
 import torch
 
+from ..data.cifar10 import CifarSplit, seeded_subset
+from ..models.activations import activation_sparsity
 from ..models.checkpoints import (
     MANIFEST,
     CheckpointError,
-    atomic_write_text,
     load_model,
     verify_manifest,
     weights_sha256,
-    write_manifest,
 )
-from ..data.cifar10 import CifarSplit, load_cifar10, seeded_subset
 from ..models.kwta import KWTA
 from ..settings import resolve_device
+from .evaluate import clean_accuracy
 
 __all__ = ["SPARSITY_TOLERANCE", "verify_checkpoint", "check_external_manifest",
-           "record_verification", "add_arguments", "main"]
+           ]
 
 # A k-WTA layer keeps floor(γN) units plus the ties at the threshold, minus winners that
 # are exactly zero: its measured share may differ from γ by this much (absolute).
@@ -59,8 +58,6 @@ def check_external_manifest(folder: Path, manifest: Path) -> None:
 
 @torch.no_grad()
 def _accuracy(model: torch.nn.Module, split: CifarSplit, device: torch.device) -> float:
-    from .evaluate import clean_accuracy
-
     return clean_accuracy(model, split, batch_size=500, device=device)
 
 
@@ -69,8 +66,6 @@ def verify_checkpoint(
     manifest: str | Path | None = None, sparsity_images: int = 1000,
 ) -> dict[str, Any]:
     """Run every check on one checkpoint folder; returns the findings (``ok`` says it all)."""
-    from ..models.activations import activation_sparsity
-
     folder = Path(folder)
     dev = resolve_device(device)
     out: dict[str, Any] = {"folder": str(folder), "ok": False, "problems": []}
@@ -117,85 +112,3 @@ def verify_checkpoint(
     out["device"] = str(dev)
     out["ok"] = not out["problems"]
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m kwta_demo verify``."""
-    parser.add_argument("folders", nargs="+", help="checkpoint folders")
-    parser.add_argument("--manifest", default=None,
-                        help="a SHA256SUMS file to check against (default: the folders' "
-                             "parent's, when it covers them)")
-    parser.add_argument("--data", default=None, help="CIFAR-10 source (see README)")
-    parser.add_argument("--limit-test", type=int, default=None,
-                        help="seeded test subset (default: all 10,000 images)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--json", default=None, help="write the findings to this JSON file")
-    parser.add_argument("--results", default="results/reproduction.json",
-                        help="with --record: the evaluation rows whose robust accuracies, "
-                             "measured on these weights, go on the card (default: %(default)s)")
-    parser.add_argument("--record", action="store_true",
-                        help="for each checkpoint that passes, store the findings in its "
-                             "metrics.json and model card, and rewrite the SHA256SUMS of its "
-                             "parent folder")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``python -m kwta_demo verify``; returns 1 if any checkpoint failed."""
-    test = load_cifar10("test", args.data)
-    if args.limit_test:
-        test = seeded_subset(test, args.limit_test, 0)
-    results = [verify_checkpoint(f, test, device=args.device, manifest=args.manifest)
-               for f in args.folders]
-    print("| checkpoint | verdict | clean accuracy | k-WTA non-zero share (min-max) |")
-    print("|---|---|---|---|")
-    for r in results:
-        acc = f"{100 * r['clean_accuracy']:.2f}% of {r['test_images']}" if "clean_accuracy" in r else "-"
-        sp = r.get("sparsity") or {}
-        share = (f"{min(sp.values()):.4f}-{max(sp.values()):.4f}"
-                 if sp and r.get("name", "").find("kwta") >= 0 else "-")
-        verdict = "ok" if r["ok"] else "FAILED: " + "; ".join(r["problems"])
-        print(f"| {r.get('name', r['folder'])} | {verdict} | {acc} | {share} |")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
-    if args.record:
-        command = "python -m kwta_demo verify " + " ".join(Path(f).name for f in args.folders)
-        for folder, r in zip(args.folders, results):
-            if r["ok"]:
-                record_verification(folder, r, command=command, results=args.results)
-        for parent in {Path(f).parent for f, r in zip(args.folders, results) if r["ok"]}:
-            write_manifest(parent)
-    return 0 if all(r["ok"] for r in results) else 1
-
-
-def record_verification(folder: str | Path, findings: dict[str, Any], *, command: str,
-                        results: str | Path | None = None) -> None:
-    """Store ``findings`` as ``verification`` in ``folder/metrics.json`` (and, from the
-    evaluation ``results`` file, the robust accuracies measured on these very weights),
-    then rewrite the card."""
-    from ..reporting.cards import model_card, robust_rows_for, worst_case_for
-    from .evaluate import load_result
-    from ..models.architectures import ModelConfig
-
-    folder = Path(folder)
-    metrics_path = folder / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    metrics["verification"] = {
-        **{k: findings.get(k) for k in ("clean_accuracy", "test_images", "sparsity",
-                                         "sparsity_images", "weights_sha256", "device")},
-        "manifest": Path(findings["manifest"]).name if findings.get("manifest") else None,
-        "date": time.strftime("%Y-%m-%d"), "command": command,
-        "device": _device_name(findings.get("device", "cpu")),
-    }
-    if results is not None:
-        result = load_result(results)
-        metrics["robust"] = robust_rows_for(result, findings["weights_sha256"])
-        metrics["worst_case"] = worst_case_for(result, findings["weights_sha256"])
-    config = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
-    atomic_write_text(folder / "README.md", model_card(config, metrics, metrics.get("recipe", {})))
-
-
-def _device_name(device: str) -> str:
-    from ..training.train import _device_name as name
-
-    return name(torch.device(device))

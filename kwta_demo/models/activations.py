@@ -12,7 +12,6 @@ zero has probability zero); for ReLU it is the positive units.
 from __future__ import annotations
 
 import threading
-
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -20,8 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .kwta import KWTA
 from .architectures import Classifier, build_model
+from .kwta import KWTA
 
 __all__ = [
     "LayerInfo",

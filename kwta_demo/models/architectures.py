@@ -7,6 +7,7 @@ buffers), so an epsilon of 8/255 means the same thing to every attack and to the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "TRAININGS",
     "CIFAR10_CLASSES",
     "ModelConfig",
+    "arch_of",
     "build_model",
     "Normalize",
     "CifarResNet18",
@@ -134,6 +136,12 @@ class ModelConfig:
             gamma = self.gamma
             return lambda: KWTA(gamma)
         return lambda: nn.ReLU(inplace=True)
+
+
+def arch_of(model: str) -> str:
+    """The architecture part of a model's name or folder (``resnet18-kwta-0.2``: resnet18);
+    the transfer rows' bare architecture names pass through."""
+    return Path(model).name.split("-")[0]
 
 
 class Normalize(nn.Module):

@@ -25,8 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .architectures import Classifier, ModelConfig, build_model
 from ..settings import Settings, get_settings, resolve_device
+from .architectures import Classifier, ModelConfig, build_model
 
 __all__ = [
     "MODEL_NAMES",

@@ -35,7 +35,6 @@ import math
 import threading
 from typing import Callable, Iterator
 
-import numpy
 import torch
 from torch import nn
 

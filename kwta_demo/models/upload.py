@@ -10,12 +10,12 @@ the pinned revision for ``KWTA_HUB_REVISION`` and the Space's ``preload_from_hub
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from ..settings import get_settings
 from .checkpoints import (
     HUB_FILES,
     MANIFEST,
@@ -26,10 +26,8 @@ from .checkpoints import (
     manifest_text,
     verify_manifest,
 )
-from ..settings import get_settings
 
-__all__ = ["Published", "check_publishable", "publish", "add_to_collection", "add_arguments",
-           "main"]
+__all__ = ["Published", "check_publishable", "publish", "add_to_collection"]
 
 
 @dataclass(frozen=True)
@@ -115,29 +113,3 @@ def add_to_collection(published: list[Published], title: str, *, namespace: str 
         api.add_collection_item(collection.slug, item_id=p.repo_id, item_type="model",
                                 exists_ok=True)
     return str(collection.url)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", help="checkpoint names or folders to publish")
-    parser.add_argument("--repo-id", default=None,
-                        help="the repo of a single checkpoint (default: KWTA_HUB_REPO with its name)")
-    parser.add_argument("--collection", default=None,
-                        help="title of a Hub collection to group the repos in")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / login)")
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.repo_id and len(args.names) > 1:
-        raise ValueError("--repo-id names one repo: give one checkpoint, or use KWTA_HUB_REPO")
-    api = _api(None, args.token)
-    done = [publish(name, args.repo_id, token=args.token, private=args.private, api=api)
-            for name in args.names]
-    for p in done:
-        print(f"{p.name}: {p.url}")
-    if args.collection:
-        namespace = done[0].repo_id.split("/")[0]
-        print(f"collection: {add_to_collection(done, args.collection, namespace=namespace, api=api)}")
-    print("\nKWTA_HUB_REVISION=" + ",".join(f"{p.name}={p.commit}" for p in done))
-    print("preload_from_hub:\n" + "\n".join(p.preload_line for p in done))
-    return 0

@@ -8,21 +8,23 @@ it says how it was obtained: which data, how many images, which seed and device.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
+from ..data.cifar10 import DATA_CAVEAT
+from ..evaluation.evaluate import load_result
 from ..models.architectures import ModelConfig
+from ..models.checkpoints import atomic_write_text
+from ..provenance import device_name
 from ..settings import get_settings
+from .tables import best_rows, short_label, worst_case
 
-__all__ = ["DATA_CAVEAT", "DATASET", "LICENSE", "model_card", "robust_rows_for"]
+__all__ = ["DATASET", "LICENSE", "model_card", "robust_rows_for", "worst_case_for",
+           "write_card", "record_verification"]
 
 LICENSE = "mit"  # the project's licence (README front matter)
-DATA_CAVEAT = (
-    "Trained and evaluated on the JPEG copy of CIFAR-10 available on the training machines "
-    "(all 60,000 images re-encoded as JPEG at quality 75 with chroma subsampling). The test "
-    "images are therefore not bit-identical to the canonical CIFAR-10 test batch; expect "
-    "clean accuracy a point or two below figures published for the canonical data."
-)
 _PAPER = "Xiao, Zhong and Zheng, *Enhancing Adversarial Defense by k-Winners-Take-All*, ICLR 2020"
 _REPORT = "Golod and Usluel, reproduction report, 2020"
 CIFAR10_TEST_IMAGES = 10_000
@@ -98,8 +100,6 @@ def worst_case_for(result: dict[str, Any] | None, weights_sha256: str,
                    eps: float = 0.031) -> dict[str, Any] | None:
     """The robust accuracy when every attack of Tables 1-2 run on the same images counts at
     once (an image is robust only if all of them failed on it), for these weights."""
-    from .tables import short_label, best_rows, worst_case
-
     rows = [r for r in (result or {}).get("rows", []) if r.get("weights_sha256") == weights_sha256]
     models = {Path(str(r["model"])).name for r in rows}
     if len(models) != 1:
@@ -274,3 +274,37 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
         f"ICML 2018 ([arXiv:{ARXIV['athalye']}](https://arxiv.org/abs/{ARXIV['athalye']})).\n"
     )
     return "\n".join(parts)
+
+
+def record_verification(folder: str | Path, findings: dict[str, Any], *, command: str,
+                        results: str | Path | None = None) -> None:
+    """Store ``findings`` as ``verification`` in ``folder/metrics.json`` (and, from the
+    evaluation ``results`` file, the robust accuracies measured on these very weights),
+    then rewrite the card."""
+    folder = Path(folder)
+    metrics_path = folder / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics["verification"] = {
+        **{k: findings.get(k) for k in ("clean_accuracy", "test_images", "sparsity",
+                                         "sparsity_images", "weights_sha256", "device")},
+        "manifest": Path(findings["manifest"]).name if findings.get("manifest") else None,
+        "date": time.strftime("%Y-%m-%d"), "command": command,
+        "device": device_name(findings.get("device", "cpu")),
+    }
+    if results is not None:
+        result = load_result(results)
+        metrics["robust"] = robust_rows_for(result, findings["weights_sha256"])
+        metrics["worst_case"] = worst_case_for(result, findings["weights_sha256"])
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    write_card(folder)
+
+
+def write_card(folder: str | Path) -> Path:
+    """Render ``folder/README.md`` from the checkpoint's ``config.json`` and ``metrics.json``
+    (what training measured, and what ``verify --record`` added); returns its path."""
+    folder = Path(folder)
+    config = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    card = folder / "README.md"
+    atomic_write_text(card, model_card(config, metrics, metrics.get("recipe", {})))
+    return card

@@ -15,6 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..attacks import ATTACKS
+from ..attacks.gradient import step_size_of
+
 __all__ = [
     "Source", "Figure", "CodeFact", "PgdReach", "REPORT", "REPORT_EPS",
     "figures", "code_facts", "code_fact", "find_figures", "figure_rows", "pgd_reach",
@@ -164,9 +167,6 @@ class PgdReach:
 
 def pgd_reach(preset: str, eps: float | None = None) -> PgdReach:
     """The reach of our PGD ``preset`` at ``eps`` (default: its published eps, else 0.031)."""
-    from ..attacks import ATTACKS
-    from ..attacks.gradient import step_size_of
-
     spec = ATTACKS["pgd"]
     if preset not in spec.presets:
         raise ValueError(f"no PGD preset {preset!r}; choose one of {', '.join(spec.presets)}")

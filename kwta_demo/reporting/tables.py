@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import published as P
+from ..attacks import get_attack
+from ..evaluation.audit import beats, load_rows
 from ..evaluation.evaluate import load_result as read_result
-from ..pipeline.runner import arch_of, typical_epoch_seconds
-from ..settings import PROJECT_ROOT
+from ..evaluation.evaluate import wilson_interval
+from ..models.architectures import arch_of
+from ..settings import PROJECT_ROOT, get_settings
+from ..training.timing import typical_epoch_seconds
+from . import published as P
 
 __all__ = ["COLUMNS", "NOT_MEASURED", "NOT_RUN", "ADAPTIVE_NOTE", "Claim", "WorstCase",
            "RESULTS_DIR", "RESULTS_FILES", "best_rows", "claims", "reproduction_markdown",
@@ -104,8 +108,6 @@ def _report_cell(arch: str, variant: str, attack: str | None) -> str:
 
 def _clean_from_card(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     """A clean-accuracy row from a checkpoint's metrics.json (whole test split), if any."""
-    from ..evaluation.evaluate import wilson_interval
-
     if not metrics or metrics.get("clean_accuracy") is None:
         return None
     acc, n = float(metrics["clean_accuracy"]), int(metrics.get("test_images") or 0)
@@ -140,8 +142,6 @@ def _attack_table(arch: str, best: dict[tuple[str, str, str], dict[str, Any]],
 def short_label(attack: str, preset: str) -> str:
     """'PGD (corrected)', 'BPDA', 'Square': the attack of a Tables 1-2 row, in a few words
     (its registry title without the parenthesis; PGD, which has three rows, with its preset)."""
-    from ..attacks import get_attack
-
     name = get_attack(attack).title.split(" (")[0]
     return f"{name} ({preset})" if attack == "pgd" else name
 
@@ -167,8 +167,6 @@ def worst_case(best: dict[tuple[str, str, str], dict[str, Any]], model: str,
     of the sample (None: its largest common set of images), counting every row on at least
     ``n`` images (None: no such row has per-image outcomes); only the (attack, preset)
     pairs of ``attacks`` where given."""
-    from ..evaluation.evaluate import wilson_interval
-
     rows = [(attack, preset, best[(model, attack, preset)]) for attack, preset, _, _ in COLUMNS
             if attack != "none" and (model, attack, preset) in best
             and (attacks is None or (attack, preset) in attacks)]
@@ -526,8 +524,6 @@ def _pgd_finding_in_words(best: dict[tuple[str, str, str], dict[str, Any]]) -> l
 
 def _audit_section(results: Path) -> list[str]:
     """The gradient-masking audit and the transfer matrices of ``results/audit.json``."""
-    from ..evaluation.audit import load_rows
-
     lines = ["### Is the robustness real? The gradient-masking audit", ""]
     try:
         rows = load_rows(results / "audit.json")
@@ -575,8 +571,6 @@ def _audit_section(results: Path) -> list[str]:
 def _transfer_in_words(row: dict[str, Any]) -> str | None:
     """What a transfer matrix says of each k-WTA model's own gradients: do the examples
     they lead to fool the ReLU twin as well as those of BPDA on the same model?"""
-    from ..evaluation.audit import beats
-
     sources, targets = list(row["sources"]), list(row["targets"])
     twins = [t for t in targets if t.endswith("-relu")]
     if not twins:
@@ -801,8 +795,6 @@ def _verdicts_in_words(audits: list[dict[str, Any]]) -> str:
 
 def _audit_in_words(results: Path) -> str:
     """The README's line on the audit: its verdicts in a few words, with images and seed."""
-    from ..evaluation.audit import load_rows
-
     try:
         audits = [r for r in load_rows(results / "audit.json") if r.get("kind") == "audit"]
     except ValueError:
@@ -901,8 +893,6 @@ def reproduction_markdown(
     results_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None
 ) -> str:
     """The Reproduction tab's text: the PGD finding, Tables 1-3 (report vs ours), notes."""
-    from ..settings import get_settings
-
     results = Path(results_dir) if results_dir is not None else RESULTS_DIR
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else get_settings().checkpoint_dir
     problems = []

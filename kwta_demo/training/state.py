@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..models.checkpoints import atomic_save_safetensors, hash_file
 from ..data.cifar10 import CifarSplit
+from ..models.checkpoints import atomic_save_safetensors, hash_file
 
 __all__ = ["STATE_SUFFIX", "STATE_KEY", "STATE_FORMAT", "TrainStateError", "EpochProgress",
            "fingerprint_split", "fingerprint_checkpoint", "state_path",

@@ -19,16 +19,13 @@ split; the model card and ``metrics.json`` carry those numbers.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import math
 import os
-import platform
 import shlex
 import statistics
-import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -39,7 +36,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..reporting.cards import DATA_CAVEAT, model_card
+from ..data.cifar10 import (
+    DATA_CAVEAT,
+    DATA_NAME,
+    IMAGE_SIZE,
+    CifarSplit,
+    batches,
+    held_out,
+    seeded_subset,
+    shuffled_order,
+)
+from ..evaluation.evaluate import clean_accuracy
+from ..models.activations import activation_sparsity
+from ..models.architectures import (
+    ADVERSARIAL_PREFIX,
+    ARCHS,
+    Classifier,
+    ModelConfig,
+    build_model,
+)
 from ..models.checkpoints import (
     MANIFEST,
     atomic_write_text,
@@ -48,7 +63,9 @@ from ..models.checkpoints import (
     save_checkpoint,
     write_manifest,
 )
-from ..models.activations import activation_sparsity
+from ..models.kwta import KWTA, get_kwta_impl
+from ..provenance import device_name, git_commit
+from ..settings import resolve_device
 from .adversarial import (
     DEFAULT_EPS,
     DEFAULT_METHOD,
@@ -58,21 +75,7 @@ from .adversarial import (
     holdout_check,
     training_examples,
 )
-from ..data.cifar10 import (
-    IMAGE_SIZE,
-    CifarSplit,
-    batches,
-    held_out,
-    load_cifar10,
-    seeded_subset,
-    shuffled_order,
-)
-from ..evaluation.evaluate import clean_accuracy
-from ..models.kwta import IMPLS, KWTA, get_kwta_impl, set_kwta_impl
-from ..models.architectures import ADVERSARIAL_PREFIX, ARCHS, Classifier, ModelConfig, build_model
-from ..settings import cpu_name, get_settings, resolve_device
 from .state import (
-    STATE_SUFFIX,
     EpochProgress,
     TrainStateError,
     check_state_matches,
@@ -110,8 +113,6 @@ __all__ = [
     "activation_sparsity",
     "benchmark_epoch_seconds",
     "reproduce_command",
-    "add_arguments",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,6 @@ DEFAULT_EPOCHS: dict[str, dict[str, int]] = {
     "resnet18": {"scratch": 30, "finetune": 10},
     "alexnet": {"scratch": 40, "finetune": 10},
 }
-DATA_NAME = "CIFAR-10, JPEG q75 copy"
 
 
 class TrainingStopped(RuntimeError):
@@ -573,14 +573,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return (f"CPU ({cpu_name()}, {platform.machine()}, {os.cpu_count()} cores, {threads} "
-            f"thread{'s' if threads != 1 else ''})")
-
-
 def _build(cfg: TrainConfig, device: torch.device, init_folder: Path | None) -> Classifier:
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights everywhere
     model = build_model(cfg.model_config())
@@ -739,7 +731,8 @@ def _finalize(
     sparsity_images: int, train_images: int, init_folder: Path | None,
     selected_epoch: int | None = None,
 ) -> dict[str, Any]:
-    """Save, load back, measure, and write the card: unless this run already did."""
+    """Save, load back, measure and write ``metrics.json`` (the card is the shipping
+    command's: ``reporting.cards.write_card``): unless this run already did."""
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
         try:
@@ -772,10 +765,10 @@ def _finalize(
         if _amp_dtype(cfg, device) else "none (float32)",
         "train_images": train_images,
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "kwta_impl": get_kwta_impl() if cfg.activation == "kwta" else None,
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "wall_seconds": sum(times) + sum(h.get("eval_seconds", 0.0) for h in history),
         "train_seconds": sum(times),
         "seconds_per_epoch": statistics.median(times) if times else 0.0,
@@ -789,7 +782,7 @@ def _finalize(
         "data_caveat": DATA_CAVEAT,
         "clean_accuracy": accuracy,
         "test_images": len(test_split.labels),
-        "eval_device": _device_name(device),
+        "eval_device": device_name(device),
         "eval_seconds": eval_seconds,
         "stored_half": half,
         "initial_accuracy": initial["test_acc"] if initial else None,
@@ -804,7 +797,6 @@ def _finalize(
         "recipe": recipe,
         "history": history,
     }
-    atomic_write_text(out / "README.md", model_card(cfg.model_config(), metrics, recipe))
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     if (out.parent / MANIFEST).is_file():  # keep an existing manifest true to the new weights
         write_manifest(out.parent)
@@ -838,18 +830,6 @@ class _Best:
 
 def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _git_commit() -> str | None:
-    """The commit of the code that trained (None outside a git checkout)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _per_stage(value: Any, n: int, what: str) -> list[Any]:
@@ -906,6 +886,7 @@ def train_schedule(
     limit_train: int | None = None,
     save_every: float | None = 300.0,
     should_stop: Callable[[], bool] | None = None,
+    on_model: Callable[[dict[str, Any]], None] | None = None,
     **common: Any,
 ) -> list[dict[str, Any]]:
     """The incremental recipe for one architecture: each k-WTA stage starts from the one before.
@@ -915,8 +896,9 @@ def train_schedule(
     ``kwta-0.2``, any other γ from ``relu``) in ``out_root``. ``epochs``, ``lr``,
     ``schedule``, ``warmup_epochs`` and ``image_sizes`` (``"16x10+32x20"``, see
     ``parse_image_sizes``) take one value or one per stage. ``common`` goes
-    to every ``TrainConfig`` (seed, momentum, clip_grad_norm, ...). Returns the results
-    of ``train_model`` in stage order.
+    to every ``TrainConfig`` (seed, momentum, clip_grad_norm, ...). ``on_model(result)``
+    is called as each stage's model is saved. Returns the results of ``train_model`` in
+    stage order.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -951,6 +933,8 @@ def train_schedule(
                                    state_dir=state_dir, half=half, progress=progress,
                                    fresh=fresh, command=command, save_every=save_every,
                                    should_stop=should_stop))
+        if on_model is not None:  # e.g. the card, before the next stage starts
+            on_model(results[-1])
     return results
 
 
@@ -1031,9 +1015,6 @@ def benchmark_epoch_seconds(
     return per_step * _steps_per_epoch(n_train, cfg.batch_size)[0]
 
 
-# ------------------------------------------------------------------ command line
-
-
 def default_batch_size(device: torch.device) -> int:
     """512 images per step on CUDA; 128 on the CPU, where larger batches run slower per
     image and smaller ones no faster (docs/training.md)."""
@@ -1050,165 +1031,3 @@ def set_threads(threads: int | None) -> int:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))
                                   if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     return torch.get_num_threads()
-
-
-def _eps(text: str) -> float:
-    """``"8/255"`` or ``"0.031"`` as a number (argparse type)."""
-    num, sep, den = text.partition("/")
-    try:
-        return float(num) / float(den) if sep else float(num)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not an eps: {text!r} (write 8/255 or 0.031)") from None
-
-
-def _split_stages(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",")]
-
-
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
-
-
-def _ints(text: str | None) -> list[int] | None:
-    values = _floats(text)
-    if values is not None and any(v != int(v) for v in values):
-        raise ValueError(f"expected whole numbers separated by commas, got {text!r}")
-    return None if values is None else [int(v) for v in values]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m kwta_demo train``."""
-    parser.add_argument("--arch", default="all", choices=[*ARCHS, "all"],
-                        help="architecture to train (default: all)")
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help="comma list; each k-WTA stage starts from the one before; "
-                             "kwta-G:scratch trains from scratch; at-relu, at-kwta-G train "
-                             "adversarially (default: %(default)s)")
-    parser.add_argument("--epochs", default=None,
-                        help="epochs, one value or one per stage (default: 40/30 from scratch "
-                             "for alexnet/resnet18, 10 per fine-tuning stage)")
-    parser.add_argument("--lr", default=None,
-                        help="peak learning rate, one or one per stage (default: 0.1 per 128 "
-                             "images of batch from scratch, 0.01 per 128 for fine-tuning)")
-    parser.add_argument("--schedule", default=None,
-                        help=f"{'|'.join(SCHEDULES)}, one or one per stage "
-                             "(default: onecycle from scratch, cosine for fine-tuning)")
-    parser.add_argument("--warmup", default=None,
-                        help="warm-up epochs, one or one per stage (default: a fifth of the "
-                             "epochs from scratch, at most 1 for fine-tuning)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per step (default: 512 on CUDA, 128 on the CPU, "
-                             "measured in docs/training.md)")
-    parser.add_argument("--sizes", default=None,
-                        help="progressive resizing (resnet18), one per stage: SIZExEPOCHS+..., "
-                             "e.g. 16x10+24x8+32x14; 32 = every epoch at 32 px (default)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: one per core)")
-    parser.add_argument("--save-every", type=float, default=5.0,
-                        help="minutes between training-state saves inside an epoch "
-                             "(0: after every step; default: %(default)s)")
-    d = CONFIG_DEFAULTS
-    parser.add_argument("--momentum", type=float, default=d["momentum"])
-    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"])
-    parser.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
-    parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--clip", type=float, default=d["clip_grad_norm"],
-                        help="gradient L2-norm clipping")
-    parser.add_argument("--amp", choices=AMP_MODES, default=d["amp"],
-                        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, "
-                             "else float32; off: float32")
-    parser.add_argument("--adversarial", choices=tuple(METHODS), default=DEFAULT_METHOD,
-                        help="the single-step method of the at- stages (default: %(default)s)")
-    parser.add_argument("--adv-eps", type=_eps, default=DEFAULT_EPS,
-                        help="L-inf radius of adversarial training, e.g. 8/255 or 0.031 "
-                             "(default: 8/255)")
-    parser.add_argument("--holdout", type=int, default=HOLDOUT_IMAGES,
-                        help="training images held out of the at- stages for the PGD-10 check "
-                             "after each epoch that picks the epoch kept (default: %(default)s)")
-    parser.add_argument("--data", default=None, help="CIFAR-10 source (see kwta_demo/data/cifar10.py)")
-    parser.add_argument("--out", default=None,
-                        help="checkpoint folder root (default: KWTA_CHECKPOINTS or checkpoints/)")
-    parser.add_argument("--state-dir", default="runs", help="resumable training states")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
-    parser.add_argument("--half", action="store_true", help="store the weights as float16")
-    parser.add_argument("--manifest", action="store_true",
-                        help="write the SHA256SUMS manifest of the checkpoint root at the end")
-    parser.add_argument("--limit-train", type=int, default=None,
-                        help="train on N seeded random training images (smoke runs)")
-    parser.add_argument("--limit-test", type=int, default=None,
-                        help="evaluate on N seeded random test images (smoke runs)")
-    parser.add_argument("--eval-every", type=int, default=d["eval_every"],
-                        help="evaluate every N epochs (0: only the final, saved model)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="discard saved training states instead of resuming them")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--kwta-impl", choices=IMPLS, default=None,
-                        help="how k-WTA finds its threshold (same results; default: auto)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``python -m kwta_demo train``; returns the exit status."""
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    for stage in stages:
-        parse_stage(stage)
-    epochs, lr, warmup = _ints(args.epochs), _floats(args.lr), _floats(args.warmup)
-    schedule = args.schedule.split(",") if args.schedule else None
-    device = resolve_device(args.device)
-    set_threads(args.threads)
-    if args.save_every < 0:
-        raise ValueError(f"--save-every must be >= 0 minutes, got {args.save_every}")
-    batch_size = args.batch_size or default_batch_size(device)
-    sizes = _split_stages(args.sizes)
-    if args.kwta_impl:
-        set_kwta_impl(args.kwta_impl)
-    out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
-    archs = ARCHS if args.arch == "all" else (args.arch,)
-    for arch in archs:  # fail before the data is loaded, not after
-        _first_init(arch, stages, out_root)
-    t0 = time.perf_counter()
-    train = load_cifar10("train", args.data)
-    test = load_cifar10("test", args.data)
-    log.info("CIFAR-10 loaded in %.1f s", time.perf_counter() - t0)
-    if args.limit_train:
-        train = seeded_subset(train, args.limit_train, args.seed)
-    if args.limit_test:
-        test = seeded_subset(test, args.limit_test, args.seed)
-    log.info("training %s, stages %s, on %s: %d training and %d test images",
-             ", ".join(archs), ", ".join(stages), _device_name(device), len(train.labels),
-             len(test.labels))
-    rows = []
-    for arch in archs:
-        results = train_schedule(
-            arch, stages, train, test, device, out_root=out_root, state_dir=args.state_dir,
-            epochs=epochs, lr=lr, schedule=schedule, warmup_epochs=warmup,
-            batch_size=batch_size, image_sizes=sizes, save_every=60 * args.save_every,
-            half=args.half, progress=not args.no_progress,
-            fresh=args.fresh, data_hint=args.data, limit_train=args.limit_train,
-            seed=args.seed, momentum=args.momentum, weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing, clip_grad_norm=args.clip, amp=args.amp,
-            eval_every=args.eval_every, adversarial=args.adversarial, adv_eps=args.adv_eps,
-            holdout=args.holdout,
-        )
-        for r in results:
-            m = r["metrics"]
-            rows.append((r["name"], r["config"]["epochs"], m["clean_accuracy"], m["test_images"],
-                         m["recipe"]["wall_seconds"], r["checkpoint"]))
-    if args.manifest:
-        write_manifest(out_root)
-    print("| model | epochs | clean accuracy | test images | train wall s | checkpoint |")
-    print("|---|---|---|---|---|---|")
-    for name, ep, acc, n, wall, where in rows:
-        print(f"| {name} | {ep} | {100 * acc:.2f}% | {n} | {wall:.0f} | {where} |")
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _parser = argparse.ArgumentParser(prog="python -m kwta_demo.training.train", description=__doc__)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
