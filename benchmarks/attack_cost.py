@@ -18,21 +18,17 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo import build_model, load_model  # noqa: E402
-from kwta_demo.evaluation.evaluate import robust_accuracy  # noqa: E402
-from kwta_demo.evaluation.speed import environment  # noqa: E402
-from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10  # noqa: E402
-from kwta_demo.evaluation.evaluate import RobustColumn  # noqa: E402
-from kwta_demo.models.kwta import relu_to_kwta  # noqa: E402
-from kwta_demo.pipeline.plan import DEFAULT_PLAN  # noqa: E402
-from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
-from kwta_demo.training.train import set_threads  # noqa: E402
+from kwta_demo import build_model, load_model
+from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10
+from kwta_demo.evaluation.evaluate import RobustColumn, robust_accuracy
+from kwta_demo.evaluation.speed import environment
+from kwta_demo.models.kwta import relu_to_kwta
+from kwta_demo.pipeline.plan import DEFAULT_PLAN
+from kwta_demo.settings import PROJECT_ROOT, resolve_device
+from kwta_demo.training.train import set_threads
 
 
 def _resnet(state: str | None, gamma: float | None) -> torch.nn.Module:

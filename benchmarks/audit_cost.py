@@ -28,19 +28,15 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.attacks import get_attack  # noqa: E402
-from kwta_demo.evaluation.speed import environment  # noqa: E402
-from kwta_demo.app.explorer import Explorer  # noqa: E402
-from kwta_demo.app.model_cache import ModelCache  # noqa: E402
-from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
-from kwta_demo.training.train import set_threads  # noqa: E402
-
+from kwta_demo.app.explorer import Explorer
+from kwta_demo.app.model_cache import ModelCache
+from kwta_demo.attacks import get_attack
+from kwta_demo.evaluation.speed import environment
+from kwta_demo.settings import PROJECT_ROOT
+from kwta_demo.training.train import set_threads
 
 DEFAULT_ATTACK = "pgd:interactive"
 

@@ -9,9 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.evaluation.speed import markdown_table  # noqa: E402
+from kwta_demo.evaluation.speed import markdown_table
 
 
 def main(paths: list[str]) -> int:

@@ -10,16 +10,12 @@ forwarded per attack.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.attacks import ATTACKS, run_attack  # noqa: E402
-from kwta_demo.models.architectures import build_model  # noqa: E402
+from kwta_demo.attacks import ATTACKS, run_attack
+from kwta_demo.models.architectures import build_model
 
 
 def main(argv: list[str] | None = None) -> None:

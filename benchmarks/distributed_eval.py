@@ -23,9 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from kwta_demo.evaluation.speed import environment  # noqa: E402
+from kwta_demo.evaluation.speed import environment
 
 # attack spec, images, batch size: batched attacks get a batch per rank; the one-image
 # attacks run image by image inside each batch anyway

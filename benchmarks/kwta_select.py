@@ -27,12 +27,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.models import kwta as K  # noqa: E402
-from kwta_demo.evaluation.speed import environment  # noqa: E402
-from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
-from kwta_demo.training.train import cpu_has_native_bf16, set_threads  # noqa: E402
+from kwta_demo.evaluation.speed import environment
+from kwta_demo.models import kwta as K
+from kwta_demo.settings import PROJECT_ROOT
+from kwta_demo.training.train import cpu_has_native_bf16, set_threads
 
 PATHS = {
     "bits": lambda flat, k: K._numpy_select(flat, k)[0],

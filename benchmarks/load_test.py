@@ -48,7 +48,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 ATTACKS = ("fgsm", "pgd", "deepfool", "cw", "bpda")
 MODELS = ("alexnet-relu", "alexnet-kwta-0.1")
@@ -116,7 +115,11 @@ class Server:
 def start_server(folder: Path, *, concurrency: int, threads: int | None,
                  queue_size: int | None) -> Iterator[Server]:
     """``python app.py`` on a free loopback port over stand-in checkpoints; stopped on exit."""
-    from kwta_demo.testing import serve_app, write_image_folder, write_random_checkpoints
+    from kwta_demo.testing import (
+        serve_app,
+        write_image_folder,
+        write_random_checkpoints,
+    )
 
     write_random_checkpoints(folder / "ckpt", MODELS)
     write_image_folder(folder / "data", per_class=1)

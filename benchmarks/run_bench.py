@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.evaluation import speed as bench  # noqa: E402
+from kwta_demo.cli import bench
 
 
 def main() -> int:

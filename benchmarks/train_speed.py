@@ -31,12 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.evaluation.speed import environment  # noqa: E402
-from kwta_demo.models.architectures import build_model  # noqa: E402
-from kwta_demo.settings import PROJECT_ROOT, resolve_device  # noqa: E402
-from kwta_demo.training.train import cpu_has_native_bf16, set_threads  # noqa: E402
+from kwta_demo.evaluation.speed import environment
+from kwta_demo.models.architectures import build_model
+from kwta_demo.settings import PROJECT_ROOT, resolve_device
+from kwta_demo.training.train import cpu_has_native_bf16, set_threads
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,12 @@ import hashlib
 import json
 import shutil
 import sys
-from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kwta_demo.data.cifar10 import balanced_sample, load_cifar10, resolve_source  # noqa: E402
-from kwta_demo.models.architectures import CIFAR10_CLASSES  # noqa: E402
-from kwta_demo.settings import PROJECT_ROOT  # noqa: E402
+from kwta_demo.data.cifar10 import balanced_sample, load_cifar10, resolve_source
+from kwta_demo.models.architectures import CIFAR10_CLASSES
+from kwta_demo.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / "kwta_demo" / "data" / "gallery_sample"
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from kwta_demo.app import viz
-from kwta_demo.testing import free_port, write_image_folder, write_random_checkpoints
 from kwta_demo.app.explorer import Explorer
 from kwta_demo.app.model_cache import ModelCache
+from kwta_demo.testing import free_port, write_image_folder, write_random_checkpoints
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -244,9 +244,7 @@ def test_a_receipt_replayed_through_the_api_gives_the_same_tensors(app, tmp_path
 
 def test_flags_override_the_environment_without_writing_it(monkeypatch, tmp_path):
     import os
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import app
 
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "from-env"))
