@@ -28,7 +28,7 @@ from kwta_demo.evaluation.speed import environment
 from kwta_demo.models.kwta import relu_to_kwta
 from kwta_demo.pipeline.plan import DEFAULT_PLAN
 from kwta_demo.settings import PROJECT_ROOT, resolve_device
-from kwta_demo.training.train import set_threads
+from kwta_demo.training import set_threads
 
 
 def _resnet(state: str | None, gamma: float | None) -> torch.nn.Module:

@@ -36,7 +36,7 @@ from kwta_demo.app.model_cache import ModelCache
 from kwta_demo.attacks import get_attack
 from kwta_demo.evaluation.speed import environment
 from kwta_demo.settings import PROJECT_ROOT
-from kwta_demo.training.train import set_threads
+from kwta_demo.training import set_threads
 
 DEFAULT_ATTACK = "pgd:interactive"
 

@@ -30,7 +30,7 @@ import torch
 from kwta_demo.evaluation.speed import environment
 from kwta_demo.models import kwta as K
 from kwta_demo.settings import PROJECT_ROOT
-from kwta_demo.training.train import cpu_has_native_bf16, set_threads
+from kwta_demo.training import cpu_has_native_bf16, set_threads
 
 PATHS = {
     "bits": lambda flat, k: K._numpy_select(flat, k)[0],

@@ -1,6 +1,6 @@
 """Training speed of the CIFAR ResNet18 (and AlexNet) per setting, as ratios in one run.
 
-Every variant is one real training step of ``kwta_demo.training.train`` (SGD with momentum and
+Every variant is one real training step of ``kwta_demo.training`` (SGD with momentum and
 Nesterov, cross-entropy, the model's own normalisation) on random data, built once and
 timed repeat by repeat in turn, so that load from elsewhere hits all of them alike. A
 row reports the median step time after warm-up as images per second, the minutes a
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from kwta_demo.evaluation.speed import environment
 from kwta_demo.models.architectures import build_model
 from kwta_demo.settings import PROJECT_ROOT, resolve_device
-from kwta_demo.training.train import cpu_has_native_bf16, set_threads
+from kwta_demo.training import cpu_has_native_bf16, set_threads
 
 
 @dataclass(frozen=True)

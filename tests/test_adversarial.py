@@ -7,15 +7,15 @@ import json
 
 import pytest
 import torch
+from test_train import assert_same_weights, synthetic, weights
 
 import kwta_demo
-from kwta_demo.training import adversarial as A
-from kwta_demo.training import train as T
-from kwta_demo.training import state as TS
+from kwta_demo import training as T
 from kwta_demo.cli.train import parse_eps
 from kwta_demo.data.cifar10 import held_out
-
-from test_train import assert_same_weights, synthetic, weights
+from kwta_demo.training import adversarial as A
+from kwta_demo.training import loop
+from kwta_demo.training import state as TS
 
 TRAIN, TEST = synthetic(48, 0), synthetic(10, 1)
 EPS = 8 / 255
@@ -112,7 +112,7 @@ def test_the_epoch_with_the_best_holdout_pgd_accuracy_is_kept(tmp_path, monkeypa
         return A.HoldoutCheck(clean_acc=0.5, pgd_acc=next(scores), images=len(split.labels),
                               seconds=0.0)
 
-    monkeypatch.setattr(T, "holdout_check", fake_check)
+    monkeypatch.setattr(loop, "holdout_check", fake_check)
     result = T.train_model(adv_config(), TRAIN, TEST, "cpu", out=tmp_path / "alexnet-at-relu",
                            state_dir=tmp_path / "runs", progress=False, half=False)
     assert result["metrics"]["selected_epoch"] == 2

@@ -402,8 +402,8 @@ def test_damaged_checkpoints_are_named_and_the_others_serve(server, client, imag
 
 def test_the_cache_remembers_damage_but_looks_again_for_a_missing_model(monkeypatch):
     from kwta_demo.app import model_cache
-    from kwta_demo.models.checkpoints import CheckpointError, CheckpointNotFoundError
     from kwta_demo.models.architectures import ModelConfig, build_model
+    from kwta_demo.models.checkpoints import CheckpointError, CheckpointNotFoundError
 
     calls = []
     hub_up = False

@@ -7,14 +7,25 @@ import threading
 import time
 from pathlib import Path
 
-from huggingface_hub import constants as hub_constants
 import pytest
 import torch
+from huggingface_hub import constants as hub_constants
 from safetensors.torch import save_file
 
-from kwta_demo import CheckpointError, CheckpointNotFoundError, build_model, load_model, save_checkpoint
-from kwta_demo.models.checkpoints import find_checkpoint, manifest_text, verify_manifest, write_manifest
+from kwta_demo import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    build_model,
+    load_model,
+    save_checkpoint,
+)
 from kwta_demo.models import checkpoints
+from kwta_demo.models.checkpoints import (
+    find_checkpoint,
+    manifest_text,
+    verify_manifest,
+    write_manifest,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -13,13 +13,19 @@ import torch
 from PIL import Image
 
 from kwta_demo.app import viz
-from kwta_demo.models.activations import active_share, comparable_layers, flipped_share
-from kwta_demo.testing import write_image_folder, write_random_checkpoints
-from kwta_demo.app.explorer import Explorer, Limits, attack_controls, model_names, parse_eps_list
+from kwta_demo.app.explorer import (
+    Explorer,
+    Limits,
+    attack_controls,
+    model_names,
+    parse_eps_list,
+)
 from kwta_demo.app.model_cache import ModelCache
+from kwta_demo.data.uploads import ImageInputError, prepare_image
+from kwta_demo.models.activations import active_share, comparable_layers, flipped_share
 from kwta_demo.models.architectures import CIFAR10_CLASSES
 from kwta_demo.reporting.tables import reproduction_markdown
-from kwta_demo.data.uploads import ImageInputError, prepare_image
+from kwta_demo.testing import write_image_folder, write_random_checkpoints
 
 NAMES = ["alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1"]
 
@@ -601,9 +607,9 @@ def test_the_landscape_of_the_last_attack(explorer):
 
 
 def test_the_winner_flip_atlas_follows_the_attack(explorer):
-    from kwta_demo.models.activations import capture_activations, flipped_share
     from kwta_demo.attacks import run_attack
     from kwta_demo.attacks.gradient import recording_iterates
+    from kwta_demo.models.activations import capture_activations, flipped_share
 
     image, _ = _image(explorer)
     out = explorer.attack(image, arch="alexnet", variants=["kwta-0.1"], attack="pgd",

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_kwta_fast import (
+    SHAPES,
+    assert_same_bits,
+    assert_same_gradient,
+    forward_backward,
+    make,
+)
 
-from kwta_demo.models.kwta import KWTA, kwta, kwta_reference, kwta_threshold, num_winners, resolve_impl
-
-from test_kwta_fast import SHAPES, assert_same_bits, assert_same_gradient, forward_backward, make
+from kwta_demo.models.kwta import (
+    KWTA,
+    kwta,
+    kwta_reference,
+    kwta_threshold,
+    num_winners,
+    resolve_impl,
+)
 
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)

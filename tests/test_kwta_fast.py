@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kwta_demo.models import kwta as K
+from kwta_demo.models.architectures import build_model
 from kwta_demo.models.kwta import (
     IMPLS,
     KWTA,
@@ -34,7 +35,6 @@ from kwta_demo.models.kwta import (
     set_kwta_impl,
     threshold,
 )
-from kwta_demo.models.architectures import build_model
 
 TORCH_IMPLS = ["kthvalue", "topk", "numpy", "auto"]
 # The shapes the models feed k-WTA: CIFAR ResNet18 blocks, AlexNet's FC layers, and

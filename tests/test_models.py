@@ -59,8 +59,8 @@ def test_config_round_trip():
 
 
 def test_names_are_one_rule_both_ways():
-    from kwta_demo.models.checkpoints import MODEL_NAMES
     from kwta_demo.models.architectures import ModelConfig
+    from kwta_demo.models.checkpoints import MODEL_NAMES
 
     assert MODEL_NAMES == ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
                            "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1")

@@ -112,8 +112,8 @@ def test_offline_publish_fails_fast_and_clearly(checkpoint, monkeypatch, capsys)
 
 
 def test_cards_carry_robust_accuracy_with_its_settings():
-    from kwta_demo.reporting.cards import DATASET, model_card, robust_rows_for
     from kwta_demo.models.architectures import ModelConfig
+    from kwta_demo.reporting.cards import DATASET, model_card, robust_rows_for
 
     result = {"rows": [
         {"weights_sha256": "abc", "attack": "none", "preset": "", "n": 10000, "seed": 0, "robust_acc": 0.8},
@@ -137,8 +137,8 @@ def test_cards_carry_robust_accuracy_with_its_settings():
 
 
 def test_cards_carry_the_worst_case_over_every_attack_on_the_same_images():
-    from kwta_demo.reporting.cards import model_card, worst_case_for
     from kwta_demo.models.architectures import ModelConfig
+    from kwta_demo.reporting.cards import model_card, worst_case_for
 
     def row(attack, preset, per_image, sha="abc", model="alexnet-kwta-0.1"):
         return {"model": f"checkpoints/{model}", "weights_sha256": sha, "attack": attack,
@@ -179,8 +179,8 @@ def test_the_space_front_matter_names_the_six_repos_and_the_tested_gradio():
 def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
     import yaml
 
-    from kwta_demo.reporting.cards import model_card
     from kwta_demo.models.architectures import ModelConfig
+    from kwta_demo.reporting.cards import model_card
 
     monkeypatch.setenv("KWTA_HUB_REPO", "me/cifar10-{name}")
     metrics = {"clean_accuracy": 0.8, "test_images": 100}
@@ -194,8 +194,8 @@ def test_cards_name_the_model_they_were_fine_tuned_from(monkeypatch):
 
 
 def test_a_relu_card_does_not_call_its_layers_k_wta():
-    from kwta_demo.reporting.cards import model_card
     from kwta_demo.models.architectures import ModelConfig
+    from kwta_demo.reporting.cards import model_card
 
     verification = {"date": "d", "command": "c", "device": "cpu", "manifest": "SHA256SUMS",
                     "clean_accuracy": 0.9, "test_images": 10, "sparsity": {"a": 0.2, "b": 0.5},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.reporting import published as P
 from kwta_demo.models.checkpoints import MODEL_NAMES
+from kwta_demo.reporting import published as P
 
 REPORT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "report" / "000_2b4982408e2d6947.txt"
 

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.reporting.tables import (ADAPTIVE_NOTE, NOT_MEASURED, best_rows, format_cell,
-                                     reproduction_markdown)
+from kwta_demo.reporting.tables import (
+    ADAPTIVE_NOTE,
+    NOT_MEASURED,
+    best_rows,
+    format_cell,
+    reproduction_markdown,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,12 @@ import pytest
 import torch
 
 import kwta_demo
-from kwta_demo.training import train as T
-from kwta_demo.training import state as TS
+from kwta_demo import training as T
 from kwta_demo.data.cifar10 import CifarSplit
+from kwta_demo.models.activations import activation_sparsity
 from kwta_demo.reporting.cards import write_card
+from kwta_demo.training import loop
+from kwta_demo.training import state as TS
 
 TESTS = Path(__file__).resolve().parent
 
@@ -118,9 +120,9 @@ def test_stages_and_configs(tmp_path):
         with pytest.raises(ValueError):
             T.parse_stage(bad)
     # adversarial stages: their own names, their own chain, the recipe's method and check
-    assert T._stage_name("alexnet", "at-kwta-0.1") == "alexnet-at-kwta-0.1"
-    assert T._predecessor("at-kwta-0.1") == "at-kwta-0.2"
-    assert T._predecessor("at-kwta-0.2") == "at-relu"
+    assert T.stage_name("alexnet", "at-kwta-0.1") == "alexnet-at-kwta-0.1"
+    assert T.predecessor("at-kwta-0.1") == "at-kwta-0.2"
+    assert T.predecessor("at-kwta-0.2") == "at-relu"
     at = T.stage_config("alexnet", "at-kwta-0.2", batch_size=128, init_from="c/alexnet-at-relu")
     assert (at.adversarial, at.adv_eps, at.holdout, at.name) == (
         "n-fgsm", 8 / 255, 500, "alexnet-at-kwta-0.2")
@@ -148,11 +150,11 @@ def test_sparsity_of_kwta_layers_is_gamma():
     torch.manual_seed(0)
     images = torch.rand(8, 3, 32, 32)
     for gamma in (0.2, 0.1):
-        fractions = T.activation_sparsity(kwta_demo.build_model("resnet18", "kwta", gamma), images)
+        fractions = activation_sparsity(kwta_demo.build_model("resnet18", "kwta", gamma), images)
         kwta = {k: v for k, v in fractions.items() if k != "stem_act"}
         assert len(kwta) == 16
         assert all(abs(v - gamma) < 0.005 for v in kwta.values()), kwta
-    relu = T.activation_sparsity(kwta_demo.build_model("alexnet"), images)
+    relu = activation_sparsity(kwta_demo.build_model("alexnet"), images)
     assert len(relu) == 7 and all(0.2 < v < 0.8 for v in relu.values())
 
 
@@ -233,7 +235,7 @@ def test_killed_process_resumes_bit_identically(tmp_path, reference, save_every)
         from pathlib import Path
         import torch
         import test_train as tt
-        from kwta_demo.training import train as T
+        from kwta_demo import training as T
         torch.set_num_threads(1)
 
         def stall(epoch, step):
@@ -337,9 +339,9 @@ def test_cpu_defaults():
     assert T.set_threads(1) == 1
     T.set_threads(None)
     assert T.set_threads(None) >= 1
-    auto = T._amp_dtype(small(), torch.device("cpu"))
+    auto = loop._amp_dtype(small(), torch.device("cpu"))
     assert auto == (torch.bfloat16 if T.cpu_has_native_bf16() else None)
-    assert T._amp_dtype(small(amp="off"), torch.device("cpu")) is None
+    assert loop._amp_dtype(small(amp="off"), torch.device("cpu")) is None
 
 
 def test_an_exception_mid_epoch_keeps_the_last_complete_state(tmp_path):

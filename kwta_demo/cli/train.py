@@ -27,14 +27,10 @@ from ..training.adversarial import (
     HOLDOUT_IMAGES,
     METHODS,
 )
-from ..training.train import (
-    AMP_MODES,
-    CONFIG_DEFAULTS,
-    SCHEDULES,
-    STAGES,
-    _first_init,
+from ..training.config import AMP_MODES, CONFIG_DEFAULTS, SCHEDULES, STAGES, parse_stage
+from ..training.schedule import (
     default_batch_size,
-    parse_stage,
+    first_init,
     set_threads,
     train_schedule,
 )
@@ -159,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
     out_root = Path(args.out) if args.out else get_settings().checkpoint_dir
     archs = ARCHS if args.arch == "all" else (args.arch,)
     for arch in archs:  # fail before the data is loaded, not after
-        _first_init(arch, stages, out_root)
+        first_init(arch, stages, out_root)
     t0 = time.perf_counter()
     train = load_cifar10("train", args.data)
     test = load_cifar10("test", args.data)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import get_settings
-from ..training.train import _stage_name
+from ..training.config import stage_name
 
 __all__ = ["TrainStep", "EvalStep", "AuditStep", "Plan", "DEFAULT_PLAN", "load_plan",
            "checkpoint_root"]
@@ -34,7 +34,7 @@ class TrainStep:
 
     @property
     def name(self) -> str:
-        return _stage_name(self.arch, self.stage)
+        return stage_name(self.arch, self.stage)
 
     def state_dir(self, plan: "Plan") -> Path:
         """Where this stage's training state lives: beside its checkpoint when it has its own

@@ -42,8 +42,9 @@ from ..evaluation.evaluate import (
 )
 from ..models.checkpoints import atomic_write_text
 from ..reporting.cards import write_card
+from ..training.loop import TrainingStopped
+from ..training.schedule import set_threads, train_schedule
 from ..training.state import STATE_SUFFIX, read_state_meta
-from ..training.train import TrainingStopped, set_threads, train_schedule
 from .plan import DEFAULT_PLAN, AuditStep, EvalStep, Plan, TrainStep, checkpoint_root
 
 __all__ = ["PipelineStopped", "PipelineFiles", "pipeline_files", "running_pid", "alive",

@@ -16,8 +16,8 @@ from ..evaluation.evaluate import (
 )
 from ..models.architectures import arch_of
 from ..models.checkpoints import weights_sha256
+from ..training.config import parse_image_sizes
 from ..training.timing import SIZE_EXPONENT, epoch_seconds
-from ..training.train import parse_image_sizes
 from .plan import DEFAULT_PLAN, EvalStep, Plan, TrainStep, checkpoint_root
 from .runner import (
     parts_dir,
