@@ -150,7 +150,7 @@ def call(name: str, model, x, y, **kw):
 
 def test_registry_has_the_contracted_attacks_and_presets():
     assert set(ATTACKS) == {"fgsm", "pgd", "deepfool", "cw", "vga", "gradient-estimation", "bpda",
-                            "apgd-ce", "apgd-dlr", "square"}
+                            "apgd-ce", "apgd-dlr", "square", "autoattack"}
     for name, presets in PRESETS.items():
         assert {"interactive", "paper"} <= set(presets), name
         for preset in presets:  # every preset resolves to valid parameters
@@ -471,6 +471,7 @@ def test_fixed_seed_reproduces_exactly(kwta_model, batch, name):
     ("bpda", {"random_start": True}),
     ("square", {}),  # draws from the global generators: run one image per call
     ("apgd-ce", {}),
+    ("autoattack", {}),
 ])
 def test_an_image_is_attacked_the_same_in_any_batch(relu_model, batch, name, params):
     """Image i draws from its own seed: attacked alone, beside others or elsewhere in a
@@ -675,3 +676,49 @@ def test_library_attacks_leave_the_global_generators_alone(relu_model, batch):
     assert torch.equal(t.success, t.adv_pred == target)
     with pytest.raises(AttackParameterError):
         run_attack("square", relu_model, x[:4], y[:4], eps=0.05, target=target)
+
+
+class _Quantised(nn.Module):
+    """Rounds its input to 4 levels: a classifier whose input gradient is zero everywhere."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x * 3).round() / 3)
+
+
+def test_autoattack_records_which_attack_fooled_each_image_and_its_flags(relu_model, batch):
+    x, y = batch
+    x, y = x[:6], y[:6]
+    r = run_attack("autoattack", relu_model, x, y, eps=0.1, preset="interactive", seed=3)
+    fooled_by = r.info["fooled_by"]
+    with torch.no_grad():
+        correct = relu_model(x).argmax(1) == y
+    assert torch.equal(fooled_by > 0, r.success & correct)  # 0: stood, or misclassified clean
+    assert not r.info["flag_zero_gradient"].any()
+    assert r.params["backend"].startswith("pyautoattack ")
+    # zero gradients everywhere: AutoAttack's own check flags every image it attacks, the
+    # white-box attacks get nowhere, and only the score-based Square can fool an image
+    masked = _Quantised(relu_model).eval()
+    q = run_attack("autoattack", masked, x, y, eps=0.3, preset="interactive", seed=3,
+                   attacks="apgd-ce+apgd-t+fab-t+square", n_iter=5, square_queries=200)
+    with torch.no_grad():
+        attacked = masked(x).argmax(1) == y
+    assert bool(q.info["flag_zero_gradient"][attacked].all())
+    assert set(q.info["fooled_by"][attacked].tolist()) <= {0, 4}
+
+
+def test_autoattack_rows_count_its_attacks_and_flags(relu_model, batch):
+    from kwta_demo.evaluation.evaluate import robust_accuracy
+
+    x, y = batch
+    row = robust_accuracy(relu_model, x[:6], y[:6], "autoattack", eps=0.1, preset="interactive",
+                          seed=3, batch_size=3)
+    aa = row["autoattack"]
+    assert aa["attacks"] == ["apgd-ce", "apgd-t"]
+    fooled = round((row["clean_acc"] - row["robust_acc"]) * 6)
+    assert sum(aa["fooled_by"].values()) == fooled
+    assert aa["flags"] == {"randomized": 0, "zero_gradient": 0}
+    assert "square_after_white_box" not in aa  # no Square in this ensemble

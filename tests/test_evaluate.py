@@ -254,3 +254,10 @@ def test_a_damaged_part_is_computed_again(tmp_path):
     (tmp_path / "row" / "batch-000001.json").write_text("{not json")
     again, _ = map_batches(7, 3, compute, parts=parts)
     assert done == [0, 3, 6, 3] and torch.equal(first["x"], again["x"])  # exact floats
+
+
+def test_an_attack_spec_takes_eps_as_a_fraction():
+    assert RobustColumn.parse("pgd:paper@8/255", 0.031) == RobustColumn("pgd", "paper", 8 / 255)
+    assert RobustColumn.parse("autoattack:standard", 0.031).eps == 0.031
+    with pytest.raises(ValueError, match="bad epsilon"):
+        RobustColumn.parse("pgd@8/0", 0.031)

@@ -167,11 +167,13 @@ def test_plans_and_estimates(tmp_path):
     assert PL.load_plan(None) is PL.DEFAULT_PLAN
     assert [s.name for s in PL.DEFAULT_PLAN.train] == [
         "resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
-        "alexnet-at-relu", "alexnet-at-kwta-0.2", "alexnet-at-kwta-0.1",
-        "resnet18-at-relu", "resnet18-at-kwta-0.2", "resnet18-at-kwta-0.1"]
-    # each adversarially trained chain is one train_schedule call: k-WTA from the AT ReLU
-    groups = P.train_groups(PL.DEFAULT_PLAN.train)
-    assert [[s.stage for s in g] for g in groups[1:]] == [["at-relu", "at-kwta-0.2", "at-kwta-0.1"]] * 2
+        "alexnet-at-relu", "alexnet-at-kwta-0.2", "alexnet-at-kwta-0.1"]
+    # each adversarially trained chain is one train_schedule call: k-WTA from the AT ReLU;
+    # ResNet18's comes after AlexNet's is evaluated
+    groups = P.train_groups(PL.DEFAULT_PLAN.train) + P.train_groups(PL.DEFAULT_PLAN.after)
+    chains = [[s.stage for s in g] for g in groups if g[0].stage.startswith("at-")]
+    assert chains == [["at-relu", "at-kwta-0.2", "at-kwta-0.1"]] * 2
+    assert [g[0].arch for g in groups if g[0].stage.startswith("at-")] == ["alexnet", "resnet18"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [], "colour": "red"}))
     with pytest.raises(ValueError, match="unknown fields: colour"):
@@ -327,3 +329,25 @@ def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
     assert S.rows_in_progress(other, rows) == []
     assert "in progress: resnet18-relu square:cpu, 2 of 3 batches kept" in S.format_status(
         S.pipeline_status(plan))
+
+
+def test_models_the_plan_has_not_trained_yet_wait(tmp_path):
+    """An evaluation or audit naming a stage of the plan that has no checkpoint yet waits
+    for the pass after the `after` stages; a step whose rows are all there is skipped."""
+    plan = PL.Plan(train=(PL.TrainStep("alexnet", "at-relu", 1),),
+                   after=(PL.TrainStep("resnet18", "at-relu", 1),),
+                   checkpoints=str(tmp_path / "ckpt"), runs=str(tmp_path / "runs"))
+    assert P.not_trained_yet(plan, "alexnet-at-relu") and P.not_trained_yet(plan, "resnet18-at-relu")
+    assert not P.not_trained_yet(plan, "alexnet-relu")  # not the plan's: taken as it is
+    (tmp_path / "ckpt" / "alexnet-at-relu").mkdir(parents=True)
+    (tmp_path / "ckpt" / "alexnet-at-relu" / "metrics.json").write_text("{}")
+    assert not P.not_trained_yet(plan, "alexnet-at-relu")
+    assert PL.AuditStep("alexnet", adversarial=True).models == (
+        "alexnet-at-relu", "alexnet-at-kwta-0.2", "alexnet-at-kwta-0.1")
+
+    step = PL.EvalStep(models=("alexnet-at-relu",), attacks=("pgd:paper@8/255",), n=4)
+    clean = {"model": "ckpt/alexnet-at-relu", "attack": "none", "n": 10}
+    row = {"model": "alexnet-at-relu", "attack": "pgd", "preset": "paper", "eps": 8 / 255, "n": 4}
+    assert P.eval_step_done(step, [clean, row])
+    assert not P.eval_step_done(step, [clean, {**row, "eps": 0.031}])
+    assert not P.eval_step_done(step, [row])

@@ -9,6 +9,7 @@ from torch import nn
 
 from .adaptive import BPDA, GRADIENT_ESTIMATION
 from .art_attacks import APGD_CE, APGD_DLR, SQUARE
+from .autoattack import AUTOATTACK
 from .base import (
     AttackParameterError,
     AttackResult,
@@ -33,7 +34,7 @@ __all__ = ["ATTACKS", "PRESETS", "PRESET_NOTES", "get_attack", "run_attack"]
 
 ATTACKS: dict[str, AttackSpec] = {
     spec.name: spec for spec in (FGSM, PGD, DEEPFOOL, CW, VGA, GRADIENT_ESTIMATION, BPDA,
-                                 APGD_CE, APGD_DLR, SQUARE)
+                                 APGD_CE, APGD_DLR, SQUARE, AUTOATTACK)
 }
 """name -> AttackSpec (title, description, params with docs, presets, preset_notes, ...)."""
 

@@ -36,6 +36,7 @@ from ..attacks import get_attack, run_attack
 from ..attacks.base import MAX_STEPS, ImageStreams, attack_mode, batch_seeds, check_seed
 from ..attacks.gradient import ascend, input_gradient
 from ..data.cifar10 import describe_source, evaluation_sample, load_cifar10
+from ..models.architectures import ModelConfig
 from ..models.checkpoints import (
     atomic_write_text,
     find_checkpoint,
@@ -301,16 +302,17 @@ def audit(
 
 def audit_checkpoints(
     arch: str, *, attacks: Sequence[str] = ("pgd:report", "deepfool:paper", "pgd:corrected"),
-    n: int = 100,
+    n: int = 100, adversarial: bool = False, eps: float = 0.031,
     seed: int = 0, data: str | None = None, device: str | None = None,
     square_preset: str = "cpu", done: Sequence[dict[str, Any]] = (),
     on_row: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Audit the three checkpoints of ``arch`` under each attack spec (``name:preset``)
-    and compute the transfer matrix of the last one, on ``n`` seeded class-balanced test
-    images; one row per (model, attack) and one per matrix. Rows in ``done`` with the same
-    weights and settings are kept; ``on_row`` gets each new row."""
+    """Audit the three checkpoints of ``arch`` (the adversarially trained ones with
+    ``adversarial``) under each attack spec (``name:preset``, at ``eps`` unless the preset
+    is the report's) and compute the transfer matrix of the last one, on ``n`` seeded
+    class-balanced test images; one row per (model, attack) and one per matrix. Rows in
+    ``done`` with the same weights and settings are kept; ``on_row`` gets each new row."""
     def stamped(row: dict[str, Any]) -> dict[str, Any]:
         # what the row was measured on, and when (results/audit.json keeps earlier runs' rows)
         return _json_safe({**row, "data": source, "torch": torch.__version__,
@@ -318,7 +320,9 @@ def audit_checkpoints(
 
     dev = resolve_device(device)
     source = describe_source(data)
-    names = [f"{arch}-relu", f"{arch}-kwta-0.2", f"{arch}-kwta-0.1"]
+    training = "adversarial" if adversarial else "standard"
+    names = [ModelConfig(arch, activation, gamma, training=training).name
+             for activation, gamma in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))]
     where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
     shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
     key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r.get("bpda"), r["n"],  # noqa: E731
@@ -356,7 +360,7 @@ def audit_checkpoints(
             log.info("audit: %s under %s on %d of %d images", name, spec, int(keep.sum()), n)
             t0 = time.perf_counter()
             result = audit(model, x[keep], y[keep], attack=attack, preset=preset or "paper",
-                           eps=None if preset == "report" else 0.031, seed=seed, name=name,
+                           eps=None if preset == "report" else eps, seed=seed, name=name,
                            twin=None if name.endswith("relu") else models[names[0]],
                            twin_name=names[0], square_preset=square_preset,
                            memo=memos[name])
@@ -374,7 +378,8 @@ def audit_checkpoints(
                 on_row(row)
     spec = attacks[-1]
     attack, _, preset = spec.partition(":")
-    row = {"kind": "transfer", "model": arch, "sha": ",".join(shas[m] for m in names),
+    row = {"kind": "transfer", "model": f"{arch}-at" if adversarial else arch,
+           "sha": ",".join(shas[m] for m in names),
            "attack": spec, "bpda": f"bpda:{TRANSFER_BPDA}", "n": n, "seed": seed}
     if key(row) in have:
         rows.append(have[key(row)])
@@ -382,7 +387,7 @@ def audit_checkpoints(
         log.info("audit: transfer matrix of %s under %s (and BPDA) on %d images", arch, spec, n)
         t0 = time.perf_counter()
         m = transfer_matrix(models, x, y, attack=attack, preset=preset or "paper",
-                            eps=None if preset == "report" else 0.031, seed=seed,
+                            eps=None if preset == "report" else eps, seed=seed,
                             bpda_preset=TRANSFER_BPDA)
         row.update(sources=list(m.sources), targets=list(m.targets),
                    rates=[list(r) for r in m.rates], ci95=[[list(c) for c in r] for r in m.ci95],

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import get_attack, run_attack
+from ..attacks.autoattack import FLAGS as AUTOATTACK_FLAGS
 from ..attacks.base import AttackParameterError, attack_mode, check_labels, derived_seed
 from ..data.cifar10 import (
     CifarSplit,
@@ -58,6 +59,8 @@ job's failure, with a traceback; the stop file and the "stopped:" line say it st
 
 log = logging.getLogger(__name__)
 
+AUTOATTACK_INFO = ("fooled_by", *(f"flag_{f}" for f in AUTOATTACK_FLAGS))
+
 SEEDING = "per image: derived_seed(seed, test-split index)"
 """How a row's images were seeded; part of a row's identity, so rows seeded otherwise are
 never mixed with these."""
@@ -82,12 +85,14 @@ class RobustColumn:
 
     @classmethod
     def parse(cls, text: str, default_eps: float) -> "RobustColumn":
-        """``name[:preset][@eps]``, e.g. ``pgd:report@0.031`` or ``deepfool``."""
+        """``name[:preset][@eps]``, e.g. ``pgd:report@0.031``, ``pgd:paper@8/255`` or
+        ``deepfool``."""
         spec, _, eps = text.partition("@")
         attack, _, preset = spec.partition(":")
+        num, slash, den = eps.partition("/")
         try:
-            value = float(eps) if eps else default_eps
-        except ValueError:
+            value = (float(num) / float(den) if slash else float(num)) if eps else default_eps
+        except (ValueError, ZeroDivisionError):
             raise ValueError(f"bad epsilon in attack spec {text!r}") from None
         if not attack:
             raise ValueError(f"empty attack name in spec {text!r}")
@@ -335,6 +340,9 @@ def robust_accuracy(
         if "raw_success" in result.info:
             out["raw_success"] = result.info["raw_success"].cpu()
             out["raw_l2"] = result.info["raw_l2"].cpu()
+        for key in AUTOATTACK_INFO:
+            if key in result.info:
+                out[key] = result.info[key].cpu()
         return out, _json_params(result.params)
 
     try:
@@ -364,6 +372,8 @@ def robust_accuracy(
         "robust_per_image": robust.int().tolist(),
         "seconds": time.perf_counter() - start,
     }
+    if "fooled_by" in got:
+        out["autoattack"] = autoattack_summary(got, correct_t, first_params["attacks"])
     if "raw_success" in got:
         # without the eps limit (the attack's own criterion, e.g. C&W's minimal L2)
         raw_ok = got["raw_success"] & correct_t
@@ -372,6 +382,24 @@ def robust_accuracy(
             float(got["raw_l2"][raw_ok].median()) if bool(raw_ok.any()) else math.nan
         )
     return out
+
+
+def autoattack_summary(got: dict[str, torch.Tensor], correct: torch.Tensor,
+                       attacks: str) -> dict[str, Any]:
+    """Which of AutoAttack's attacks fooled how many of the correctly classified images, and
+    on how many images each of its checks raised its flag. ``square_after_white_box`` is
+    AutoAttack's last check: the share of the images that Square fooled after every
+    white-box attack before it had failed (AutoAttack flags more than 0.2%)."""
+    names = attacks.split("+")
+    by = got["fooled_by"][correct]
+    fooled = {name: int((by == i).sum()) for i, name in enumerate(names, start=1)}
+    summary: dict[str, Any] = {
+        "attacks": names, "fooled_by": fooled,
+        "flags": {flag: int(got[f"flag_{flag}"].sum()) for flag in AUTOATTACK_FLAGS},
+    }
+    if "square" in names and len(names) > 1:
+        summary["square_after_white_box"] = fooled["square"] / max(len(got["fooled_by"]), 1)
+    return summary
 
 
 def vga_statistics(

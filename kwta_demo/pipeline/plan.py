@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models.architectures import ModelConfig
 from ..settings import get_settings
 from ..training.config import stage_name
 
@@ -65,6 +66,14 @@ class AuditStep:
     n: int = 64
     seed: int = 0
     square: str = "cpu"
+    adversarial: bool = False  # the adversarially trained trio (``<arch>-at-...``)
+    eps: float = 0.031
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        training = "adversarial" if self.adversarial else "standard"
+        return tuple(ModelConfig(self.arch, a, g, training=training).name
+                     for a, g in (("relu", None), ("kwta", 0.2), ("kwta", 0.1)))
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,13 @@ class Plan:
 # (three stages, shipped in checkpoints/); the evaluation rows follow.
 _SIX = ("resnet18-relu", "resnet18-kwta-0.2", "resnet18-kwta-0.1",
         "alexnet-relu", "alexnet-kwta-0.2", "alexnet-kwta-0.1")
+_AT_ALEXNET = ("alexnet-at-relu", "alexnet-at-kwta-0.2", "alexnet-at-kwta-0.1")
+_AT_RESNET18 = ("resnet18-at-relu", "resnet18-at-kwta-0.2", "resnet18-at-kwta-0.1")
 _MAIN = ("vga:report@1", "pgd:report", "pgd:corrected", "pgd:paper", "deepfool:paper",
          "bpda:paper")
+# the adversarially trained controls, at their own eps (8/255): the paper's PGD-20, BPDA,
+# and AutoAttack's white-box pair
+_AT_ATTACKS = ("pgd:paper@8/255", "bpda:paper@8/255", "autoattack:apgd-ce-t")
 DEFAULT_PLAN = Plan(
     train=(
         TrainStep("resnet18", "relu", 50, sizes="16x14+24x12+32x24"),
@@ -125,17 +139,15 @@ DEFAULT_PLAN = Plan(
         # N-FGSM at eps 8/255, 500 training images held out for the PGD-10 check after each
         # epoch, the best epoch kept; ReLU from scratch (one-cycle), then k-WTA 0.2 and 0.1
         # fine-tuned from it as the report fine-tunes the standard ones. AlexNet first: a
-        # quarter of ResNet18's cost, it takes the whole path (training, evaluation, app,
-        # cards) early.
+        # quarter of ResNet18's cost, it takes the whole path (training, evaluation, audit)
+        # before ResNet18's (in `after`) starts.
         TrainStep("alexnet", "at-relu", 20),
         TrainStep("alexnet", "at-kwta-0.2", 5),
         TrainStep("alexnet", "at-kwta-0.1", 5),
-        TrainStep("resnet18", "at-relu", 15),
-        TrainStep("resnet18", "at-kwta-0.2", 5),
-        TrainStep("resnet18", "at-kwta-0.1", 5),
     ),
-    # Budget (docs/reproduction.md, ~6 CPU-hours): seconds per image measured by
-    # benchmarks/attack_cost.py. Each step's rows are kept as soon as they are done.
+    # Budget (docs/reproduction.md): seconds per image measured by benchmarks/attack_cost.py.
+    # Each step's rows are kept as soon as they are done; a model the plan has not trained
+    # yet waits for the evaluation pass after the `after` stages.
     evaluate=(
         # the report's columns and ours, on the report's 320 images (class-balanced, seeded)
         EvalStep(models=_SIX, attacks=_MAIN, n=320),
@@ -150,11 +162,21 @@ DEFAULT_PLAN = Plan(
         # of six models, so the first 100 of them (docs/reproduction.md, budget), in four
         # batches of 25: two per rank, and a stop waits for one batch only
         EvalStep(models=_SIX, attacks=("gradient-estimation:cpu",), n=100, batch_size=25),
-        # AlexNet stays at 320 images too: 1,000 would cost about 0.9 h more, past the
-        # 6-hour budget once Square on the trained k-WTA ResNet18s is counted
+        # the standard AutoAttack (the number RobustBench ranks by) at 8/255 on the same 320
+        # images: cheap on these models, where APGD-CE fools almost every image first
+        EvalStep(models=_SIX, attacks=("autoattack:standard",), n=320, batch_size=32),
+        # the adversarially trained controls on the same 320 images; the full standard
+        # ensemble (APGD-T's and FAB-T's nine targets and Square's 5,000 queries on every
+        # image still standing) on the first 100 of them
+        EvalStep(models=_AT_ALEXNET + _AT_RESNET18, attacks=_AT_ATTACKS, n=320, batch_size=32),
+        EvalStep(models=_AT_ALEXNET + _AT_RESNET18, attacks=("autoattack:standard",), n=100,
+                 batch_size=10),
     ),
-    # is the robustness real? the audit and the transfer matrix, AlexNet first (cheaper)
-    audits=(AuditStep("alexnet"), AuditStep("resnet18")),
+    # is the robustness real? the audit and the transfer matrix, AlexNet first (cheaper);
+    # the adversarially trained trios at their eps
+    audits=(AuditStep("alexnet"), AuditStep("resnet18"),
+            AuditStep("alexnet", adversarial=True, eps=8 / 255),
+            AuditStep("resnet18", adversarial=True, eps=8 / 255)),
     # the report's finding 2: k-WTA from scratch against k-WTA from ReLU, same epochs, in
     # float32 like the shipped AlexNets (trained with --amp off), so only the start differs;
     # then what a 6-epoch ReLU budget buys (docs/training.md): 32 px only, progressive
@@ -169,7 +191,11 @@ DEFAULT_PLAN = Plan(
                      out="results/recipes/6ep-16-24-32px-ls0.1"),
            # the same recipe as 6ep-16-24-32px, seed 1: how far apart two seeds land
            TrainStep("resnet18", "relu", 6, sizes="16x2+24x1+32x3", seed=1,
-                     out="results/recipes/6ep-16-24-32px-seed1")),
+                     out="results/recipes/6ep-16-24-32px-seed1"),
+           # ResNet18's adversarially trained controls, after AlexNet's are evaluated
+           TrainStep("resnet18", "at-relu", 15),
+           TrainStep("resnet18", "at-kwta-0.2", 5),
+           TrainStep("resnet18", "at-kwta-0.1", 5)),
     data=None,
     # two torchrun ranks of one thread: 1.12x (PGD) to 1.28x (APGD) faster than one process
     # of two threads on the 2-core CPU, the same rows (benchmarks/distributed_eval.py)

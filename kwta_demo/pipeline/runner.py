@@ -49,7 +49,8 @@ from .plan import DEFAULT_PLAN, AuditStep, EvalStep, Plan, TrainStep, checkpoint
 
 __all__ = ["PipelineStopped", "PipelineFiles", "pipeline_files", "running_pid", "alive",
            "run_pipeline", "request_stop", "detach", "stage_done", "state_summary", "results_stem",
-           "parts_dir", "train_groups", "shown_path"]
+           "parts_dir", "train_groups", "shown_path", "not_trained_yet",
+           "eval_step_done"]
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +156,9 @@ def run_pipeline(plan: Plan = DEFAULT_PLAN, *, progress: bool = False) -> None:
                  "steps", os.getpid(), threads, len(plan.train) + len(plan.after),
                  len(plan.evaluate))
         _train_steps(plan, plan.train, files, should_stop, progress)
-        for step in plan.evaluate:
-            _write_current(files, {"step": "evaluate", "models": list(step.models)})
-            _run_evaluation(plan, step, should_stop, files.stop)
-        for step in plan.audits:
-            _write_current(files, {"step": "audit", "models": [step.arch]})
-            _run_audit(plan, step, should_stop)
+        _evaluate_and_audit(plan, files, should_stop)
         _train_steps(plan, plan.after, files, should_stop, progress)
+        _evaluate_and_audit(plan, files, should_stop)  # the models `after` trained
         log.info("pipeline: everything in the plan is done")
     finally:
         files.current.unlink(missing_ok=True)
@@ -239,17 +236,55 @@ def parts_dir(plan: Plan) -> Path:
     return stem.with_name(stem.name + ".parts")
 
 
+def _evaluate_and_audit(plan: Plan, files: PipelineFiles,
+                        should_stop: Callable[[], bool]) -> None:
+    """Every evaluation step, then every audit, of the models trained so far."""
+    for step in plan.evaluate:
+        _write_current(files, {"step": "evaluate", "models": list(step.models)})
+        _run_evaluation(plan, step, should_stop, files.stop)
+    for step in plan.audits:
+        if waiting := [m for m in step.models if not_trained_yet(plan, m)]:
+            log.info("audit of %s: waits for %s to be trained", step.arch, ", ".join(waiting))
+            continue
+        _write_current(files, {"step": "audit", "models": list(step.models)})
+        _run_audit(plan, step, should_stop)
+
+
+def not_trained_yet(plan: Plan, model: str) -> bool:
+    """Whether ``model`` is one of the plan's own stages with no checkpoint yet."""
+    planned = {s.name for s in plan.train + plan.after if s.out is None}
+    return model in planned and not (checkpoint_root(plan) / model / "metrics.json").is_file()
+
+
+def eval_step_done(step: EvalStep, rows: list[dict[str, Any]]) -> bool:
+    """Whether every row of ``step`` (the clean row of each model, and each model under
+    each attack on ``step.n`` images) is in ``rows``."""
+    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
+             int(r.get("n", 0))) for r in rows if r.get("attack") != "none"}
+    clean = {Path(r["model"]).name for r in rows if r.get("attack") == "none"}
+    specs = [RobustColumn.parse(a, 0.031) for a in step.attacks]
+    return all(m in clean and all((m, c.attack, c.preset, c.eps, step.n) in have for c in specs)
+               for m in step.models)
+
+
 def _run_evaluation(plan: Plan, step: EvalStep, should_stop: Callable[[], bool],
                     stop_file: Path) -> None:
     out = Path(plan.results)
     out.parent.mkdir(parents=True, exist_ok=True)
+    done = load_result(out)
+    if done and eval_step_done(step, done["rows"]):
+        return
     stem = results_stem(plan)
     root = checkpoint_root(plan)
-    models = [shown_path(root / m) if (root / m).is_dir() else m for m in step.models]
+    if waiting := [m for m in step.models if not_trained_yet(plan, m)]:
+        log.info("evaluation: %s wait for their training", ", ".join(waiting))
+    models = [shown_path(root / m) if (root / m).is_dir() else m for m in step.models
+              if m not in waiting]
+    if not models:
+        return
     if plan.eval_processes > 1:
         _run_evaluation_ranks(plan, step, models, stem, stop_file)
         return
-    done = load_result(out)
     attacks = [RobustColumn.parse(a, 0.031) for a in step.attacks]
     try:
         evaluate(models, attacks, data=plan.data, n_robust=step.n, seed=step.seed,
@@ -313,6 +348,7 @@ def _run_audit(plan: Plan, step: AuditStep, should_stop: Callable[[], bool]) -> 
             raise PipelineStopped(f"stopped after auditing {row['model']} ({row['attack']})")
 
     audit_checkpoints(step.arch, attacks=step.attacks, n=step.n, seed=step.seed, data=plan.data,
+                      adversarial=step.adversarial, eps=step.eps,
                       square_preset=step.square, done=rows, on_row=save,
                       checkpoint_dir=checkpoint_root(plan))
 

@@ -82,7 +82,8 @@ def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[
     left: float | None = 0.0
     for step in plan.audits:
         n_rows = 3 * len(step.attacks) + 1  # three models per attack, one transfer matrix
-        have = sum(1 for r in rows if arch_of(r["model"]) == step.arch)
+        mine = set(step.models) | {f"{step.arch}-at" if step.adversarial else step.arch}
+        have = sum(1 for r in rows if r["model"] in mine)
         done, total = done + min(have, n_rows), total + n_rows
         if have >= n_rows:
             continue
