@@ -35,6 +35,7 @@ from kwta_demo.evaluation.speed import environment
 from kwta_demo.models.architectures import build_model
 from kwta_demo.settings import PROJECT_ROOT, resolve_device
 from kwta_demo.training import cpu_has_native_bf16, set_threads
+from kwta_demo.training.adversarial import DEFAULT_EPS, DEFAULT_METHOD, training_examples
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,14 @@ class Variant:
     size: int
     channels_last: bool
     bf16: bool
+    adversarial: str | None = None  # adversarial training's single-step method
 
     @property
     def label(self) -> str:
         act = "relu" if self.activation == "relu" else f"kwta-{self.gamma:g}"
         return (f"{self.arch}-{act} b{self.batch} {self.size}px "
-                f"{'NHWC' if self.channels_last else 'NCHW'} {'bf16' if self.bf16 else 'fp32'}")
+                f"{'NHWC' if self.channels_last else 'NCHW'} {'bf16' if self.bf16 else 'fp32'}"
+                + (f" {self.adversarial}" if self.adversarial else ""))
 
 
 BASELINE = Variant("resnet18", "relu", None, 128, 32, False, False)
@@ -72,6 +75,10 @@ def variants(bf16: bool) -> list[Variant]:
     r += [Variant("resnet18", "kwta", g, size=32, **chosen) for g in (0.2, 0.1)]
     r += [Variant("alexnet", a, g, size=32, **chosen)
           for a, g in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))]
+    # adversarial training (its examples cost one more forward and backward pass a step)
+    r += [Variant(arch, a, g, size=32, adversarial=DEFAULT_METHOD, **chosen)
+          for arch, a, g in (("resnet18", "relu", None), ("resnet18", "kwta", 0.1),
+                             ("alexnet", "relu", None), ("alexnet", "kwta", 0.1))]
     return list(dict.fromkeys(r))
 
 
@@ -85,14 +92,22 @@ class _Job:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                                    weight_decay=5e-4)
         gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed + 1)
         self.x = torch.rand(v.batch, 3, v.size, v.size, generator=gen).to(device)
         self.x = self.x.contiguous(memory_format=fmt)
         self.y = torch.randint(0, 10, (v.batch,), generator=gen).to(device)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.v.bf16):
+            return self.model(x)
+
     def step(self) -> float:
         t0 = time.perf_counter()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.v.bf16):
-            logits = self.model(self.x)
+        x = self.x
+        if self.v.adversarial:  # the training's own code path for its examples
+            x = training_examples(self.forward, x, self.y, method=self.v.adversarial,
+                                  eps=DEFAULT_EPS, generator=self.gen)
+        logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), self.y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,6 +120,11 @@ class _Job:
 def relu_of(v: Variant) -> Variant:
     """The ReLU variant of ``v``'s setting (``v`` itself for a ReLU variant)."""
     return replace(v, activation="relu", gamma=None)
+
+
+def standard_of(v: Variant) -> Variant:
+    """``v`` without adversarial training."""
+    return replace(v, adversarial=None)
 
 
 def paired_ratios(slow: list[float], fast: list[float]) -> dict[str, float]:
@@ -123,7 +143,8 @@ def pick(todo: list[Variant], only: tuple[str, ...] = ()) -> list[Variant]:
     if not picked:
         raise ValueError(f"no variant's label holds {' or '.join(map(repr, only))}; the labels: "
                          + ", ".join(v.label for v in todo))
-    return list(dict.fromkeys([BASELINE] + [relu_of(v) for v in picked] + picked))
+    return list(dict.fromkeys([BASELINE] + [relu_of(v) for v in picked]
+                              + [standard_of(v) for v in picked] + picked))
 
 
 def run(device: torch.device, repeats: int, warmup: int, seed: int = 0,
@@ -148,19 +169,25 @@ def run(device: torch.device, repeats: int, warmup: int, seed: int = 0,
                "step_seconds": times[v]}
         if v.activation != "relu" and relu_of(v) in times:
             row["step_vs_relu_paired"] = paired_ratios(times[v], times[relu_of(v)])
+        if v.adversarial and standard_of(v) in times:
+            row["step_vs_standard_paired"] = paired_ratios(times[v], times[standard_of(v)])
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| variant | img/s | 50k-image epoch | speed vs baseline | step time vs ReLU "
-             "(paired median, quartiles) |", "|---|---|---|---|---|"]
+             "(paired median, quartiles) | step time vs standard training (paired) |",
+             "|---|---|---|---|---|---|"]
+
+    def paired(r: dict, key: str) -> str:
+        p = r.get(key)
+        return f"{p['median']:.3f}x ({p['q1']:.3f}-{p['q3']:.3f})" if p else ""
+
     for r in rows:
-        paired = r.get("step_vs_relu_paired")
-        vs_relu = (f"{paired['median']:.3f}x ({paired['q1']:.3f}-{paired['q3']:.3f})"
-                   if paired else "")
         lines.append(f"| {r['label']} | {r['images_per_s']:.1f} | {r['epoch_minutes']:.1f} min "
-                     f"| {r['speed_vs_baseline']:.2f}x | {vs_relu} |")
+                     f"| {r['speed_vs_baseline']:.2f}x | {paired(r, 'step_vs_relu_paired')} "
+                     f"| {paired(r, 'step_vs_standard_paired')} |")
     return "\n".join(lines)
 
 

@@ -232,3 +232,20 @@ def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeyp
     assert [seen(first), seen(second)] == [seen(fresh[0]), seen(fresh[1])]
     other = audit(model, x, y, preset="corrected", memo=memo, **{**kw, "eps": 0.1})
     assert other.eps == 0.1 and calls.count("square") == 2  # another eps: measured anew
+
+
+def test_auditing_the_adversarially_trained_pair_at_its_eps(tmp_path):
+    """The adversarially trained models of an architecture (ReLU and the k-WTA gammas
+    trained), at their own eps; the transfer row names the AT family."""
+    from kwta_demo.evaluation.audit import audit_checkpoints
+    from kwta_demo.testing import write_image_folder, write_random_checkpoints
+
+    write_random_checkpoints(tmp_path / "ckpt", ["alexnet-at-relu", "alexnet-at-kwta-0.1"])
+    write_image_folder(tmp_path / "data", per_class=1)
+    found = audit_checkpoints("alexnet", adversarial=True, eps=8 / 255, gammas=(0.1,),
+                              attacks=("fgsm:paper",), n=4, data=str(tmp_path / "data"),
+                              device="cpu", square_preset="interactive",
+                              checkpoint_dir=tmp_path / "ckpt")
+    assert [(r["kind"], r["model"]) for r in found] == [
+        ("audit", "alexnet-at-relu"), ("audit", "alexnet-at-kwta-0.1"), ("transfer", "alexnet-at")]
+    assert all(r["eps"] == pytest.approx(8 / 255) for r in found if r.get("correct"))

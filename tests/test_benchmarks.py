@@ -18,7 +18,13 @@ def test_only_keeps_the_baseline_and_each_picked_variants_relu_row():
     picked = train_speed.pick(todo, ("resnet18-kwta-0.1",))
     labels = [v.label for v in picked]
     assert labels == ["resnet18-relu b128 32px NCHW fp32", "resnet18-relu b128 32px NHWC bf16",
-                      "resnet18-kwta-0.1 b128 32px NHWC bf16"]
+                      "resnet18-relu b128 32px NHWC bf16 n-fgsm",
+                      "resnet18-kwta-0.1 b128 32px NHWC bf16",
+                      "resnet18-kwta-0.1 b128 32px NHWC bf16 n-fgsm"]
+    # an adversarially trained row comes with its standard twin, to pair with
+    at = train_speed.pick(todo, ("alexnet-relu b128 32px NHWC bf16 n-fgsm",))
+    assert sorted(v.label for v in at[1:]) == ["alexnet-relu b128 32px NHWC bf16",
+                                               "alexnet-relu b128 32px NHWC bf16 n-fgsm"]
     assert train_speed.pick(todo) == todo
     with pytest.raises(ValueError, match="resnet18-relu b128 32px NCHW fp32"):
         train_speed.pick(todo, ("vgg",))  # the error lists the labels there are

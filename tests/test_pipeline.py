@@ -172,7 +172,7 @@ def test_plans_and_estimates(tmp_path):
     # ResNet18's comes after AlexNet's is evaluated
     groups = P.train_groups(PL.DEFAULT_PLAN.train) + P.train_groups(PL.DEFAULT_PLAN.after)
     chains = [[s.stage for s in g] for g in groups if g[0].stage.startswith("at-")]
-    assert chains == [["at-relu", "at-kwta-0.2", "at-kwta-0.1"]] * 2
+    assert chains == [["at-relu", "at-kwta-0.2", "at-kwta-0.1"], ["at-relu", "at-kwta-0.1"]]
     assert [g[0].arch for g in groups if g[0].stage.startswith("at-")] == ["alexnet", "resnet18"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [], "colour": "red"}))

@@ -303,13 +303,14 @@ def audit(
 def audit_checkpoints(
     arch: str, *, attacks: Sequence[str] = ("pgd:report", "deepfool:paper", "pgd:corrected"),
     n: int = 100, adversarial: bool = False, eps: float = 0.031,
+    gammas: Sequence[float] = (0.2, 0.1),
     seed: int = 0, data: str | None = None, device: str | None = None,
     square_preset: str = "cpu", done: Sequence[dict[str, Any]] = (),
     on_row: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Audit the three checkpoints of ``arch`` (the adversarially trained ones with
-    ``adversarial``) under each attack spec (``name:preset``, at ``eps`` unless the preset
+    """Audit the ReLU and k-WTA (``gammas``) checkpoints of ``arch`` (the adversarially
+    trained ones with ``adversarial``) under each attack spec (``name:preset``, at ``eps`` unless the preset
     is the report's) and compute the transfer matrix of the last one, on ``n`` seeded
     class-balanced test images; one row per (model, attack) and one per matrix. Rows in
     ``done`` with the same weights and settings are kept; ``on_row`` gets each new row."""
@@ -321,8 +322,8 @@ def audit_checkpoints(
     dev = resolve_device(device)
     source = describe_source(data)
     training = "adversarial" if adversarial else "standard"
-    names = [ModelConfig(arch, activation, gamma, training=training).name
-             for activation, gamma in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))]
+    names = [ModelConfig(arch, "relu", training=training).name] + [
+        ModelConfig(arch, "kwta", gamma, training=training).name for gamma in gammas]
     where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
     shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
     key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r.get("bpda"), r["n"],  # noqa: E731

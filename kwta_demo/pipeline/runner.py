@@ -348,7 +348,7 @@ def _run_audit(plan: Plan, step: AuditStep, should_stop: Callable[[], bool]) -> 
             raise PipelineStopped(f"stopped after auditing {row['model']} ({row['attack']})")
 
     audit_checkpoints(step.arch, attacks=step.attacks, n=step.n, seed=step.seed, data=plan.data,
-                      adversarial=step.adversarial, eps=step.eps,
+                      adversarial=step.adversarial, eps=step.eps, gammas=step.gammas,
                       square_preset=step.square, done=rows, on_row=save,
                       checkpoint_dir=checkpoint_root(plan))
 

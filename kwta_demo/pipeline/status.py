@@ -81,7 +81,7 @@ def audit_estimate(plan: Plan, rows: list[dict[str, Any]], eval_rows: list[dict[
     done = total = 0
     left: float | None = 0.0
     for step in plan.audits:
-        n_rows = 3 * len(step.attacks) + 1  # three models per attack, one transfer matrix
+        n_rows = len(step.models) * len(step.attacks) + 1  # and one transfer matrix
         mine = set(step.models) | {f"{step.arch}-at" if step.adversarial else step.arch}
         have = sum(1 for r in rows if r["model"] in mine)
         done, total = done + min(have, n_rows), total + n_rows
