@@ -13,6 +13,7 @@ import kwta_demo
 from kwta_demo import training as T
 from kwta_demo.cli.train import parse_eps
 from kwta_demo.data.cifar10 import held_out
+from kwta_demo.reporting.cards import write_card
 from kwta_demo.training import adversarial as A
 from kwta_demo.training import loop
 from kwta_demo.training import state as TS
@@ -86,6 +87,11 @@ def test_adversarial_run_records_the_check_and_resumes_bit_identically(tmp_path)
     config = json.loads((tmp_path / "a" / "alexnet-at-relu" / "config.json").read_text())
     assert config["training"] == "adversarial"
     assert kwta_demo.load_model(tmp_path / "a" / "alexnet-at-relu").config.name == "alexnet-at-relu"
+    # its card says how it was trained and which epoch it ships
+    card = write_card(tmp_path / "a" / "alexnet-at-relu").read_text()
+    assert "adversarial-training" in card.split("---")[1]  # a tag in the front matter
+    assert "N-FGSM (de Jorge et al. 2022)" in card and "eps 8/255" in card
+    assert f"those of epoch {metrics['selected_epoch']}, chosen by the highest PGD-10" in card
 
     out, runs = tmp_path / "b" / "alexnet-at-relu", tmp_path / "b-runs"
     calls = []

@@ -42,6 +42,9 @@ def _header(config: ModelConfig, accuracy: float | None, test_images: int | None
     tags += [f"arxiv:{a}" for a in ARXIV.values()]
     if config.activation == "kwta":
         tags += ["k-winners-take-all", "adversarial-robustness"]
+    if config.adversarial:
+        tags += ["adversarial-training"] + ([] if config.activation == "kwta"
+                                            else ["adversarial-robustness"])
     results = []
     dataset = dict(task_type="image-classification", dataset_type=DATASET,
                    dataset_split="test")
@@ -129,6 +132,7 @@ def _recipe_table(recipe: dict[str, Any]) -> str:
         ("gradient clipping (L2 norm)", recipe.get("clip_grad_norm") or "none"),
         ("mixed precision", recipe.get("amp_used")),
         ("augmentation", "random 32x32 crop of the 4-pixel zero-padded image, horizontal flip"),
+        *_adversarial_rows(recipe),
         ("image size", _sizes(recipe.get("image_sizes"))),
         ("training images", recipe.get("train_images")),
         ("seed", recipe.get("seed")),
@@ -141,6 +145,23 @@ def _recipe_table(recipe: dict[str, Any]) -> str:
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
+
+
+_METHOD_NAMES = {"n-fgsm": "N-FGSM (de Jorge et al. 2022): uniform noise of radius 2 eps, one "
+                            "signed gradient step of eps, no projection",
+                 "fgsm-rs": "FGSM with a random start (Wong et al. 2020): uniform noise of radius "
+                            "eps, one signed step of 1.25 eps, projected into the eps-ball"}
+
+
+def _adversarial_rows(recipe: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The recipe rows of adversarial training (none for a standard model)."""
+    method = recipe.get("adversarial")
+    if not method:
+        return []
+    return [("adversarial training", f"{_METHOD_NAMES.get(method, method)}; L-inf eps "
+                                     f"{recipe.get('adv_eps', 0) * 255:.3g}/255, every batch"),
+            ("held out", f"{recipe.get('holdout')} training images, for a PGD-10 check after "
+                         "every epoch")]
 
 
 def _sizes(phases: Any) -> str:
@@ -217,6 +238,12 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
                "trained further.")
     else:
         how = "Trained from scratch."
+    if config.adversarial:
+        how += (" Adversarially trained: every batch is replaced by single-step adversarial "
+                "examples of itself (table below).")
+        if metrics.get("selected_epoch") is not None:
+            how += (f" The weights are those of epoch {metrics['selected_epoch']}, chosen by "
+                    f"{metrics.get('selected_by')}.")
     parts.append(f"## Training\n\n{how}\n\n{_recipe_table(recipe)}\n")
     precision = "float16 (upcast to float32 on load)" if metrics.get("stored_half") else "float32"
     whole = "the whole test split" if n_test == CIFAR10_TEST_IMAGES else "a seeded random test subset"

@@ -57,7 +57,6 @@ from ..models.kwta import KWTA, get_kwta_impl
 from ..provenance import device_name, git_commit
 from ..settings import resolve_device
 from .adversarial import (
-    HOLDOUT_ATTACK,
     holdout_check,
     training_examples,
 )
@@ -456,9 +455,9 @@ def _finalize(
         "sparsity_images": n_sparse,
         "sparsity_seed": 0,
         "selected_epoch": selected_epoch,
-        "selected_by": (f"the highest PGD-10 accuracy ({'/'.join(HOLDOUT_ATTACK)} preset, eps "
-                        f"{cfg.adv_eps:.6g}) on the {cfg.holdout} training images held out"
-                        if selected_epoch is not None else None),
+        "selected_by": (f"the highest PGD-10 accuracy (10 steps of eps/4 from a random start, "
+                        f"eps {cfg.adv_eps * 255:.3g}/255) on the {cfg.holdout} training images "
+                        "held out" if selected_epoch is not None else None),
         "recipe": recipe,
         "history": history,
     }
