@@ -64,7 +64,8 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "test")
 DATA_NAME = "CIFAR-10, JPEG q75 copy"
-"""How results name the JPEG copy of CIFAR-10 that this project's figures were measured on."""
+"""How results name the JPEG copy of CIFAR-10 (``cifar10-jpeg.tar.gz``) the shipped figures
+were measured on."""
 DATA_CAVEAT = (
     "Trained and evaluated on CIFAR-10 re-encoded as JPEG (all 60,000 images at quality 75 "
     "with chroma subsampling, `cifar10-jpeg.tar.gz`), not on the canonical pickled batches. "
