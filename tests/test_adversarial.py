@@ -22,13 +22,7 @@ TRAIN, TEST = synthetic(48, 0), synthetic(10, 1)
 EPS = 8 / 255
 
 
-@pytest.fixture(autouse=True)
-def one_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "no-checkpoints"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_checkpoints")
 
 
 def adv_config(**overrides) -> T.TrainConfig:

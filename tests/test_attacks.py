@@ -26,13 +26,7 @@ EPS = 0.1  # the synthetic task's classes are ~0.3 apart per pixel: eps=0.1 is e
 TOL = 1e-6  # float rounding of x0 + clip(x - x0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models gain nothing from threads, and a shared CPU makes two threads slow.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- toy data and models

@@ -36,7 +36,7 @@ class Quantised(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def data():
+def linear_batch():
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(12, 3, 8, 8, generator=gen)
     with torch.no_grad():
@@ -44,8 +44,8 @@ def data():
     return x, y
 
 
-def test_a_smooth_model_comes_out_clean(data):
-    x, y = data
+def test_a_smooth_model_comes_out_clean(linear_batch):
+    x, y = linear_batch
     result = audit(Linear(), x, y, preset="corrected", eps=0.1, name="linear", twin=Linear(1),
                    twin_name="another linear model")
     assert not result.masked, result.verdict
@@ -58,8 +58,8 @@ def test_a_smooth_model_comes_out_clean(data):
     assert math.isnan(by["gradients"].values["winner_change_per_step"])  # no k-WTA layer
 
 
-def test_a_masked_gradient_is_caught(data):
-    x, y = data
+def test_a_masked_gradient_is_caught(linear_batch):
+    x, y = linear_batch
     masked = Quantised(Linear())
     with torch.no_grad():
         keep = masked(x).argmax(1) == y
@@ -73,8 +73,8 @@ def test_a_masked_gradient_is_caught(data):
     assert by["gradients"].values["zero_gradient_share"] == 1.0
 
 
-def test_an_unconverged_attack_is_named_as_such(data):
-    x, y = data
+def test_an_unconverged_attack_is_named_as_such(linear_batch):
+    x, y = linear_batch
     result = audit(Linear(), x, y, preset="report", eps=0.2, name="linear")  # 40 x 0.003 eps
     by = {c.key: c for c in result.checks}
     assert by["more_steps"].flagged and by["more_steps"].kind == "unconverged"
@@ -92,8 +92,8 @@ def test_gradient_statistics_count_winner_changes_on_kwta():
     assert -1 <= stats["successive_gradient_cosine"] <= 1
 
 
-def test_targeted_only_attacks_are_refused(data):
-    x, y = data
+def test_targeted_only_attacks_are_refused(linear_batch):
+    x, y = linear_batch
     with pytest.raises(ValueError, match="untargeted"):
         audit(Linear(), x, y, attack="vga", preset="paper")
 
@@ -199,13 +199,13 @@ def test_a_rerun_reads_the_attack_independent_checks_from_earlier_rows(tmp_path,
                             **{**kw, "square_preset": "cpu"})
 
 
-def test_a_memo_shares_the_attack_independent_checks_across_audits(data, monkeypatch):
+def test_a_memo_shares_the_attack_independent_checks_across_audits(linear_batch, monkeypatch):
     """The unbounded PGD, Square, the transfer and the gradient statistics do not depend on
     the audited attack: with one memo per model, a second audit reads them, with the same
     evidence as computing them again."""
     import kwta_demo.evaluation.audit as A
 
-    x, y = data
+    x, y = linear_batch
     model, twin = Quantised(Linear()), Linear()
     with torch.no_grad():
         keep = model(x).argmax(1) == y

@@ -129,7 +129,7 @@ def _damage_checkpoints(ckpt: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Server:
+def damaged_server(tmp_path_factory) -> Server:
     root = tmp_path_factory.mktemp("bad-input")
     _damage_checkpoints(root / "ckpt")
     write_image_folder(root / "data", per_class=1)
@@ -144,14 +144,14 @@ def server(tmp_path_factory) -> Server:
 
 
 @pytest.fixture(scope="module")
-def client(server) -> Client:
-    return Client(server.url, verbose=False, analytics_enabled=False,
-                  download_files=str(server.root / "downloads"))
+def client(damaged_server) -> Client:
+    return Client(damaged_server.url, verbose=False, analytics_enabled=False,
+                  download_files=str(damaged_server.root / "downloads"))
 
 
 @pytest.fixture(scope="module")
-def images(server) -> dict[str, Path]:
-    return server.images
+def images(damaged_server) -> dict[str, Path]:
+    return damaged_server.images
 
 
 # ---------------------------------------------------------------- calling the API
@@ -165,10 +165,10 @@ def _attack_kwargs(image: Any, **overrides) -> dict[str, Any]:
     return args
 
 
-def _raw_call(server: Server, api: str, data: list[Any]) -> tuple[str, Any]:
+def _raw_call(damaged_server: Server, api: str, data: list[Any]) -> tuple[str, Any]:
     """POST ``data`` to /gradio_api/call/<api> as lax JSON (NaN, Infinity allowed); return
     ("complete", outputs) or ("error", message) from the event stream."""
-    base = server.url + "gradio_api"
+    base = damaged_server.url + "gradio_api"
     r = httpx.post(f"{base}/call/{api}", content=json.dumps({"data": data}),
                    headers={"content-type": "application/json"}, timeout=30)
     r.raise_for_status()
@@ -181,16 +181,16 @@ def _raw_call(server: Server, api: str, data: list[Any]) -> tuple[str, Any]:
     return event, (payload.get("error") if event == "error" else payload)
 
 
-def _upload(server: Server, path: Path) -> dict[str, Any]:
+def _upload(damaged_server: Server, path: Path) -> dict[str, Any]:
     with open(path, "rb") as f:
-        r = httpx.post(server.url + "gradio_api/upload", files={"files": (path.name, f)}, timeout=30)
+        r = httpx.post(damaged_server.url + "gradio_api/upload", files={"files": (path.name, f)}, timeout=30)
     r.raise_for_status()
     return {"path": r.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
 
-def _raw_attack(server: Server, images: dict[str, Path], **overrides) -> tuple[str, Any]:
-    args = _attack_kwargs(_upload(server, images["good.png"]), **overrides)
-    return _raw_call(server, "attack", list(args.values()))
+def _raw_attack(damaged_server: Server, images: dict[str, Path], **overrides) -> tuple[str, Any]:
+    args = _attack_kwargs(_upload(damaged_server, images["good.png"]), **overrides)
+    return _raw_call(damaged_server, "attack", list(args.values()))
 
 
 def _normal_attack(client: Client, images: dict[str, Path], seed: int) -> None:
@@ -216,7 +216,7 @@ def _api(api: str, **kwargs) -> Call:
     """Through gradio_client; "@name" stands for the picture ``name`` of IMAGES, uploaded.
     For /attack, unnamed inputs take the values of a normal request."""
 
-    def call(client, server, images):
+    def call(client, damaged_server, images):
         resolved = {k: (handle_file(str(images[v[1:]])) if isinstance(v, str) and v.startswith("@") else v)
                     for k, v in kwargs.items()}
         if api == "/attack":
@@ -238,28 +238,28 @@ def _api(api: str, **kwargs) -> Call:
 def _raw(api: str, **overrides) -> Call:
     """Over plain HTTP (lax JSON); for other endpoints than /attack, give every input, in order."""
 
-    def call(client, server, images):
+    def call(client, damaged_server, images):
         if api == "/attack":
-            event, value = _raw_attack(server, images, **overrides)
+            event, value = _raw_attack(damaged_server, images, **overrides)
         else:
-            event, value = _raw_call(server, api.strip("/"), list(overrides.values()))
+            event, value = _raw_call(damaged_server, api.strip("/"), list(overrides.values()))
         return f"{'error' if event == 'error' else 'ok'}: {value}"
 
     return call
 
 
 def _raw_image(payload: Any) -> Call:
-    def call(client, server, images):
-        event, value = _raw_call(server, "attack", list(_attack_kwargs(payload).values()))
+    def call(client, damaged_server, images):
+        event, value = _raw_call(damaged_server, "attack", list(_attack_kwargs(payload).values()))
         return f"{'error' if event == 'error' else 'ok'}: {value}"
 
     return call
 
 
 def _raw_upload(name: str) -> Call:
-    def call(client, server, images):
+    def call(client, damaged_server, images):
         with open(images[name], "rb") as f:
-            r = httpx.post(server.url + "gradio_api/upload", files={"files": (name, f)}, timeout=30)
+            r = httpx.post(damaged_server.url + "gradio_api/upload", files={"files": (name, f)}, timeout=30)
         return f"{'ok' if r.is_success else 'error'}: {r.status_code} {r.text}"
 
     return call
@@ -333,9 +333,9 @@ CASES = [
     ("targeted attack, no target", _api("/attack", attack="vga"), r"error: vga is a targeted attack: pick a target class"),
     ("untargeted attack, a target", _api("/attack", attack="deepfool", target_class="ship"), r"error: deepfool is untargeted"),
     ("unknown true class", _api("/attack", true_class="zebra"), r"error: unknown true class 'zebra'"),
-    ("unknown layer", lambda client, server, images: (
+    ("unknown layer", lambda client, damaged_server, images: (
         _normal_attack(client, images, seed=1),  # the maps need this session's last attack
-        _api("/activations", layer="features.99")(client, server, images))[1],
+        _api("/activations", layer="features.99")(client, damaged_server, images))[1],
      r"error: unknown layer 'features.99' for alexnet"),
     ("unknown attack, controls", _api("/attack_controls", attack="nope", preset="paper"), r"error: unknown attack 'nope'"),
     # --- sweeps
@@ -354,15 +354,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i) for i, c, e in CASES])
-def test_bad_input_gets_a_clear_answer_and_the_server_stays_well(server, client, images, call, expected, request):
+def test_bad_input_gets_a_clear_answer_and_the_server_stays_well(damaged_server, client, images, call, expected, request):
     start = time.monotonic()
-    answer = call(client, server, images)
+    answer = call(client, damaged_server, images)
     seconds = time.monotonic() - start
     limit = ANSWER_WITHIN_S + (TIME_LIMIT_S if "time limit" in request.node.callspec.id else 0)
     assert re.search(expected, answer, flags=re.S), answer[:1000]
     assert seconds < limit, f"answered after {seconds:.1f} s"
     assert "Traceback" not in answer and "Could not preprocess" not in answer
-    assert server.process.poll() is None, server.tail()
+    assert damaged_server.process.poll() is None, damaged_server.tail()
     _normal_attack(client, images, seed=sum(map(ord, request.node.callspec.id)) % 1000)
 
 
@@ -373,7 +373,7 @@ def test_matrix_is_wide():
 # ---------------------------------------------------------------- damaged checkpoints
 
 
-def test_damaged_checkpoints_are_named_and_the_others_serve(server, client, images):
+def test_damaged_checkpoints_are_named_and_the_others_serve(damaged_server, client, images):
     out = client.predict(**_attack_kwargs(handle_file(str(images["good.png"])), attack="pgd",
                                           variants=["relu", "kwta-0.2", "kwta-0.1"], seed=3),
                          api_name="/attack")

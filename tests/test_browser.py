@@ -33,7 +33,7 @@ if not Path(CHROMIUM).is_file():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def app_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     write_random_checkpoints(root / "ckpt", ["alexnet-relu", "alexnet-kwta-0.1"])
     write_image_folder(root / "data", per_class=1)
@@ -46,12 +46,12 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def page(app_server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
-        page.goto(server[0], wait_until="load")
+        page.goto(app_server[0], wait_until="load")
         page.wait_for_selector("#run-attack")
         yield page
         browser.close()
@@ -169,9 +169,9 @@ def test_reproduction_tab_shows_the_claims_chart(page):
     assert rows and rows == now[: len(rows)]
 
 
-def test_a_replay_link_sets_up_the_click(page, server):
+def test_a_replay_link_sets_up_the_click(page, app_server):
     """Last: it reloads the page with a replay link in its address."""
-    url, _ = server
+    url, _ = app_server
     page.goto(url + "?test=3&arch=alexnet&variants=relu,kwta-0.1&attack=fgsm&preset=paper"
                     "&eps=4&seed=2", wait_until="load")
     page.wait_for_selector("#attack-summary")

@@ -30,21 +30,21 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_plan(tmp: Path, data: Path) -> dict:
+def tiny_plan(tmp: Path, image_data: Path) -> dict:
     return {
         "train": [{"arch": "alexnet", "stage": "relu", "epochs": 2, "batch_size": 10},
                   {"arch": "alexnet", "stage": "kwta-0.2", "epochs": 1, "batch_size": 10}],
         "evaluate": [{"models": ["alexnet-relu", "alexnet-kwta-0.2"],
                       "attacks": ["fgsm:paper@0.03"], "n": 10, "batch_size": 5}],
         "audit_results": str(tmp / "results" / "audit.json"),
-        "data": str(data), "checkpoints": str(tmp / "ckpt"), "runs": str(tmp / "runs"),
+        "data": str(image_data), "checkpoints": str(tmp / "ckpt"), "runs": str(tmp / "runs"),
         "results": str(tmp / "results" / "eval.json"), "save_every_minutes": 0,
         "eval_every": 1, "threads": 1,
     }
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def image_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_image_folder(root, 4, splits=("train",))
     return write_image_folder(root, 2, splits=("test",), seed=1)
@@ -72,11 +72,11 @@ def _outputs(tmp: Path) -> dict:
     return out
 
 
-def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tmp_path, data):
+def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tmp_path, image_data):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     for d in (whole, broken):
         d.mkdir()
-        (d / "plan.json").write_text(json.dumps(tiny_plan(d, data)))
+        (d / "plan.json").write_text(json.dumps(tiny_plan(d, image_data)))
     t0 = time.monotonic()
     done = _cli(whole / "plan.json", "run", "--foreground")
     duration = time.monotonic() - t0
@@ -101,13 +101,13 @@ def test_killed_at_a_random_moment_and_resumed_ends_like_an_uninterrupted_run(tm
     assert _outputs(broken) == _outputs(whole), f"killed after {moment:.1f} s of {duration:.1f} s"
 
 
-def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, data):
+def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, image_data):
     import shutil
 
     one, two = tmp_path / "one", tmp_path / "two"
     for d, processes in ((one, 1), (two, 2)):
         d.mkdir()
-        plan = tiny_plan(d, data)
+        plan = tiny_plan(d, image_data)
         plan["train"] = plan["train"][:1]
         plan["train"][0]["epochs"] = 1
         plan["evaluate"][0]["models"] = ["alexnet-relu"]
@@ -134,9 +134,9 @@ def test_the_evaluation_over_two_processes_gives_the_same_rows(tmp_path, data):
     assert rows_one == rows_two and (p1, p2) == (1, 2)
 
 
-def test_stop_then_status_then_resume(tmp_path, data):
+def test_stop_then_status_then_resume(tmp_path, image_data):
     plan_file = tmp_path / "plan.json"
-    plan = tiny_plan(tmp_path, data)
+    plan = tiny_plan(tmp_path, image_data)
     plan["train"][0]["epochs"] = 30  # long enough to be caught running
     plan_file.write_text(json.dumps(plan))
     started = _cli(plan_file, "run")  # detaches
@@ -222,11 +222,11 @@ def test_the_time_left_of_a_first_epoch_comes_from_its_own_rate(tmp_path, monkey
     assert kwta["remaining_seconds"] == pytest.approx(epoch32)
 
 
-def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, data):
+def test_stages_of_one_name_in_their_own_roots_train_apart(tmp_path, image_data):
     # Recipe probes: the same stage (alexnet-relu) trained twice, in two roots, one with
     # label smoothing, without autocast and with its own seed. Each keeps its own state file
     # and checkpoint; neither is mistaken for the other's, and a second run finds both done.
-    plan_dict = tiny_plan(tmp_path, data)
+    plan_dict = tiny_plan(tmp_path, image_data)
     plan_dict.update(train=[], evaluate=[], after=[
         {"arch": "alexnet", "stage": "relu", "epochs": 1, "batch_size": 10,
          "out": str(tmp_path / "probes" / "plain")},

@@ -67,20 +67,13 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Bit-identity holds for one thread count: a CPU's parallel reductions are summed in
-    an order that depends on it. The runs compared here, in this process and in the child
-    processes, all use one thread, whatever the machine's default."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# bit-identity holds for one thread count: the runs compared here, in this process and in
+# the child processes, all use one thread, whatever the machine's default
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KWTA_CHECKPOINTS", str(tmp_path / "no-checkpoints"))
+def threads_reset(no_checkpoints):
     yield
     torch.set_num_threads(1)  # the tests of --threads change it
 
