@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlencode
 
 import numpy as np
@@ -670,11 +670,9 @@ class Explorer:
         maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         stats = []
         clean = state["clean"].unsqueeze(0)
-        for name, adv in state["adversarial"].items():
-            try:
-                model = self.cache.get(name)
-            except CheckpointError:
-                continue
+        models, _ = self._loaded(state["adversarial"])
+        for name, model in models.items():
+            adv = state["adversarial"][name]
             with deadline(self.limits.time_limit_s):
                 out = capture_activations(model, torch.cat([clean, adv.unsqueeze(0)]), [info.name])
             a_clean, a_adv = out[info.name][0], out[info.name][1]
@@ -702,13 +700,10 @@ class Explorer:
         except CheckpointError:
             pass
         with deadline(self.limits.time_limit_s):
-            for name in names:
+            models, failed = self._loaded(names)
+            errors.update(failed)
+            for name, model in models.items():
                 self._check_time(start, f"auditing {name}")
-                try:
-                    model = self.cache.get(name)
-                except CheckpointError as e:
-                    errors[name] = str(e)
-                    continue
                 device = self.cache.device
                 x, y = images.to(device), labels[name].to(device)
                 with torch.no_grad():
@@ -784,11 +779,7 @@ class Explorer:
         eps, seed = params.pop("eps"), params.pop("seed", 0)
         out: dict[str, Any] = {}
         with deadline(self.limits.time_limit_s):
-            for name in state["adversarial"]:
-                try:
-                    model = self.cache.get(name)
-                except CheckpointError:
-                    continue
+            for name, model in self._loaded(state["adversarial"])[0].items():
                 y = torch.tensor([state["labels"][name]], device=device)
                 kwargs = dict(eps=eps, preset=state["preset"], seed=seed, **params)
                 if state.get("target") is not None:
@@ -828,11 +819,8 @@ class Explorer:
         image = state["clean"].to(device)
         lines, planes = {}, {}
         with deadline(self.limits.time_limit_s):
-            for name, adv in state["adversarial"].items():
-                try:
-                    model = self.cache.get(name)
-                except CheckpointError:
-                    continue
+            for name, model in self._loaded(state["adversarial"])[0].items():
+                adv = state["adversarial"][name]
                 label = int(state["labels"][name])
                 dirs = directions(model, image, label, seed=int(state["params"].get("seed", 0)),
                                   adversarial=adv.to(device))
@@ -846,7 +834,9 @@ class Explorer:
 
     # ------------------------------------------------------------ transfer
 
-    def _loaded(self, names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _loaded(self, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The models of ``names`` that load, in order, and the message of each that does
+        not: every handler of several models loads them here."""
         models, errors = {}, {}
         for name in names:
             try:
@@ -928,16 +918,10 @@ class Explorer:
         device = self.cache.device
         start = time.monotonic()
         accuracy: dict[str, list[float]] = {}
-        errors: dict[str, str] = {}
-        units, done = len(names) * len(eps_list), 0
+        models, errors = self._loaded(names)
+        units, done = len(models) * len(eps_list), 0
         with deadline(self.limits.time_limit_s):
-            for name in names:
-                try:
-                    model = self.cache.get(name)
-                except CheckpointError as e:
-                    errors[name] = str(e)
-                    done += len(eps_list)
-                    continue
+            for name, model in models.items():
                 accuracy[name] = []
                 for eps in eps_list:
                     self._check_time(start, f"{name} at epsilon {eps:g}/255")

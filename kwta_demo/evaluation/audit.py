@@ -198,103 +198,144 @@ def audit(
         raise ValueError(f"the audit compares untargeted success; {attack} needs a target "
                          "(audit an untargeted attack, e.g. pgd)")
     params, seed = dict(params or {}), check_seed(seed)
-    n = images.shape[0]
-    memo = {} if memo is None else memo
+    result = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed, **params)
+    a = _Audited(model, images, labels, attack, preset, params, seed,
+                 eps=float(result.params["eps"]), steps=result.params.get("steps"),
+                 base=_rate(result.success), memo={} if memo is None else memo)
+    checks = [Check("audited", f"the audited attack, {a.label}", None,
+                    f"{a.label} succeeds on {_count(a.base, a.n)} images at eps {a.eps:g}",
+                    {"audited_success": a.base}),
+              _check_unbounded(a)]
+    more, best = _check_more_steps(a)
+    checks += [more, _check_gradient_free(a, best, square_preset),
+               _check_transfer(a, best, twin, twin_name), _check_gradients(a)]
+    return Audit(name, a.n, a.eps, seed, tuple(checks))
 
-    def once(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
 
-    audited = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed, **params)
-    eps = float(audited.params["eps"])
-    base = _rate(audited.success)
-    label = f"{attack}:{preset}"
-    checks = [Check("audited", f"the audited attack, {label}", None,
-                    f"{label} succeeds on {_count(base, n)} images at eps {eps:g}",
-                    {"audited_success": base})]
+@dataclass
+class _Audited:
+    """The audited attack's call and result: what every check reads."""
 
+    model: nn.Module
+    images: torch.Tensor
+    labels: torch.Tensor
+    attack: str
+    preset: str
+    params: dict[str, Any]
+    seed: int
+    eps: float
+    steps: Any
+    base: float  # the audited attack's success rate
+    memo: dict[tuple[Any, ...], Any]
+
+    @property
+    def n(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.attack}:{self.preset}"
+
+    def once(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, or what it gave for ``key`` in an earlier audit of these images."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+
+def _check_unbounded(a: _Audited) -> Check:
+    """Gradients that lead somewhere carry PGD across the whole image cube (eps = 1)."""
     # Its own PGD, not the audited attack's settings: an absolute step sized for a small
     # ball could not cross the unit cube, and the question is whether the gradients lead.
     # No random start: from eps = 1 a random start alone lands anywhere in the cube.
-    u = once(("unbounded", seed), lambda: _rate(run_attack(
-        "pgd", model, images, labels, eps=1.0, steps=UNBOUNDED_STEPS[0],
-        step_size=UNBOUNDED_STEPS[1], random_start=False, seed=seed).success))
+    u = a.once(("unbounded", a.seed), lambda: _rate(run_attack(
+        "pgd", a.model, a.images, a.labels, eps=1.0, steps=UNBOUNDED_STEPS[0],
+        step_size=UNBOUNDED_STEPS[1], random_start=False, seed=a.seed).success))
     what = f"PGD with eps = 1 ({UNBOUNDED_STEPS[0]} steps of {UNBOUNDED_STEPS[1]:g} from the image)"
-    checks.append(Check(
+    return Check(
         "unbounded", "PGD with eps = 1 succeeds", u < UNBOUNDED_SUCCESS,
-        (f"{what} succeeds on only {_count(u, n)} images: the gradients do not lead anywhere"
-         if u < UNBOUNDED_SUCCESS else f"{what} succeeds on {_count(u, n)} images"),
-        {"unbounded_success": u}))
+        (f"{what} succeeds on only {_count(u, a.n)} images: the gradients do not lead anywhere"
+         if u < UNBOUNDED_SUCCESS else f"{what} succeeds on {_count(u, a.n)} images"),
+        {"unbounded_success": u})
 
-    steps = audited.params.get("steps")
-    if isinstance(steps, int) and "steps" in spec.params:
-        more = min(MAX_STEPS, 5 * steps)
-        longer = run_attack(attack, model, images, labels, eps=eps, preset=preset, seed=seed,
-                            **{**params, "steps": more})
-        s_long = _rate(longer.success)
-        fewer, gained = beats(base, s_long, n), beats(s_long, base, n)
-        if fewer:
-            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, fewer "
-                        f"than {steps} steps ({_count(base, n)})")
-        elif gained:
-            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
-                        f"{steps} steps on only {_count(base, n)}")
-        else:
-            evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
-                        f"{steps} on {_count(base, n)}")
-        checks.append(Check(
-            "more_steps", f"{more} steps do no better and no worse than {steps}",
-            fewer or gained, evidence, {"more_steps_success": s_long},
-            kind="masking" if fewer else "unconverged"))
-        best = max(base, s_long)
+
+def _check_more_steps(a: _Audited) -> tuple[Check, float]:
+    """Five times the steps: fewer successes is masking, more is an unconverged attack.
+    Returns the check and the better of the two success rates."""
+    if not (isinstance(a.steps, int) and "steps" in get_attack(a.attack).params):
+        return Check("more_steps", "more steps", None,
+                     f"not run ({a.attack} has no step count)"), a.base
+    steps, more, n, label = a.steps, min(MAX_STEPS, 5 * a.steps), a.n, a.label
+    longer = run_attack(a.attack, a.model, a.images, a.labels, eps=a.eps, preset=a.preset,
+                        seed=a.seed, **{**a.params, "steps": more})
+    s_long = _rate(longer.success)
+    fewer, gained = beats(a.base, s_long, n), beats(s_long, a.base, n)
+    if fewer:
+        evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, fewer "
+                    f"than {steps} steps ({_count(a.base, n)})")
+    elif gained:
+        evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
+                    f"{steps} steps on only {_count(a.base, n)}")
     else:
-        checks.append(Check("more_steps", "more steps", None,
-                            f"not run ({attack} has no step count)"))
-        best = base
+        evidence = (f"{more} steps of {label} succeed on {_count(s_long, n)} images, "
+                    f"{steps} on {_count(a.base, n)}")
+    check = Check("more_steps", f"{more} steps do no better and no worse than {steps}",
+                  fewer or gained, evidence, {"more_steps_success": s_long},
+                  kind="masking" if fewer else "unconverged")
+    return check, max(a.base, s_long)
 
-    sq = once(("square", eps, square_preset, seed), lambda: _rate(run_attack(
-        "square", model, images, labels, eps=eps, preset=square_preset, seed=seed).success))
-    gf = beats(sq, best, n)
-    checks.append(Check(
+
+def _check_gradient_free(a: _Audited, best: float, square_preset: str) -> Check:
+    """Square never reads a gradient: beating the gradient attack means masked gradients."""
+    sq = a.once(("square", a.eps, square_preset, a.seed), lambda: _rate(run_attack(
+        "square", a.model, a.images, a.labels, eps=a.eps, preset=square_preset,
+        seed=a.seed).success))
+    gf, n, label = beats(sq, best, a.n), a.n, a.label
+    return Check(
         "gradient_free", f"a gradient-free attack does not beat {label}", gf,
         (f"Square, which never reads a gradient, succeeds on {_count(sq, n)} images against "
          f"{label}'s {_count(best, n)}" if gf else
          f"Square succeeds on {_count(sq, n)} images, {label} on {_count(best, n)}"),
-        {"square_success": sq}))
+        {"square_success": sq})
 
-    if twin is not None:
-        def transferred() -> float:
-            crafted = run_attack("pgd", twin, images, labels, eps=eps, steps=PGD_STEPS[1],
-                                 step_size=eps / 10, random_start=True, seed=seed)
-            with torch.no_grad():
-                return _rate(model(crafted.adversarial).argmax(1) != labels)
 
-        t = once(("transfer", eps, seed), transferred)
-        tr = beats(t, best, n)
-        checks.append(Check(
-            "transfer", f"examples from {twin_name} do not beat {label}", tr,
-            (f"PGD examples made on {twin_name} fool it on {_count(t, n)} images, {label} on "
-             f"its own gradients on {_count(best, n)}" if tr else
-             f"examples transferred from {twin_name} fool it on {_count(t, n)} images, "
-             f"{label} on {_count(best, n)}"),
-            {"transfer_success": t}))
-    else:
-        checks.append(Check("transfer", "transfer from a twin model", None,
-                            "not run (no twin model given)"))
+def _check_transfer(a: _Audited, best: float, twin: nn.Module | None, twin_name: str) -> Check:
+    """Examples made on the smooth twin fooling the model more than its own gradients do."""
+    if twin is None:
+        return Check("transfer", "transfer from a twin model", None,
+                     "not run (no twin model given)")
 
-    stats = once(("gradients", eps, seed),
-                 lambda: gradient_statistics(model, images, labels, eps=eps, seed=seed))
+    def transferred() -> float:
+        crafted = run_attack("pgd", twin, a.images, a.labels, eps=a.eps, steps=PGD_STEPS[1],
+                             step_size=a.eps / 10, random_start=True, seed=a.seed)
+        with torch.no_grad():
+            return _rate(a.model(crafted.adversarial).argmax(1) != a.labels)
+
+    t = a.once(("transfer", a.eps, a.seed), transferred)
+    tr, n, label = beats(t, best, a.n), a.n, a.label
+    return Check(
+        "transfer", f"examples from {twin_name} do not beat {label}", tr,
+        (f"PGD examples made on {twin_name} fool it on {_count(t, n)} images, {label} on "
+         f"its own gradients on {_count(best, n)}" if tr else
+         f"examples transferred from {twin_name} fool it on {_count(t, n)} images, "
+         f"{label} on {_count(best, n)}"),
+        {"transfer_success": t})
+
+
+def _check_gradients(a: _Audited) -> Check:
+    """What the input gradient looks like along a PGD attack (evidence, not a verdict)."""
+    stats = a.once(("gradients", a.eps, a.seed),
+                   lambda: gradient_statistics(a.model, a.images, a.labels, eps=a.eps,
+                                               seed=a.seed))
     flips = stats["winner_change_per_step"]
-    checks.append(Check(
+    return Check(
         "gradients", "the input gradient along a PGD attack", None,
         (f"{100 * stats['zero_gradient_share']:.1f}% of input-gradient entries are exactly "
          f"zero; successive gradients have a mean cosine of "
          f"{stats['successive_gradient_cosine']:.2f}"
          + ("" if math.isnan(flips) else
             f"; each step changes {100 * flips:.1f}% of a k-WTA layer's winners")),
-        stats))
-    return Audit(name, n, eps, seed, tuple(checks))
+        stats)
 
 
 # ------------------------------------------------------------------ the command
