@@ -20,6 +20,7 @@ import functools
 import json
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
@@ -445,9 +446,10 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
     start_arch = default_arch(explorer.model_status())
     variant_choices = [(label, suffix) for label, suffix in VARIANTS.items()]
     all_variants = list(VARIANTS.values())
-    heavy = dict(concurrency_id="compute", concurrency_limit="default")
-    light = dict(concurrency_id="light", concurrency_limit=4)
-    raw = dict(preprocess=False)  # the explorer checks every value (see the module docstring)
+    o = SimpleNamespace(limits=explorer.limits, attacks=attacks, default_attack=default_attack,
+                        controls=controls, default_preset=default_preset,
+                        arch_choices=arch_choices, start_arch=start_arch,
+                        variant_choices=variant_choices, all_variants=all_variants)
     statuses = explorer.cache.status()
 
     with gr.Blocks(title="k-WTA explorer", delete_cache=DELETE_CACHE) as demo:
@@ -466,209 +468,263 @@ def create_demo(explorer: Explorer | None = None, *, concurrency: int = 1,
 
         with gr.Tabs():
             with gr.Tab("Attack", id="attack"):
-                with gr.Row(elem_id="attack-inputs"):
-                    with gr.Column(scale=3):
-                        gallery = gr.Gallery(
-                            format="png", columns=10, height=300, allow_preview=False,
-                            label="CIFAR-10 test images (click one)", elem_id="gallery",
-                            interactive=False,
-                        )
-                        gallery_note = gr.Markdown(elem_id="gallery-note")
-                    with gr.Column(scale=2):
-                        with gr.Row():
-                            image_in = gr.Image(
-                                type="filepath", image_mode=None, format="png",
-                                sources=["upload", "clipboard"], height=200,
-                                label="Input image (from the gallery, or upload any image)",
-                                elem_id="input-image",
-                            )
-                            preview = gr.Image(format="png", interactive=False, height=200,
-                                               label="What the models see (32x32 RGB)",
-                                               elem_classes=["pixelated"], elem_id="model-input")
-                        preview_note = gr.Markdown(label="How the input was made", elem_id="preview-note")
-                        true_class = gr.Dropdown([(UNKNOWN_LABEL, UNKNOWN), *[(c, c) for c in CIFAR10_CLASSES]],
-                                                 value=UNKNOWN, label="True class", elem_id="true-class")
-                with gr.Row(elem_id="attack-models"):
-                    arch = gr.Radio(arch_choices, value=start_arch, label="Architecture", elem_id="arch")
-                    variants = gr.CheckboxGroup(variant_choices, value=all_variants,
-                                                label="Models to compare", elem_id="variants")
-                with gr.Row():
-                    attack = gr.Dropdown(attacks, value=default_attack, label="Attack", elem_id="attack")
-                    # A dropdown that takes any value: its choices follow the attack, and
-                    # the handler checks the preset against the attack actually asked for.
-                    preset = gr.Dropdown(controls.presets, value=default_preset, label="Preset",
-                                         allow_custom_value=True, elem_id="preset")
-                    eps = gr.Slider(0.5, 32, value=8, step=0.1, label="ε (L∞, in 1/255)", elem_id="eps")
-                with gr.Row():
-                    steps = gr.Number(0, precision=0, minimum=0, maximum=explorer.limits.max_steps,
-                                      label="Steps (0: the preset's)", visible=controls.has_steps)
-                    step_size = gr.Number(0, minimum=0, maximum=64,
-                                          label="Step size in 1/255 (0: the preset's)",
-                                          visible=controls.has_step_size)
-                    target = gr.Dropdown([NO_TARGET, *CIFAR10_CLASSES], value=NO_TARGET,
-                                         label="Target class", interactive=controls.targeted != "no")
-                    seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                preset_note = gr.Markdown(controls.note, label="About this attack")
-                run = gr.Button("Run attack", variant="primary", elem_id="run-attack")
-                summary = gr.Markdown(label="Summary", elem_id="attack-summary")
-                slots: list[gr.components.Component] = []
-                slot_columns = []
-                with gr.Row(elem_id="attack-results"):
-                    for suffix, title in SLOT_LABELS.items():
-                        with gr.Column(min_width=260, elem_id=f"slot-{suffix}") as col:
-                            gr.Markdown(f"### {title}", elem_classes=["slot-title"])
-                            with gr.Row():
-                                adv_img = gr.Image(format="png", interactive=False, height=150,
-                                                   label=f"{title}: adversarial (32x32 PNG)",
-                                                   elem_classes=["pixelated"])
-                                pert_img = gr.Image(format="png", interactive=False, height=150,
-                                                    label=f"{title}: perturbation (amplified)",
-                                                    elem_classes=["pixelated"])
-                            bars = gr.Plot(label=f"{title}: clean vs adversarial")
-                            caption = gr.Markdown(label=f"{title}: result")
-                        slots += [adv_img, pert_img, bars, caption]
-                        slot_columns.append(col)
-                trace = gr.Plot(label="Along the attack", elem_id="trace-plot")
-                with gr.Accordion("Numbers (JSON)", open=False):
-                    numbers = gr.JSON(label="Attack numbers")
-                receipt_files = gr.File(label="Receipt: the click as JSON (image, weights SHA-256, "
-                                        "parameters, seed, versions, outcome) and its tensors "
-                                        "(safetensors)", file_count="multiple", interactive=False,
-                                        elem_id="receipt")
-                with gr.Accordion("Sparse activation maps", open=True, elem_id="activation-maps"):
-                    layer_choices = h.layer_choices(start_arch)
-                    # Custom values: the choices change with the architecture, and the
-                    # handler checks the name against the attacked architecture's layers.
-                    layer = gr.Dropdown(layer_choices, value=layer_choices[0][1], label="Layer",
-                                        allow_custom_value=True, elem_id="layer")
-                    act_stats = gr.Markdown("Run an attack to compare activations.",
-                                            label="Activation statistics", elem_id="activation-stats")
-                    heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
-                    grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
-                with gr.Accordion("Is this robustness real? Gradient-masking audit", open=True,
-                                  elem_id="audit"):
-                    audit_run = gr.Button("Audit the last attack", elem_id="run-audit")
-                    audit_md = gr.Markdown("Run an attack, then audit it: an unbounded PGD, more "
-                                           "steps, a gradient-free attack and examples from the "
-                                           "ReLU twin are set against its result.",
-                                           elem_id="audit-verdict")
-                    audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
-                                               label="Audit checks", interactive=False, wrap=True)
-                with gr.Accordion("Winner-flip atlas", open=False, elem_id="atlas"):
-                    atlas_run = gr.Button("Follow the winners along the attack",
-                                          elem_id="run-atlas")
-                    atlas_plot = gr.Plot(label="Winner-flip atlas", elem_id="atlas-plot")
-                with gr.Accordion("Loss landscape", open=False, elem_id="landscape"):
-                    landscape_run = gr.Button("Slice the loss around the image",
-                                              elem_id="run-landscape")
-                    landscape_plot = gr.Plot(label="Loss landscape", elem_id="landscape-plot")
-                with gr.Accordion("Transfer matrix", open=False, elem_id="transfer"):
-                    transfer_run = gr.Button("Try each model's examples on every model",
-                                             elem_id="run-transfer")
-                    transfer_plot = gr.Plot(label="Transfer matrix", elem_id="transfer-plot")
-                    transfer_note = gr.Markdown()
-
+                t = _attack_tab(h, o)
             with gr.Tab("Robustness sweep", id="sweep", elem_id="tab-sweep"):
-                gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
-                            "clean accuracy. On a CPU, keep N and the steps small.")
-                with gr.Row():
-                    s_arch = gr.Radio(arch_choices, value=start_arch, label="Architecture",
-                                      elem_id="sweep-arch")
-                    s_variants = gr.CheckboxGroup(variant_choices, value=all_variants, label="Models")
-                    s_attack = gr.Dropdown(attacks, value=default_attack, label="Attack")
-                    s_preset = gr.Dropdown(controls.presets, value=default_preset, label="Preset",
-                                           allow_custom_value=True)
-                with gr.Row():
-                    s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)",
-                                       elem_id="sweep-eps")
-                    s_n = gr.Slider(1, explorer.limits.max_sweep_images, value=20, step=1,
-                                    label="Test images (N)", elem_id="sweep-n")
-                    s_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                s_run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
-                s_plot = gr.Plot(label="Accuracy vs ε", elem_id="sweep-plot")
-                s_table = gr.Dataframe(headers=["model", "eps (1/255)", "accuracy"],
-                                       label="Sweep values", interactive=False)
-                s_note = gr.Markdown(label="Sweep note")
-                with gr.Row():
-                    s_audit_eps = gr.Number(8, minimum=0, maximum=255,
-                                            label="ε for the audit (1/255)")
-                    s_audit_run = gr.Button("Audit gradient masking on these N images",
-                                            elem_id="run-sweep-audit")
-                s_audit_md = gr.Markdown(elem_id="sweep-audit-verdict")
-                s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
-                                             label="Audit checks", interactive=False, wrap=True)
-                s_transfer_run = gr.Button("Transfer matrix on these N images (audit ε)",
-                                           elem_id="run-sweep-transfer")
-                s_transfer_plot = gr.Plot(label="Transfer matrix", elem_id="sweep-transfer-plot")
-                s_transfer_table = gr.Dataframe(headers=TRANSFER_HEADERS, label="Transfer rates",
-                                                interactive=False)
-
+                sw = _sweep_tab(o)
             with gr.Tab("Reproduction", id="reproduction", elem_id="tab-reproduction"):
-                repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
-                                      elem_id="reproduction-chart")
-                repro = gr.Markdown(h.reproduction(), label="Reproduction tables",
-                                    elem_id="reproduction")
-                repro_files = gr.File(h.results_files(), file_count="multiple",
-                                      interactive=False, elem_id="reproduction-files",
-                                      label="The results files: every row with its settings, "
-                                            "time and per-image outcomes")
-                repro_reload = gr.Button("Reload results", size="sm")
-
+                r = _reproduction_tab(h)
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 gr.Markdown(ABOUT)
-
-        controls_out = [preset, eps, steps, step_size, target, preset_note]
-        demo.load(h.gallery, None, [gallery, data_status, gallery_note], api_visibility="private",
-                  **light)
-        demo.load(h.from_query, None,
-                  [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size,
-                   target, seed, picked, summary], api_visibility="private", **light)
-        gallery.select(h.select_gallery, None, [image_in, true_class, picked],
-                       api_visibility="private", **light)
-        image_in.change(h.prepare_image, image_in, [preview, preview_note],
-                        api_name="prepare_image", **light, **raw)
-        image_in.upload(lambda: (UNKNOWN, None), None, [true_class, picked],
-                        api_visibility="private", **light)
-        attack.change(h.attack_controls, [attack, preset], controls_out,
-                      api_name="attack_controls", **light, **raw)
-        preset.input(h.attack_controls, [attack, preset], controls_out,
-                     api_visibility="private", **light, **raw)
-        arch.change(lambda a: gr.Dropdown(choices=h.layer_choices(a), value=h.layer_choices(a)[0][1]),
-                    arch, layer, api_visibility="private", **light)
-        variants.change(h.show_slots, variants, slot_columns, api_visibility="private", **light)
-        s_attack.change(h.sweep_presets, s_attack, s_preset, api_visibility="private", **light)
-
-        run.click(
-            h.attack,
-            [image_in, true_class, arch, variants, attack, preset, eps, steps, step_size, target, seed,
-             picked],
-            [*slots, trace, summary, numbers, state, receipt_files], api_name="attack", **heavy,
-            **raw,
-        ).then(
-            h.activations, [state, layer], [act_stats, heatmaps, grid], api_name="activations",
-            **heavy, **raw,
-        ).then(h.model_status, None, status_md, api_name="model_status", **light)
-        layer.input(h.activations, [state, layer], [act_stats, heatmaps, grid],
-                    api_visibility="private", **heavy, **raw)
-        s_run.click(h.sweep, [s_arch, s_variants, s_attack, s_preset, s_eps, s_n, s_seed],
-                    [s_plot, s_table, s_note], api_name="sweep", **heavy, **raw)
-        audit_run.click(h.audit, state, [audit_md, audit_table], api_name="audit", **heavy, **raw)
-        transfer_run.click(h.transfer, state, [transfer_plot, transfer_note], api_name="transfer",
-                           **heavy, **raw)
-        landscape_run.click(h.landscape, state, landscape_plot, api_name="landscape", **heavy,
-                            **raw)
-        atlas_run.click(h.atlas, state, atlas_plot, api_name="atlas", **heavy, **raw)
-        s_transfer_run.click(h.transfer_sweep,
-                             [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
-                             [s_transfer_plot, s_transfer_table], api_name="transfer_sweep",
-                             **heavy, **raw)
-        s_audit_run.click(h.audit_sweep,
-                          [s_arch, s_variants, s_attack, s_preset, s_audit_eps, s_n, s_seed],
-                          [s_audit_md, s_audit_table], api_name="audit_sweep", **heavy, **raw)
-        repro_reload.click(h.reproduction, None, repro, api_name="reproduction", **light)
-        repro_reload.click(h.reproduction_chart, None, repro_chart, api_name="reproduction_chart",
-                           **light)
-        repro_reload.click(h.results_files, None, repro_files, api_visibility="private", **light)
+        _wire(demo, h, t, sw, r, SimpleNamespace(state=state, picked=picked, status_md=status_md,
+                                                  data_status=data_status))
 
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo
+
+
+def _attack_tab(h: "_Handlers", o: SimpleNamespace) -> SimpleNamespace:
+    """The Attack tab's components: the input, the models and attack, one column per
+    model, and the panels that explain a click (activations, audit, atlas, landscape,
+    transfer)."""
+    with gr.Row(elem_id="attack-inputs"):
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(
+                format="png", columns=10, height=300, allow_preview=False,
+                label="CIFAR-10 test images (click one)", elem_id="gallery",
+                interactive=False,
+            )
+            gallery_note = gr.Markdown(elem_id="gallery-note")
+        with gr.Column(scale=2):
+            with gr.Row():
+                image_in = gr.Image(
+                    type="filepath", image_mode=None, format="png",
+                    sources=["upload", "clipboard"], height=200,
+                    label="Input image (from the gallery, or upload any image)",
+                    elem_id="input-image",
+                )
+                preview = gr.Image(format="png", interactive=False, height=200,
+                                   label="What the models see (32x32 RGB)",
+                                   elem_classes=["pixelated"], elem_id="model-input")
+            preview_note = gr.Markdown(label="How the input was made", elem_id="preview-note")
+            true_class = gr.Dropdown([(UNKNOWN_LABEL, UNKNOWN), *[(c, c) for c in CIFAR10_CLASSES]],
+                                     value=UNKNOWN, label="True class", elem_id="true-class")
+    with gr.Row(elem_id="attack-models"):
+        arch = gr.Radio(o.arch_choices, value=o.start_arch, label="Architecture", elem_id="arch")
+        variants = gr.CheckboxGroup(o.variant_choices, value=o.all_variants,
+                                    label="Models to compare", elem_id="variants")
+    with gr.Row():
+        attack = gr.Dropdown(o.attacks, value=o.default_attack, label="Attack", elem_id="attack")
+        # A dropdown that takes any value: its choices follow the attack, and
+        # the handler checks the preset against the attack actually asked for.
+        preset = gr.Dropdown(o.controls.presets, value=o.default_preset, label="Preset",
+                             allow_custom_value=True, elem_id="preset")
+        eps = gr.Slider(0.5, 32, value=8, step=0.1, label="ε (L∞, in 1/255)", elem_id="eps")
+    with gr.Row():
+        steps = gr.Number(0, precision=0, minimum=0, maximum=o.limits.max_steps,
+                          label="Steps (0: the preset's)", visible=o.controls.has_steps)
+        step_size = gr.Number(0, minimum=0, maximum=64,
+                              label="Step size in 1/255 (0: the preset's)",
+                              visible=o.controls.has_step_size)
+        target = gr.Dropdown([NO_TARGET, *CIFAR10_CLASSES], value=NO_TARGET,
+                             label="Target class", interactive=o.controls.targeted != "no")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    preset_note = gr.Markdown(o.controls.note, label="About this attack")
+    run = gr.Button("Run attack", variant="primary", elem_id="run-attack")
+    summary = gr.Markdown(label="Summary", elem_id="attack-summary")
+    slots: list[gr.components.Component] = []
+    slot_columns = []
+    with gr.Row(elem_id="attack-results"):
+        for suffix, title in SLOT_LABELS.items():
+            with gr.Column(min_width=260, elem_id=f"slot-{suffix}") as col:
+                gr.Markdown(f"### {title}", elem_classes=["slot-title"])
+                with gr.Row():
+                    adv_img = gr.Image(format="png", interactive=False, height=150,
+                                       label=f"{title}: adversarial (32x32 PNG)",
+                                       elem_classes=["pixelated"])
+                    pert_img = gr.Image(format="png", interactive=False, height=150,
+                                        label=f"{title}: perturbation (amplified)",
+                                        elem_classes=["pixelated"])
+                bars = gr.Plot(label=f"{title}: clean vs adversarial")
+                caption = gr.Markdown(label=f"{title}: result")
+            slots += [adv_img, pert_img, bars, caption]
+            slot_columns.append(col)
+    trace = gr.Plot(label="Along the attack", elem_id="trace-plot")
+    with gr.Accordion("Numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Attack numbers")
+    receipt_files = gr.File(label="Receipt: the click as JSON (image, weights SHA-256, "
+                            "parameters, seed, versions, outcome) and its tensors "
+                            "(safetensors)", file_count="multiple", interactive=False,
+                            elem_id="receipt")
+    return SimpleNamespace(gallery=gallery, gallery_note=gallery_note, image_in=image_in,
+                           preview=preview, preview_note=preview_note, true_class=true_class,
+                           arch=arch, variants=variants, attack=attack, preset=preset, eps=eps,
+                           steps=steps, step_size=step_size, target=target, seed=seed,
+                           preset_note=preset_note, run=run, summary=summary, slots=slots,
+                           slot_columns=slot_columns, trace=trace, numbers=numbers,
+                           receipt_files=receipt_files,
+                           **vars(_click_panels(h, o)))
+
+
+def _click_panels(h: "_Handlers", o: SimpleNamespace) -> SimpleNamespace:
+    """The panels under a click's results that explain it: the activation maps, the
+    gradient-masking audit, the winner-flip atlas, the loss landscape, the transfer
+    matrix."""
+    with gr.Accordion("Sparse activation maps", open=True, elem_id="activation-maps"):
+        layer_choices = h.layer_choices(o.start_arch)
+        # Custom values: the choices change with the architecture, and the
+        # handler checks the name against the attacked architecture's layers.
+        layer = gr.Dropdown(layer_choices, value=layer_choices[0][1], label="Layer",
+                            allow_custom_value=True, elem_id="layer")
+        act_stats = gr.Markdown("Run an attack to compare activations.",
+                                label="Activation statistics", elem_id="activation-stats")
+        heatmaps = gr.Plot(label="Channel-summed activation", elem_id="heatmaps")
+        grid = gr.Plot(label="Channel grid", elem_id="channel-grid")
+    with gr.Accordion("Is this robustness real? Gradient-masking audit", open=True,
+                      elem_id="audit"):
+        audit_run = gr.Button("Audit the last attack", elem_id="run-audit")
+        audit_md = gr.Markdown("Run an attack, then audit it: an unbounded PGD, more "
+                               "steps, a gradient-free attack and examples from the "
+                               "ReLU twin are set against its result.",
+                               elem_id="audit-verdict")
+        audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
+                                   label="Audit checks", interactive=False, wrap=True)
+    with gr.Accordion("Winner-flip atlas", open=False, elem_id="atlas"):
+        atlas_run = gr.Button("Follow the winners along the attack",
+                              elem_id="run-atlas")
+        atlas_plot = gr.Plot(label="Winner-flip atlas", elem_id="atlas-plot")
+    with gr.Accordion("Loss landscape", open=False, elem_id="landscape"):
+        landscape_run = gr.Button("Slice the loss around the image",
+                                  elem_id="run-landscape")
+        landscape_plot = gr.Plot(label="Loss landscape", elem_id="landscape-plot")
+    with gr.Accordion("Transfer matrix", open=False, elem_id="transfer"):
+        transfer_run = gr.Button("Try each model's examples on every model",
+                                 elem_id="run-transfer")
+        transfer_plot = gr.Plot(label="Transfer matrix", elem_id="transfer-plot")
+        transfer_note = gr.Markdown()
+
+    return SimpleNamespace(layer=layer, act_stats=act_stats, heatmaps=heatmaps, grid=grid,
+                           audit_run=audit_run, audit_md=audit_md, audit_table=audit_table,
+                           atlas_run=atlas_run, atlas_plot=atlas_plot,
+                           landscape_run=landscape_run, landscape_plot=landscape_plot,
+                           transfer_run=transfer_run, transfer_plot=transfer_plot,
+                           transfer_note=transfer_note)
+
+def _sweep_tab(o: SimpleNamespace) -> SimpleNamespace:
+    """The Robustness sweep tab's components: accuracy against eps on N test images,
+    and the audit and transfer matrix over the same images."""
+    gr.Markdown("Accuracy against ε on N seeded test images, computed live. ε = 0 is "
+                "clean accuracy. On a CPU, keep N and the steps small.")
+    with gr.Row():
+        s_arch = gr.Radio(o.arch_choices, value=o.start_arch, label="Architecture",
+                          elem_id="sweep-arch")
+        s_variants = gr.CheckboxGroup(o.variant_choices, value=o.all_variants, label="Models")
+        s_attack = gr.Dropdown(o.attacks, value=o.default_attack, label="Attack")
+        s_preset = gr.Dropdown(o.controls.presets, value=o.default_preset, label="Preset",
+                               allow_custom_value=True)
+    with gr.Row():
+        s_eps = gr.Textbox("0, 1, 2, 4, 8", label="ε values in 1/255 (comma-separated)",
+                           elem_id="sweep-eps")
+        s_n = gr.Slider(1, o.limits.max_sweep_images, value=20, step=1,
+                        label="Test images (N)", elem_id="sweep-n")
+        s_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    s_run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
+    s_plot = gr.Plot(label="Accuracy vs ε", elem_id="sweep-plot")
+    s_table = gr.Dataframe(headers=["model", "eps (1/255)", "accuracy"],
+                           label="Sweep values", interactive=False)
+    s_note = gr.Markdown(label="Sweep note")
+    with gr.Row():
+        s_audit_eps = gr.Number(8, minimum=0, maximum=255,
+                                label="ε for the audit (1/255)")
+        s_audit_run = gr.Button("Audit gradient masking on these N images",
+                                elem_id="run-sweep-audit")
+    s_audit_md = gr.Markdown(elem_id="sweep-audit-verdict")
+    s_audit_table = gr.Dataframe(headers=AUDIT_HEADERS, column_widths=AUDIT_WIDTHS,
+                                 label="Audit checks", interactive=False, wrap=True)
+    s_transfer_run = gr.Button("Transfer matrix on these N images (audit ε)",
+                               elem_id="run-sweep-transfer")
+    s_transfer_plot = gr.Plot(label="Transfer matrix", elem_id="sweep-transfer-plot")
+    s_transfer_table = gr.Dataframe(headers=TRANSFER_HEADERS, label="Transfer rates",
+                                    interactive=False)
+
+    return SimpleNamespace(s_arch=s_arch, s_variants=s_variants, s_attack=s_attack,
+                           s_preset=s_preset, s_eps=s_eps, s_n=s_n, s_seed=s_seed, s_run=s_run,
+                           s_plot=s_plot, s_table=s_table, s_note=s_note,
+                           s_audit_eps=s_audit_eps, s_audit_run=s_audit_run,
+                           s_audit_md=s_audit_md, s_audit_table=s_audit_table,
+                           s_transfer_run=s_transfer_run, s_transfer_plot=s_transfer_plot,
+                           s_transfer_table=s_transfer_table)
+
+
+def _reproduction_tab(h: "_Handlers") -> SimpleNamespace:
+    """The Reproduction tab's components: the claims chart, the tables, the files."""
+    repro_chart = gr.Plot(viz.claims_chart(claims()), label="Claimed vs measured",
+                          elem_id="reproduction-chart")
+    repro = gr.Markdown(h.reproduction(), label="Reproduction tables",
+                        elem_id="reproduction")
+    repro_files = gr.File(h.results_files(), file_count="multiple",
+                          interactive=False, elem_id="reproduction-files",
+                          label="The results files: every row with its settings, "
+                                "time and per-image outcomes")
+    repro_reload = gr.Button("Reload results", size="sm")
+
+    return SimpleNamespace(repro_chart=repro_chart, repro=repro, repro_files=repro_files,
+                           repro_reload=repro_reload)
+
+
+def _wire(demo: gr.Blocks, h: "_Handlers", t: SimpleNamespace, sw: SimpleNamespace,
+          r: SimpleNamespace, page: SimpleNamespace) -> None:
+    """Every event of the page: which handler, which inputs and outputs, which queue."""
+    heavy = dict(concurrency_id="compute", concurrency_limit="default")
+    light = dict(concurrency_id="light", concurrency_limit=4)
+    raw = dict(preprocess=False)  # the explorer checks every value (module docstring)
+    state, picked, status_md = page.state, page.picked, page.status_md
+    private = dict(api_visibility="private")
+    controls_out = [t.preset, t.eps, t.steps, t.step_size, t.target, t.preset_note]
+    click_in = [t.image_in, t.true_class, t.arch, t.variants, t.attack, t.preset, t.eps, t.steps,
+                t.step_size, t.target, t.seed]
+    sweep_in = [sw.s_arch, sw.s_variants, sw.s_attack, sw.s_preset]
+    maps_out = [t.act_stats, t.heatmaps, t.grid]
+
+    demo.load(h.gallery, None, [t.gallery, page.data_status, t.gallery_note], **private, **light)
+    demo.load(h.from_query, None, [*click_in, picked, t.summary], **private, **light)
+    t.gallery.select(h.select_gallery, None, [t.image_in, t.true_class, picked], **private,
+                     **light)
+    t.image_in.change(h.prepare_image, t.image_in, [t.preview, t.preview_note],
+                      api_name="prepare_image", **light, **raw)
+    t.image_in.upload(lambda: (UNKNOWN, None), None, [t.true_class, picked], **private, **light)
+    t.attack.change(h.attack_controls, [t.attack, t.preset], controls_out,
+                    api_name="attack_controls", **light, **raw)
+    t.preset.input(h.attack_controls, [t.attack, t.preset], controls_out, **private, **light,
+                   **raw)
+    t.arch.change(lambda a: gr.Dropdown(choices=h.layer_choices(a), value=h.layer_choices(a)[0][1]),
+                  t.arch, t.layer, **private, **light)
+    t.variants.change(h.show_slots, t.variants, t.slot_columns, **private, **light)
+    sw.s_attack.change(h.sweep_presets, sw.s_attack, sw.s_preset, **private, **light)
+
+    t.run.click(
+        h.attack, [*click_in, picked],
+        [*t.slots, t.trace, t.summary, t.numbers, state, t.receipt_files], api_name="attack",
+        **heavy, **raw,
+    ).then(
+        h.activations, [state, t.layer], maps_out, api_name="activations", **heavy, **raw,
+    ).then(h.model_status, None, status_md, api_name="model_status", **light)
+    t.layer.input(h.activations, [state, t.layer], maps_out, **private, **heavy, **raw)
+    sw.s_run.click(h.sweep, [*sweep_in, sw.s_eps, sw.s_n, sw.s_seed],
+                   [sw.s_plot, sw.s_table, sw.s_note], api_name="sweep", **heavy, **raw)
+    t.audit_run.click(h.audit, state, [t.audit_md, t.audit_table], api_name="audit", **heavy,
+                      **raw)
+    t.transfer_run.click(h.transfer, state, [t.transfer_plot, t.transfer_note],
+                         api_name="transfer", **heavy, **raw)
+    t.landscape_run.click(h.landscape, state, t.landscape_plot, api_name="landscape", **heavy,
+                          **raw)
+    t.atlas_run.click(h.atlas, state, t.atlas_plot, api_name="atlas", **heavy, **raw)
+    sw.s_transfer_run.click(h.transfer_sweep, [*sweep_in, sw.s_audit_eps, sw.s_n, sw.s_seed],
+                            [sw.s_transfer_plot, sw.s_transfer_table], api_name="transfer_sweep",
+                            **heavy, **raw)
+    sw.s_audit_run.click(h.audit_sweep, [*sweep_in, sw.s_audit_eps, sw.s_n, sw.s_seed],
+                         [sw.s_audit_md, sw.s_audit_table], api_name="audit_sweep", **heavy,
+                         **raw)
+    r.repro_reload.click(h.reproduction, None, r.repro, api_name="reproduction", **light)
+    r.repro_reload.click(h.reproduction_chart, None, r.repro_chart,
+                         api_name="reproduction_chart", **light)
+    r.repro_reload.click(h.results_files, None, r.repro_files, **private, **light)
