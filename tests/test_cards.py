@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_cards_carry_robust_accuracy_with_its_settings():
     from kwta_demo.models.architectures import ModelConfig
     from kwta_demo.reporting.cards import DATASET, model_card, robust_rows_for

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kwta_demo.reporting.tables import (
-    ADAPTIVE_NOTE,
-    NOT_MEASURED,
-    best_rows,
-    format_cell,
-    reproduction_markdown,
-)
+from kwta_demo.reporting.analysis import best_rows
+from kwta_demo.reporting.cells import ADAPTIVE_NOTE, NOT_MEASURED, format_cell
+from kwta_demo.reporting.tables import reproduction_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +131,7 @@ def test_the_results_files_offered_are_those_that_exist(tmp_path):
 
 def test_claims_chart_sets_claims_beside_measurements(tmp_path):
     from kwta_demo.app import viz
-    from kwta_demo.reporting.tables import claims
+    from kwta_demo.reporting.claims import claims
 
     bare = claims(tmp_path)
     assert [(c.label, c.value) for c in bare][:4] == [
@@ -160,7 +156,7 @@ def test_claims_chart_sets_claims_beside_measurements(tmp_path):
 
 def test_claims_chart_marks_the_relu_twin_where_measured_alike(tmp_path):
     from kwta_demo.app import viz
-    from kwta_demo.reporting.tables import claims
+    from kwta_demo.reporting.claims import claims
 
     rows = [_row("resnet18-kwta-0.1", "pgd", "report", 0.747), _row("resnet18-relu", "pgd", "report", 0.647),
             _row("resnet18-kwta-0.1", "bpda", "paper", 0.01), _row("resnet18-relu", "bpda", "paper", 0.0, n=100)]
@@ -307,7 +303,7 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert "Attacks run on fewer images join in on a line of their own" in table
     # on a prefix, a longer row's figure is recomputed from its first n outcomes
     from kwta_demo.evaluation.evaluate import wilson_interval
-    from kwta_demo.reporting.tables import worst_case
+    from kwta_demo.reporting.analysis import worst_case
 
     w = worst_case(best_rows(rows), "alexnet-kwta-0.1", n=2)
     assert (w.n, w.acc, len(w.attacks)) == (2, 0.0, 3)
@@ -328,7 +324,7 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert ("The images no attack fooled, by test-split index (`?test=N&arch=ARCH` after the "
             "app's address sets one up on the Attack tab): alexnet-kwta-0.2: #100, #101, #102, "
             "#103, #104, #105; alexnet-kwta-0.1: #100.") in named
-    from kwta_demo.reporting.tables import claims
+    from kwta_demo.reporting.claims import claims
 
     (bar,) = [c for c in claims(results) if c.label == "ours, every attack at once"]
     assert bar.group == "AlexNet k-WTA-0.1" and bar.value == pytest.approx(12.5)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_train import synthetic
 
 from kwta_demo.__main__ import main as cli
 from kwta_demo.evaluation.verify import verify_checkpoint
 from kwta_demo.models.checkpoints import write_manifest
 from kwta_demo.testing import write_image_folder, write_random_checkpoints
-
-from test_train import synthetic
 
 TEST = synthetic(20, 1)
 

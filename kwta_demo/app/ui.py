@@ -26,7 +26,9 @@ from typing import Any, Callable
 import gradio as gr
 
 from ..models.architectures import CIFAR10_CLASSES
-from ..reporting.tables import RESULTS_DIR, claims, reproduction_markdown, results_files
+from ..reporting.cells import RESULTS_DIR
+from ..reporting.claims import claims
+from ..reporting.tables import reproduction_markdown, results_files
 from . import viz
 from .explorer import (
     ARCH_LABELS,

@@ -19,7 +19,7 @@ from ..models.architectures import ModelConfig
 from ..models.checkpoints import atomic_write_text
 from ..provenance import device_name
 from ..settings import get_settings
-from .tables import best_rows, short_label, worst_case
+from .analysis import best_rows, short_label, worst_case
 
 __all__ = ["DATASET", "LICENSE", "model_card", "robust_rows_for", "worst_case_for",
            "write_card", "record_verification"]
@@ -114,7 +114,7 @@ def worst_case_for(result: dict[str, Any] | None, weights_sha256: str,
             "attacks": [short_label(a, p) for a, p in w.attacks]}
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
@@ -175,7 +175,7 @@ def _verification_lines(v: dict[str, Any], config: ModelConfig) -> str:
     lines = ["## Verification\n",
              f"Checked on {v.get('date', 'n/a')} by `{v.get('command', 'python -m kwta_demo verify')}`"
              f" on {v.get('device', 'n/a')}: weights against {v.get('manifest') or 'no manifest'}, "
-             f"strict load, clean accuracy **{_pct(v.get('clean_accuracy'))}** on "
+             f"strict load, clean accuracy **{pct(v.get('clean_accuracy'))}** on "
              f"{v.get('test_images')} test images"]
     sp = v.get("sparsity") or {}
     if sp:
@@ -249,14 +249,14 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
     whole = "the whole test split" if n_test == CIFAR10_TEST_IMAGES else "a seeded random test subset"
     result = [
         "## Results\n",
-        f"Clean accuracy: **{_pct(acc)}** on {whole} ({n_test} images), measured after saving "
+        f"Clean accuracy: **{pct(acc)}** on {whole} ({n_test} images), measured after saving "
         f"the weights as {precision} and loading them back, in float32 on "
         f"{metrics.get('eval_device', 'n/a')}.",
     ]
     if metrics.get("initial_accuracy") is not None:
         result.append(
             f"\nBefore fine-tuning (the initial weights, unaltered, with this model's activation): "
-            f"{_pct(metrics['initial_accuracy'])} on the same {metrics.get('initial_images', n_test)} "
+            f"{pct(metrics['initial_accuracy'])} on the same {metrics.get('initial_images', n_test)} "
             f"test images (measured during training, {recipe.get('amp_used', 'float32')})."
         )
     if metrics.get("sparsity"):
@@ -272,12 +272,12 @@ def model_card(config: ModelConfig, metrics: dict[str, Any], recipe: dict[str, A
             ci = r.get("ci95")
             interval = f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]" if ci else ""
             result.append(f"| `{r['attack']}:{r['preset']}` | {r.get('eps')} | {r['n']} "
-                          f"(seed {r['seed']}) | {_pct(r['robust_acc'])}{interval} |")
+                          f"(seed {r['seed']}) | {pct(r['robust_acc'])}{interval} |")
         if w := metrics.get("worst_case"):
             ci = w["ci95"]
             result.append(f"| **every attack at once**, per image ({len(w['attacks'])}: "
                           f"{', '.join(w['attacks'])}) | {w['eps']} | {w['n']} | "
-                          f"**{_pct(w['robust_acc'])}** [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}] |")
+                          f"**{pct(w['robust_acc'])}** [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}] |")
         result.append("\nWhat these numbers mean, and why k-WTA's robustness under gradient "
                       "attacks is gradient masking: the explorer's Reproduction tab and "
                       "`docs/reproduction.md`.")
