@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from kwta_demo.app.explorer import Explorer, Limits
+    from kwta_demo.app.explorer import Explorer
+    from kwta_demo.app.inputs import Limits
     from kwta_demo.app.model_cache import ModelCache
     from kwta_demo.app.ui import LAUNCH_KWARGS, QUEUE_SIZE, create_demo
 

@@ -35,7 +35,11 @@ from kwta_demo.evaluation.speed import environment
 from kwta_demo.models.architectures import build_model
 from kwta_demo.settings import PROJECT_ROOT, resolve_device
 from kwta_demo.training import cpu_has_native_bf16, set_threads
-from kwta_demo.training.adversarial import DEFAULT_EPS, DEFAULT_METHOD, training_examples
+from kwta_demo.training.adversarial import (
+    DEFAULT_EPS,
+    DEFAULT_METHOD,
+    training_examples,
+)
 
 
 @dataclass(frozen=True)

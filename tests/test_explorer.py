@@ -13,13 +13,8 @@ import torch
 from PIL import Image
 
 from kwta_demo.app import viz
-from kwta_demo.app.explorer import (
-    Explorer,
-    Limits,
-    attack_controls,
-    model_names,
-    parse_eps_list,
-)
+from kwta_demo.app.explorer import Explorer
+from kwta_demo.app.inputs import Limits, attack_controls, model_names, parse_eps_list
 from kwta_demo.app.model_cache import ModelCache
 from kwta_demo.data.uploads import ImageInputError, prepare_image
 from kwta_demo.models.activations import active_share, comparable_layers, flipped_share
@@ -519,7 +514,7 @@ def test_transfer_matrix_of_the_last_attack_and_over_images(explorer):
 
 
 def test_the_png_is_the_8bit_image_inside_the_ball_and_is_checked_again(explorer):
-    from kwta_demo.app.explorer import quantise_8bit
+    from kwta_demo.app.outcomes import quantise_8bit
 
     clean = torch.randint(0, 256, (1, 3, 32, 32)).float() / 255
     adv = (clean + (torch.rand_like(clean) - 0.5) * 0.1).clamp(0, 1)
@@ -560,7 +555,7 @@ def test_a_receipt_replays_bit_identically(explorer):
 
 
 def test_a_replay_query_sets_up_the_same_click(explorer):
-    from kwta_demo.app.explorer import parse_replay, replay_query
+    from kwta_demo.app.replay import parse_replay, replay_query
 
     gallery = explorer.gallery()
     index = gallery.indices[3]

@@ -16,17 +16,14 @@ that (``model_cache.deadline``), also in the middle of an attack.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlencode
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from ..attacks import ATTACKS, run_attack
+from ..attacks import run_attack
 from ..attacks.gradient import recording_iterates
 from ..data.cifar10 import (
     GALLERY_SAMPLE,
@@ -48,377 +45,38 @@ from ..models.activations import (
     comparable_layers,
     flipped_share,
 )
-from ..models.architectures import ARCHS, CIFAR10_CLASSES, ModelConfig
+from ..models.architectures import CIFAR10_CLASSES
 from ..models.checkpoints import CheckpointError, find_checkpoint, weights_sha256
 from ..settings import Settings, get_settings
+from .inputs import (
+    MAX_EPS_255,
+    Limits,
+    Progress,
+    attack_spec,
+    bounded_int,
+    check_arch,
+    check_attack,
+    class_index,
+    eps_from_255,
+    finite,
+    model_names,
+    no_progress,
+    parse_eps_list,
+)
 from .model_cache import ModelCache, ModelStatus, deadline
+from .outcomes import (
+    ActivationView,
+    AttackOutcome,
+    AuditOutcome,
+    GalleryData,
+    LandscapeOutcome,
+    ModelAttack,
+    SweepOutcome,
+    quantise_8bit,
+)
 from .receipts import receipt, receipt_tensors
 
-__all__ = [
-    "ARCH_LABELS",
-    "VARIANTS",
-    "UNKNOWN_LABEL",
-    "Limits",
-    "GalleryData",
-    "ModelAttack",
-    "AttackOutcome",
-    "ActivationView",
-    "SweepOutcome",
-    "AuditOutcome",
-    "Explorer",
-    "AttackControls",
-    "attack_controls",
-    "attack_names",
-    "model_names",
-    "parse_eps_list",
-]
-
-ARCH_LABELS: dict[str, str] = {"ResNet18": "resnet18", "AlexNet": "alexnet"}
-VARIANTS: dict[str, str] = {"ReLU": "relu", "k-WTA γ=0.2": "kwta-0.2", "k-WTA γ=0.1": "kwta-0.1"}
-UNKNOWN_LABEL = "unknown: attack each model's own clean prediction"
-MAX_EPS_255 = 64.0  # 0.25 of the pixel range: beyond it, an "attack" just paints the image
-
-Progress = Callable[[float, str], None]
-
-
-def _no_progress(_fraction: float, _desc: str) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps that bound one request's work (the queue bounds how many run at once)."""
-
-    max_steps: int = 200  # an attack's step override
-    max_sweep_images: int = 500
-    max_sweep_points: int = 10  # epsilon values in one sweep
-    time_limit_s: float = 300.0  # any one request, checked at every forward pass
-    sweep_batch: int = 50
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _text(value: Any, what: str) -> str:
-    """``value`` as a string, or a ValueError naming ``what`` (API values can be any JSON)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, got {value!r}")
-    return value
-
-
-def _arch(arch: str) -> str:
-    value = ARCH_LABELS.get(_text(arch, "architecture"), arch)
-    if value not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose {' or '.join(ARCH_LABELS.values())}")
-    return value
-
-
-def model_names(arch: str, variants: Sequence[str]) -> list[str]:
-    """Checkpoint names for an architecture and variant labels (or suffixes), in a fixed order."""
-    arch = _arch(arch)
-    if isinstance(variants, str):
-        variants = [variants]
-    if variants is not None and not isinstance(variants, (list, tuple)):
-        raise ValueError(f"variants must be a list of model variants, got {variants!r}")
-    if not variants:
-        raise ValueError("no model selected: tick at least one of " + ", ".join(VARIANTS))
-    suffixes = []
-    for v in variants:
-        suffix = VARIANTS.get(v, v) if isinstance(v, str) else v
-        if suffix not in VARIANTS.values():
-            raise ValueError(f"unknown model variant {v!r}; choose from "
-                             f"{', '.join(VARIANTS.values())} ({', '.join(VARIANTS)})")
-        suffixes.append(suffix)
-    return [f"{arch}-{s}" for s in VARIANTS.values() if s in suffixes]
-
-
-def _class_index(value: str | int | float | None, what: str) -> int | None:
-    """A class given by name or index; None for empty or 'unknown'."""
-    if value is None or value in ("", "none", "unknown", UNKNOWN_LABEL):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if float(value) != int(value) or not 0 <= int(value) < len(CIFAR10_CLASSES):
-            raise ValueError(f"{what} must be a class index 0..9 or a class name, got {value!r}")
-        return int(value)
-    name = str(value).strip().lower()
-    if name.isdigit() and 0 <= int(name) < len(CIFAR10_CLASSES):
-        return int(name)
-    if name not in CIFAR10_CLASSES:
-        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(CIFAR10_CLASSES)}")
-    return CIFAR10_CLASSES.index(name)
-
-
-def _finite(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return x
-
-
-def _eps(eps_255: Any) -> float:
-    eps = _finite(eps_255, "epsilon")
-    if not 0 < eps <= MAX_EPS_255:
-        raise ValueError(f"epsilon must lie in (0, {MAX_EPS_255:g}] (in 1/255 units), got {eps_255!r}")
-    return eps / 255.0
-
-
-def _int(value: Any, what: str, lo: int, hi: int) -> int:
-    x = _finite(value, what)
-    if x != int(x) or not lo <= x <= hi:
-        raise ValueError(f"{what} must be a whole number in {lo}..{hi}, got {value!r}")
-    return int(x)
-
-
-def parse_eps_list(text: str | Sequence[float], max_points: int = 10) -> list[float]:
-    """Epsilons in 1/255 units from '0, 2, 4, 8' (or a list): sorted, unique, each in [0, 64]."""
-    if isinstance(text, str):
-        parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
-    elif isinstance(text, (list, tuple)):
-        parts = list(text)
-    elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        parts = [text]
-    else:
-        raise ValueError(f"epsilon values must be a text like '0, 2, 4, 8' or a list, got {text!r}")
-    if not parts:
-        raise ValueError("give at least one epsilon, e.g. '0, 2, 4, 8' (in 1/255 units)")
-    values = sorted({_finite(p, "epsilon") for p in parts})
-    if values[0] < 0 or values[-1] > MAX_EPS_255:
-        raise ValueError(f"each epsilon must lie in [0, {MAX_EPS_255:g}] (1/255 units), got {values}")
-    if len(values) > max_points:
-        raise ValueError(f"at most {max_points} epsilon values per sweep, got {len(values)}")
-    return values
-
-
-def _spec(attack: str):
-    """The registry entry of ``attack`` (ValueError naming the choices when unknown)."""
-    if not isinstance(attack, str) or attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    return ATTACKS[attack]
-
-
-def _check_attack(attack: str, preset: str) -> Any:
-    spec = _spec(attack)
-    if not isinstance(preset, str) or preset not in spec.presets:
-        raise ValueError(f"unknown preset {preset!r} for {attack}; choose from {', '.join(spec.presets)}")
-    return spec
-
-
-def attack_names() -> list[str]:
-    """The attacks on offer, in registry order."""
-    return list(ATTACKS)
-
-
-@dataclass(frozen=True)
-class AttackControls:
-    """What the UI should offer for an attack and preset."""
-
-    presets: list[str]
-    has_steps: bool
-    has_step_size: bool
-    targeted: str  # "no", "optional" or "required"
-    eps_255: float | None  # the eps the preset was published with, if any
-    note: str  # what the attack and the preset do, in markdown
-
-
-def attack_controls(attack: str, preset: str | None = None) -> AttackControls:
-    """Presets, adjustable parameters, target use and the preset's note for ``attack``."""
-    spec = _spec(attack)
-    presets = list(spec.presets)
-    preset = preset if isinstance(preset, str) and preset in spec.presets else presets[0]
-    eps = spec.preset_eps.get(preset)
-    note = f"**{spec.title}**: {spec.description}\n\nPreset `{preset}`: {spec.preset_notes.get(preset, '')}"
-    return AttackControls(presets, "steps" in spec.params, "step_size" in spec.params,
-                          spec.targeted, None if eps is None else eps * 255, note)
-
-
-def quantise_8bit(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
-    """``adversarial`` rounded to the nearest of 256 levels, kept in [0, 1] and inside the
-    eps-ball of ``clean`` on that grid: the image a PNG download holds. A clean image
-    from an 8-bit source lies on the grid, so the bounds do too."""
-    levels = torch.round(adversarial * 255)
-    base = torch.round(clean * 255)
-    reach = math.floor(eps * 255 + 1e-6)
-    return torch.minimum(torch.maximum(levels, base - reach), base + reach).clamp(0, 255) / 255
-
-
-REPLAY_KEYS = ("test", "arch", "variants", "attack", "preset", "eps", "steps", "step", "true",
-               "target", "seed")
-
-
-def replay_query(outcome: "AttackOutcome", test_index: int) -> str:
-    """The query string that sets the app up for the same click on test image
-    ``test_index`` (``?test=...&arch=...``); ``parse_replay`` reads it back."""
-    params = outcome.params
-    fields = {
-        "test": test_index, "arch": outcome.arch,
-        "variants": ",".join(ModelConfig.from_name(m.name).variant for m in outcome.models),
-        "attack": outcome.attack, "preset": outcome.preset,
-        "eps": repr(round(params["eps"] * 255, 6)), "seed": params["seed"],
-        "steps": params.get("steps"),
-        "step": None if params.get("step_size") is None else repr(round(params["step_size"] * 255, 6)),
-        "true": None if outcome.label is None else CIFAR10_CLASSES[outcome.label],
-        "target": None if outcome.target is None else CIFAR10_CLASSES[outcome.target],
-    }
-    return "?" + urlencode({k: v for k, v in fields.items() if v is not None})
-
-
-def parse_replay(query: dict[str, str]) -> dict[str, Any] | None:
-    """The attack settings a replay query holds (None when it holds none); every value is
-    checked as ``Explorer.attack`` checks it, so a bad link is a clear error."""
-    if "test" not in query:
-        return None
-    unknown = sorted(set(query) - set(REPLAY_KEYS))
-    if unknown:
-        raise ValueError(f"unknown replay parameter(s): {', '.join(unknown)}")
-    arch = _arch(query.get("arch", "resnet18"))
-    variants = [v for v in query.get("variants", "relu,kwta-0.2,kwta-0.1").split(",") if v]
-    model_names(arch, variants)
-    attack, preset = query.get("attack", "pgd"), query.get("preset", "interactive")
-    _check_attack(attack, preset)
-    out = {"test": _int(query["test"], "test", 0, 10**6), "arch": arch, "variants": variants,
-           "attack": attack, "preset": preset,
-           "eps_255": _finite(query.get("eps", "8"), "eps"),
-           "steps": _int(query["steps"], "steps", 1, 10**4) if query.get("steps") else None,
-           "step_size_255": _finite(query["step"], "step") if query.get("step") else None,
-           "seed": _int(query.get("seed", "0"), "seed", 0, 2**31 - 1),
-           "true_class": query.get("true"), "target_class": query.get("target")}
-    for key in ("true_class", "target_class"):
-        if out[key] is not None:
-            _class_index(out[key], key.replace("_", " "))
-    _eps(out["eps_255"])
-    return out
-
-
-# ---------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class GalleryData:
-    images: list[np.ndarray]  # (32, 32, 3) uint8
-    labels: list[int]
-    captions: list[str]
-    message: str  # where the images come from, or why there are none
-    indices: list[int] = field(default_factory=list)  # each image's index in the test split
-
-
-@dataclass
-class ModelAttack:
-    """One model's part of an attack click."""
-
-    name: str
-    error: str | None = None  # why this model could not run (the others still did)
-    result: Any = None  # AttackResult for one image
-    label: int | None = None  # the label attacked (true class or own clean prediction)
-    clean_probs: torch.Tensor | None = None  # (10,)
-    adv_probs: torch.Tensor | None = None  # (10,)
-    adv_8bit: torch.Tensor | None = None  # (3, H, W): the adversarial image as a PNG holds it
-    fools_8bit: bool | None = None  # whether that 8-bit image still succeeds
-
-    @property
-    def adversarial(self) -> torch.Tensor:
-        return self.result.adversarial[0].detach().cpu()
-
-    def summary(self) -> dict[str, Any]:
-        """Plain numbers for the API and captions."""
-        if self.error is not None:
-            return {"model": self.name, "error": self.error}
-        r = self.result
-        clean_pred, adv_pred = int(r.clean_pred[0]), int(r.adv_pred[0])
-        return {
-            "model": self.name,
-            "label": CIFAR10_CLASSES[self.label],
-            "clean_pred": CIFAR10_CLASSES[clean_pred],
-            "clean_prob": round(float(self.clean_probs[clean_pred]), 4),
-            "adv_pred": CIFAR10_CLASSES[adv_pred],
-            "adv_prob": round(float(self.adv_probs[adv_pred]), 4),
-            "success": bool(r.success[0]),
-            "linf_255": round(float(r.linf[0]) * 255, 3),
-            "l2": round(float(r.l2[0]), 4),
-            "steps_recorded": int(r.true_prob.shape[0]),
-            "steps": r.params.get("steps"),
-            "success_8bit": self.fools_8bit,
-        }
-
-
-@dataclass
-class AttackOutcome:
-    image: PreparedImage
-    arch: str
-    attack: str
-    preset: str
-    params: dict[str, Any]  # what was asked (eps in [0, 1], overrides, target)
-    label: int | None  # the true class if known
-    target: int | None
-    models: list[ModelAttack] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def ok(self) -> list[ModelAttack]:
-        return [m for m in self.models if m.error is None]
-
-    def state(self) -> dict[str, Any]:
-        """What a later activation or audit request needs, as CPU tensors (kept server-side)."""
-        return {
-            "arch": self.arch,
-            "clean": self.image.tensor.clone(),
-            "adversarial": {m.name: m.adversarial.clone() for m in self.ok()},
-            "labels": {m.name: m.label for m in self.ok()},
-            "attack": self.attack, "preset": self.preset,
-            "params": {k: v for k, v in self.params.items() if k != "target"},
-            "target": self.target,
-        }
-
-
-@dataclass
-class ActivationView:
-    layer: LayerInfo
-    stats: list[dict[str, Any]]  # per model: active share clean/adv, flipped share
-    maps: dict[str, tuple[torch.Tensor, torch.Tensor]]  # per model: (clean, adversarial) maps
-
-
-@dataclass
-class LandscapeOutcome:
-    lines: dict[str, dict[str, Any]]  # per model, per direction: the line slice
-    planes: dict[str, torch.Tensor]  # per model: the gradient-sign x random plane
-    radius: float  # in pixel units
-
-
-@dataclass
-class AuditOutcome:
-    audits: list[Any]  # kwta_demo.evaluation.audit.Audit, one per model
-    errors: dict[str, str]
-    images: int
-    seconds: float
-
-    def rows(self) -> list[list[Any]]:
-        flag = {True: "yes", False: "no", None: "—"}
-        return [[a.model, c.title, flag[c.flagged], c.evidence] for a in self.audits
-                for c in a.checks]
-
-
-@dataclass
-class SweepOutcome:
-    eps_255: list[float]
-    accuracy: dict[str, list[float]]  # per model, one value per epsilon
-    errors: dict[str, str]
-    n: int
-    seed: int
-    attack: str
-    preset: str
-    seconds: float
-
-    def rows(self) -> list[list[Any]]:
-        return [[name, eps, round(acc, 4)] for name, accs in self.accuracy.items()
-                for eps, acc in zip(self.eps_255, accs)]
-
-
-# ---------------------------------------------------------------- the explorer
-
-
+__all__ = ["Explorer"]
 
 
 class Explorer:
@@ -510,7 +168,7 @@ class Explorer:
     def test_image(self, index: Any) -> tuple[np.ndarray, str]:
         """Test image ``index`` (its index in the test split) and its class name."""
         split, test_index, where = self._test_data()
-        i = _int(index, "test image index", 0, 10**6)
+        i = bounded_int(index, "test image index", 0, 10**6)
         found = (test_index == i).nonzero()
         if len(found) == 0:
             raise ValueError(f"test image #{i} is not in {where}")
@@ -523,7 +181,7 @@ class Explorer:
         gallery = self.gallery()
         if not gallery.images:
             raise ValueError("the gallery is empty (no CIFAR-10 source found); upload an image")
-        i = _int(index, "gallery index", 0, len(gallery.images) - 1)
+        i = bounded_int(index, "gallery index", 0, len(gallery.images) - 1)
         return gallery.images[i], CIFAR10_CLASSES[gallery.labels[i]]
 
     # ------------------------------------------------------------ models
@@ -534,7 +192,7 @@ class Explorer:
 
     def layers(self, arch: str) -> list[LayerInfo]:
         """The layers offered for activation maps for ``arch``."""
-        return list(comparable_layers(_arch(arch)))
+        return list(comparable_layers(check_arch(arch)))
 
     # ------------------------------------------------------------ attack
 
@@ -556,25 +214,25 @@ class Explorer:
         true_class: str | int | None = None,
         target_class: str | int | None = None,
         seed: int = 0,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
     ) -> AttackOutcome:
         """Attack one image against each selected model; a model that fails to load is
         reported in its slot and the others still run."""
         names = model_names(arch, variants)
-        spec = _check_attack(attack, preset)
-        eps = _eps(eps_255)
-        label = _class_index(true_class, "true class")
-        target = _class_index(target_class, "target class")
+        spec = check_attack(attack, preset)
+        eps = eps_from_255(eps_255)
+        label = class_index(true_class, "true class")
+        target = class_index(target_class, "target class")
         if target is not None and target == label:
             raise ValueError("the target class is the true class: pick another target")
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        seed = bounded_int(seed, "seed", 0, 2**31 - 1)
         if target is not None and spec.targeted == "no":
             raise ValueError(f"{attack} is untargeted: leave the target class empty")
         if target is None and spec.targeted == "required":
             raise ValueError(f"{attack} is a targeted attack: pick a target class")
         overrides = self._overrides(spec.params, steps, step_size_255)
         prepared = self.prepare(image)
-        outcome = AttackOutcome(prepared, _arch(arch), attack, preset,
+        outcome = AttackOutcome(prepared, check_arch(arch), attack, preset,
                                 {"eps": eps, **overrides, "target": target, "seed": seed}, label, target)
         start = time.monotonic()
         with deadline(self.limits.time_limit_s):
@@ -592,9 +250,9 @@ class Explorer:
         without such a parameter ignores it."""
         out: dict[str, Any] = {}
         if steps not in (None, "") and "steps" in params:
-            out["steps"] = _int(steps, "steps", 1, self.limits.max_steps)
+            out["steps"] = bounded_int(steps, "steps", 1, self.limits.max_steps)
         if step_size_255 not in (None, "") and "step_size" in params:
-            size = _finite(step_size_255, "step size")
+            size = finite(step_size_255, "step size")
             if not 0 < size <= MAX_EPS_255:
                 raise ValueError(f"step size must lie in (0, {MAX_EPS_255:g}] (1/255 units), got {step_size_255!r}")
             out["step_size"] = size / 255.0
@@ -724,7 +382,7 @@ class Explorer:
         of its models (the ReLU model of the architecture is the transfer twin)."""
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the audit checks its result")
-        if _spec(state["attack"]).targeted == "required":
+        if attack_spec(state["attack"]).targeted == "required":
             raise ValueError(f"{state['attack']} is targeted; the audit checks untargeted "
                              "attacks (run PGD, APGD, DeepFool, ...)")
         names = list(state["adversarial"])
@@ -739,10 +397,10 @@ class Explorer:
         the audit and the transfer matrix (untargeted attacks only)."""
 
         names = model_names(arch, variants)
-        if _check_attack(attack, preset).targeted == "required":
+        if check_attack(attack, preset).targeted == "required":
             raise ValueError(f"{attack} is targeted; {what} uses untargeted attacks")
-        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        n = bounded_int(n, "number of images", 1, self.limits.max_sweep_images)
+        seed = bounded_int(seed, "seed", 0, 2**31 - 1)
         try:
             split = self._test_split()
         except Exception as e:  # noqa: BLE001 - the reason goes to the user
@@ -758,8 +416,8 @@ class Explorer:
                                                       "the audit")
         images = sample.images.float() / 255
         labels = {name: sample.labels for name in names}
-        return self._audit_models(_arch(arch), names, images, labels, attack, preset,
-                                  {"eps": _eps(eps_255)}, seed)
+        return self._audit_models(check_arch(arch), names, images, labels, attack, preset,
+                                  {"eps": eps_from_255(eps_255)}, seed)
 
     # ------------------------------------------------------------ winner-flip atlas
 
@@ -810,11 +468,11 @@ class Explorer:
         if not state or not state.get("adversarial"):
             raise ValueError("run an attack first: the slices pass through its image")
         eps = float(state["params"]["eps"])
-        radius = _finite(radius_255, "radius") / 255 if radius_255 else 2 * eps
+        radius = finite(radius_255, "radius") / 255 if radius_255 else 2 * eps
         if not 0 < radius <= 1:
             raise ValueError(f"radius must lie in (0, 255] (1/255 units), got {radius_255!r}")
-        points = _int(points, "points", 3, 201)
-        plane_points = _int(plane_points, "plane points", 3, 61)
+        points = bounded_int(points, "points", 3, 201)
+        plane_points = bounded_int(plane_points, "plane points", 3, 61)
         device = self.cache.device
         image = state["clean"].to(device)
         lines, planes = {}, {}
@@ -880,7 +538,7 @@ class Explorer:
         with deadline(self.limits.time_limit_s):
             matrix = transfer_matrix(models, (sample.images.float() / 255).to(device),
                                      sample.labels.to(device), attack=attack, preset=preset,
-                                     eps=_eps(eps_255), seed=seed)
+                                     eps=eps_from_255(eps_255), seed=seed)
         return matrix, errors
 
     # ------------------------------------------------------------ sweep
@@ -895,7 +553,7 @@ class Explorer:
         eps_255: str | Sequence[float] = "0, 2, 4, 8",
         n: int = 20,
         seed: int = 0,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
     ) -> SweepOutcome:
         """Accuracy vs epsilon on ``n`` seeded class-balanced test images, for each model.
 
@@ -907,10 +565,10 @@ class Explorer:
         """
 
         names = model_names(arch, variants)
-        _check_attack(attack, preset)
+        check_attack(attack, preset)
         eps_list = parse_eps_list(eps_255, self.limits.max_sweep_points)
-        n = _int(n, "number of images", 1, self.limits.max_sweep_images)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        n = bounded_int(n, "number of images", 1, self.limits.max_sweep_images)
+        seed = bounded_int(seed, "seed", 0, 2**31 - 1)
         try:
             subset, index = evaluation_sample(self._test_split(), n, seed)
         except DataNotFoundError as e:

@@ -30,19 +30,11 @@ from ..reporting.cells import RESULTS_DIR
 from ..reporting.claims import claims
 from ..reporting.tables import reproduction_markdown, results_files
 from . import viz
-from .explorer import (
-    ARCH_LABELS,
-    UNKNOWN_LABEL,
-    VARIANTS,
-    ActivationView,
-    AttackOutcome,
-    Explorer,
-    attack_controls,
-    attack_names,
-    parse_replay,
-    replay_query,
-)
+from .explorer import Explorer
+from .inputs import ARCH_LABELS, UNKNOWN_LABEL, VARIANTS, attack_controls, attack_names
 from .model_cache import ModelStatus
+from .outcomes import ActivationView, AttackOutcome
+from .replay import parse_replay, replay_query
 
 __all__ = ["create_demo", "model_status_markdown", "CSS", "LAUNCH_KWARGS", "ABOUT"]
 
