@@ -23,7 +23,8 @@ import torch
 
 from kwta_demo import build_model, load_model
 from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10
-from kwta_demo.evaluation.evaluate import RobustColumn, robust_accuracy
+from kwta_demo.evaluation.accuracy import robust_accuracy
+from kwta_demo.evaluation.results import RobustColumn
 from kwta_demo.evaluation.speed import environment
 from kwta_demo.models.kwta import relu_to_kwta
 from kwta_demo.pipeline.plan import DEFAULT_PLAN

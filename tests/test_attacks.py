@@ -19,7 +19,7 @@ from kwta_demo.attacks import (
     run_attack,
 )
 from kwta_demo.attacks.base import ImageStreams, batch_seeds
-from kwta_demo.evaluation.evaluate import robust_accuracy, vga_statistics
+from kwta_demo.evaluation.accuracy import robust_accuracy, vga_statistics
 from kwta_demo.models.kwta import KWTA
 
 EPS = 0.1  # the synthetic task's classes are ~0.3 apart per pixel: eps=0.1 is enough
@@ -705,7 +705,7 @@ def test_autoattack_records_which_attack_fooled_each_image_and_its_flags(relu_mo
 
 
 def test_autoattack_rows_count_its_attacks_and_flags(relu_model, batch):
-    from kwta_demo.evaluation.evaluate import robust_accuracy
+    from kwta_demo.evaluation.accuracy import robust_accuracy
 
     x, y = batch
     row = robust_accuracy(relu_model, x[:6], y[:6], "autoattack", eps=0.1, preset="interactive",

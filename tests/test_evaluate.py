@@ -10,7 +10,8 @@ import torch
 from kwta_demo import build_model, save_checkpoint
 from kwta_demo.__main__ import main as cli
 from kwta_demo.data.cifar10 import load_cifar10
-from kwta_demo.evaluation.evaluate import RobustColumn, clean_accuracy, to_markdown
+from kwta_demo.evaluation.accuracy import clean_accuracy
+from kwta_demo.evaluation.results import RobustColumn, to_markdown
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_evaluation_sample_is_class_balanced_and_nested(folder_data):
 
 
 def test_wilson_interval():
-    from kwta_demo.evaluation.evaluate import wilson_interval
+    from kwta_demo.evaluation.results import wilson_interval
 
     lo, hi = wilson_interval(0, 320)
     assert lo == 0.0 and 0.011 < hi < 0.013  # the rule of three's neighbour: ~3.7/n
@@ -191,7 +192,9 @@ def test_rows_do_not_depend_on_the_batch_size(folder_data, tmp_path, monkeypatch
 
 
 def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, monkeypatch):
+    from kwta_demo.evaluation import accuracy
     from kwta_demo.evaluation import evaluate as ev
+    from kwta_demo.evaluation.batches import EvaluationStopped
 
     _tiny_checkpoint(tmp_path, monkeypatch)
     cols = [RobustColumn("pgd", "interactive", 8 / 255)]
@@ -205,18 +208,18 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
         asked.append(1)
         return len(asked) == 5 + 2  # the clean row's 5 batches (20 images), one attack batch
     calls = []
-    with pytest.raises(ev.EvaluationStopped, match="batch 1 of 3"):
+    with pytest.raises(EvaluationStopped, match="batch 1 of 3"):
         ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts,
                     should_stop=stop_at_the_second_attack_batch, **kw)
     assert len(list(parts.glob("*/seeds-*.json"))) == 1  # the finished attack batch is kept
 
-    original = ev.run_attack
+    original = accuracy.run_attack
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "run_attack", counting)
+    monkeypatch.setattr(accuracy, "run_attack", counting)
     resumed = ev.evaluate(["alexnet-kwta-0.1"], cols, parts_dir=parts, **kw)
     assert len(calls) == 2  # batches 1 and 2 only; batch 0 came from its part
     assert _outcomes(resumed) == _outcomes(fresh)
@@ -240,7 +243,7 @@ def test_a_stopped_row_goes_on_from_its_finished_batches(folder_data, tmp_path, 
 
 
 def test_a_damaged_part_is_computed_again(tmp_path):
-    from kwta_demo.evaluation.evaluate import BatchParts, map_batches
+    from kwta_demo.evaluation.batches import BatchParts, map_batches
 
     parts = BatchParts(tmp_path / "row")
     done = []

@@ -386,7 +386,7 @@ def test_sweep_accuracy_vs_eps(explorer):
                          eps_255="8, 0", n=6, seed=2, progress=lambda f, d: calls.append(f))
     assert out.eps_255 == [0.0, 8.0] and set(out.accuracy) == {"alexnet-relu", "alexnet-kwta-0.1"}
     from kwta_demo.data.cifar10 import evaluation_sample, load_cifar10
-    from kwta_demo.evaluation.evaluate import robust_accuracy
+    from kwta_demo.evaluation.accuracy import robust_accuracy
 
     subset, index = evaluation_sample(load_cifar10("test"), 6, 2)  # the evaluation's own images
     for name, accs in out.accuracy.items():

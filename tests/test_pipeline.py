@@ -295,7 +295,7 @@ def test_recorded_model_paths_are_relative_inside_the_working_directory(tmp_path
 def test_a_stopped_rows_kept_batches_count_as_done(tmp_path):
     # A row stopped part-way keeps its finished batches in the parts folder beside the
     # results: the status lists it, and the estimate counts only the batches left.
-    from kwta_demo.evaluation.evaluate import RobustColumn, parts_folder, robust_row_key
+    from kwta_demo.evaluation.results import RobustColumn, parts_folder, robust_row_key
     from kwta_demo.models.checkpoints import weights_sha256
 
     results = tmp_path / "results"

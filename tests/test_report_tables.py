@@ -302,7 +302,7 @@ def test_the_worst_case_counts_an_image_robust_only_if_every_attack_failed_on_it
     assert "| Carlini-Wagner: 0.0% [10.0–20.0], n=4 | 0.0% [0.0–49.0], n=4 |" in fewer
     assert "Attacks run on fewer images join in on a line of their own" in table
     # on a prefix, a longer row's figure is recomputed from its first n outcomes
-    from kwta_demo.evaluation.evaluate import wilson_interval
+    from kwta_demo.evaluation.results import wilson_interval
     from kwta_demo.reporting.analysis import worst_case
 
     w = worst_case(best_rows(rows), "alexnet-kwta-0.1", n=2)

@@ -57,7 +57,7 @@ def masking_example(arch: str, results: Path = ROOT / "results" / "reproduction.
     """The test-split index of the first evaluation image on which ``attack:preset`` fools
     ``arch``'s ReLU model and leaves both of its k-WTA models standing (None: no such image
     in ``results``): an image whose audit shows what masking looks like."""
-    from kwta_demo.evaluation.evaluate import load_result
+    from kwta_demo.evaluation.results import load_result
 
     data = load_result(results)
     if data is None:

@@ -34,8 +34,8 @@ from ..data.cifar10 import (
     resolve_source,
 )
 from ..data.uploads import PreparedImage, prepare_image
+from ..evaluation.accuracy import clean_accuracy, robust_accuracy
 from ..evaluation.audit import audit
-from ..evaluation.evaluate import clean_accuracy, robust_accuracy
 from ..evaluation.landscape import directions, line_slice, plane_slice
 from ..evaluation.transfer import transfer_matrix
 from ..models.activations import (

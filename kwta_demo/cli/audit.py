@@ -1,4 +1,5 @@
-"""``python -m kwta_demo audit``: the gradient-masking audit and transfer matrix of one architecture's checkpoints (kwta_demo.evaluation.audit)."""
+"""``python -m kwta_demo audit``: the gradient-masking audit and transfer matrix of one
+architecture's checkpoints (kwta_demo.evaluation.audit)."""
 
 from __future__ import annotations
 

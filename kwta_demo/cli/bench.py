@@ -1,4 +1,5 @@
-"""``python -m kwta_demo bench``: ReLU vs k-WTA speed as ratios measured in one run (kwta_demo.evaluation.speed)."""
+"""``python -m kwta_demo bench``: ReLU vs k-WTA speed as ratios measured in one run
+(kwta_demo.evaluation.speed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``python -m kwta_demo evaluate``: clean and robust accuracy tables, resumable, over any number of ``torchrun`` processes (kwta_demo.evaluation.evaluate)."""
+"""``python -m kwta_demo evaluate``: clean and robust accuracy tables, resumable, over any
+number of ``torchrun`` processes (kwta_demo.evaluation)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,9 @@ import sys
 from pathlib import Path
 
 from ..evaluation import distributed
-from ..evaluation.evaluate import (
-    STOPPED_EXIT,
-    EvaluationStopped,
-    RobustColumn,
-    evaluate,
-    load_result,
-    save_result,
-    to_markdown,
-)
+from ..evaluation.batches import EvaluationStopped
+from ..evaluation.evaluate import STOPPED_EXIT, evaluate
+from ..evaluation.results import RobustColumn, load_result, save_result, to_markdown
 from ..models.checkpoints import (
     MODEL_NAMES,
     atomic_write_text,

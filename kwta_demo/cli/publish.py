@@ -1,4 +1,5 @@
-"""``python -m kwta_demo publish``: upload checkpoint folders to the Hugging Face Hub (kwta_demo.models.upload)."""
+"""``python -m kwta_demo publish``: upload checkpoint folders to the Hugging Face Hub
+(kwta_demo.models.upload)."""
 
 from __future__ import annotations
 

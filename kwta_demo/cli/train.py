@@ -1,4 +1,5 @@
-"""``python -m kwta_demo train``: ReLU, then incremental k-WTA fine-tuning; ``at-`` stages train adversarially (kwta_demo.training)."""
+"""``python -m kwta_demo train``: ReLU, then incremental k-WTA fine-tuning; ``at-`` stages
+train adversarially (kwta_demo.training)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``python -m kwta_demo verify``: checks of shipped checkpoints, optionally recorded in their metrics and cards (kwta_demo.evaluation.verify)."""
+"""``python -m kwta_demo verify``: checks of shipped checkpoints, optionally recorded in their
+metrics and cards (kwta_demo.evaluation.verify)."""
 
 from __future__ import annotations
 

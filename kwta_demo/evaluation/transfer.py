@@ -17,7 +17,7 @@ from torch import nn
 
 from ..attacks import run_attack
 from ..models.kwta import KWTA
-from .evaluate import wilson_interval
+from .results import wilson_interval
 
 __all__ = ["TransferMatrix", "transfer_matrix", "fooled_rates"]
 

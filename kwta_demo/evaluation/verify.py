@@ -27,7 +27,7 @@ from ..models.checkpoints import (
 )
 from ..models.kwta import KWTA
 from ..settings import resolve_device
-from .evaluate import clean_accuracy
+from .accuracy import clean_accuracy
 
 __all__ = ["SPARSITY_TOLERANCE", "verify_checkpoint", "check_external_manifest",
            ]

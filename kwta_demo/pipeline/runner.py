@@ -32,14 +32,9 @@ import torch
 
 from ..data.cifar10 import load_cifar10, seeded_subset
 from ..evaluation.audit import appender, audit_checkpoints, load_rows
-from ..evaluation.evaluate import (
-    STOPPED_EXIT,
-    EvaluationStopped,
-    RobustColumn,
-    evaluate,
-    load_result,
-    save_result,
-)
+from ..evaluation.batches import EvaluationStopped
+from ..evaluation.evaluate import STOPPED_EXIT, evaluate
+from ..evaluation.results import RobustColumn, load_result, save_result
 from ..models.checkpoints import atomic_write_text
 from ..reporting.cards import write_card
 from ..training.loop import TrainingStopped

@@ -8,12 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..evaluation.audit import load_rows
-from ..evaluation.evaluate import (
-    RobustColumn,
-    load_result,
-    parts_folder,
-    robust_row_key,
-)
+from ..evaluation.results import RobustColumn, load_result, parts_folder, robust_row_key
 from ..models.architectures import arch_of
 from ..models.checkpoints import weights_sha256
 from ..training.config import parse_image_sizes

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..attacks import get_attack
-from ..evaluation.evaluate import wilson_interval
+from ..evaluation.results import wilson_interval
 from ..models.architectures import arch_of
 from .cells import ARCHS, COLUMNS, VARIANTS, pct
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cifar10 import DATA_CAVEAT
-from ..evaluation.evaluate import load_result
+from ..evaluation.results import load_result
 from ..models.architectures import ModelConfig
 from ..models.checkpoints import atomic_write_text
 from ..provenance import device_name

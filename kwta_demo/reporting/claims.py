@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..evaluation.evaluate import load_result as read_result
+from ..evaluation.results import load_result as read_result
 from . import published as P
 from .analysis import best_rows, short_label, twin_value, worst_case
 from .cells import RESULTS_DIR

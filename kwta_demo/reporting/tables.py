@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.evaluate import load_result as read_result
-from ..evaluation.evaluate import wilson_interval
+from ..evaluation.results import load_result as read_result
+from ..evaluation.results import wilson_interval
 from ..settings import get_settings
 from ..training.timing import typical_epoch_seconds
 from . import published as P

@@ -39,7 +39,7 @@ from ..data.cifar10 import (
     seeded_subset,
     shuffled_order,
 )
-from ..evaluation.evaluate import clean_accuracy
+from ..evaluation.accuracy import clean_accuracy
 from ..models.activations import activation_sparsity
 from ..models.architectures import (
     Classifier,
