@@ -351,3 +351,22 @@ def test_models_the_plan_has_not_trained_yet_wait(tmp_path):
     assert P.eval_step_done(step, [clean, row])
     assert not P.eval_step_done(step, [clean, {**row, "eps": 0.031}])
     assert not P.eval_step_done(step, [row])
+
+
+def test_an_adversarial_stage_is_timed_by_its_own_kind(tmp_path, monkeypatch):
+    """An adversarially trained stage takes its estimate from adversarial epochs, or from
+    standard ones times the measured step cost; it never lends its slower epochs to a
+    standard stage of the same architecture."""
+    plan = PL.Plan(train=(PL.TrainStep("alexnet", "relu", 2), PL.TrainStep("alexnet", "at-relu", 2)),
+                   checkpoints=str(tmp_path / "ckpt"), runs=str(tmp_path / "runs"),
+                   results=str(tmp_path / "eval.json"), audit_results=str(tmp_path / "audit.json"))
+    states = {"relu": {"epoch": 1, "partial": None, "history": [
+        {"epoch": 1, "train_seconds": 100.0, "image_size": 32}]}}
+    monkeypatch.setattr(S, "state_summary", lambda plan, step: states.get(step.stage))
+    relu, at = S.pipeline_status(plan)["stages"][:2]
+    assert relu["remaining_seconds"] == pytest.approx(100.0)
+    assert at["remaining_seconds"] == pytest.approx(2 * 100.0 * S.ADVERSARIAL_EPOCH_COST)
+    states["at-relu"] = {"epoch": 1, "partial": None, "history": [
+        {"epoch": 1, "train_seconds": 250.0, "image_size": 32}]}
+    relu, at = S.pipeline_status(plan)["stages"][:2]
+    assert (relu["remaining_seconds"], at["remaining_seconds"]) == (100.0, 250.0)

@@ -11,7 +11,7 @@ from ..evaluation.audit import load_rows
 from ..evaluation.results import RobustColumn, load_result, parts_folder, robust_row_key
 from ..models.architectures import arch_of
 from ..models.checkpoints import weights_sha256
-from ..training.config import parse_image_sizes
+from ..training.config import parse_image_sizes, parse_stage
 from ..training.timing import SIZE_EXPONENT, epoch_seconds
 from .plan import DEFAULT_PLAN, EvalStep, Plan, TrainStep, checkpoint_root
 from .runner import (
@@ -22,8 +22,12 @@ from .runner import (
     state_summary,
 )
 
-__all__ = ["pipeline_status", "format_status", "evaluation_estimate", "audit_estimate",
-           "rows_in_progress", "stage_remaining", "partial_epoch32"]
+ADVERSARIAL_EPOCH_COST = 1.6
+"""An adversarial training epoch over a standard one of the same model: its step costs
+1.57-1.76x (``benchmarks/train_speed.py --only n-fgsm``, docs/training.md)."""
+
+__all__ = ["ADVERSARIAL_EPOCH_COST", "pipeline_status", "format_status", "evaluation_estimate",
+           "audit_estimate", "rows_in_progress", "stage_remaining", "partial_epoch32"]
 
 
 # ------------------------------------------------------------------ status
@@ -246,9 +250,10 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         except ValueError:
             current = None
     stages = []
-    # per arch: seconds per 32 px epoch, from the last measured stage, else from a shipped
-    # checkpoint of that arch (its recipe's median epoch)
-    reference: dict[str, float] = {}
+    # per (arch, adversarial or not): seconds per 32 px epoch, from the last measured stage,
+    # else from a shipped checkpoint of that kind (its recipe's median epoch); an adversarial
+    # stage with neither takes the standard one's times the measured step cost
+    reference: dict[tuple[str, bool], float] = {}
     root = checkpoint_root(plan)
     for metrics_file in sorted(root.glob("*/metrics.json")) if root.is_dir() else ():
         try:
@@ -256,19 +261,24 @@ def pipeline_status(plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
         except ValueError:
             continue
         if recipe.get("seconds_per_epoch") and not recipe.get("image_sizes"):
-            reference[recipe.get("arch")] = float(recipe["seconds_per_epoch"])
-    measured: set[str] = set()  # archs whose reference is a finished epoch of this machine
+            key = (recipe.get("arch"), bool(recipe.get("adversarial")))
+            reference[key] = float(recipe["seconds_per_epoch"])
+    measured: set[tuple[str, bool]] = set()  # whose reference is a finished epoch here
     for step in plan.train + plan.after:
         state = state_summary(plan, step)
         done = stage_done(plan, step)
+        key = (step.arch, parse_stage(step.stage).adversarial)
         if state and (per32 := epoch_seconds(state["history"], 32)) is not None:
-            reference[step.arch] = per32
-            measured.add(step.arch)
-        elif step.arch not in measured and (per32 := partial_epoch32(step, state)) is not None:
+            reference[key] = per32
+            measured.add(key)
+        elif key not in measured and (per32 := partial_epoch32(step, state)) is not None:
             # no finished epoch here yet: the epoch under way says more of this machine
             # than a checkpoint trained elsewhere
-            reference[step.arch] = per32
-        remaining = 0.0 if done else stage_remaining(step, state, reference.get(step.arch))
+            reference[key] = per32
+        ref = reference.get(key)
+        if ref is None and key[1] and (standard := reference.get((step.arch, False))):
+            ref = standard * ADVERSARIAL_EPOCH_COST
+        remaining = 0.0 if done else stage_remaining(step, state, ref)
         stages.append({
             "name": step.name + (f" ({step.out})" if step.out else ""), "done": done,
             "epochs": step.epochs,
