@@ -17,7 +17,6 @@ from ..models.checkpoints import (
 )
 from .accuracy import SEEDING
 
-
 __all__ = ["RobustColumn", "robust_row_key", "parts_folder", "row_key", "WHOLE_SPLIT",
            "CLEAN_SAMPLE", "ROBUST_SAMPLE", "sample_description", "preset_params",
            "wilson_interval", "load_result", "save_result", "to_markdown"]

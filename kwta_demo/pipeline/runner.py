@@ -45,7 +45,7 @@ from .plan import DEFAULT_PLAN, AuditStep, EvalStep, Plan, TrainStep, checkpoint
 __all__ = ["PipelineStopped", "PipelineFiles", "pipeline_files", "running_pid", "alive",
            "run_pipeline", "request_stop", "detach", "stage_done", "state_summary", "results_stem",
            "parts_dir", "train_groups", "shown_path", "not_trained_yet",
-           "eval_step_done"]
+           "eval_step_done", "rows_present"]
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,19 @@ def not_trained_yet(plan: Plan, model: str) -> bool:
     return model in planned and not (checkpoint_root(plan) / model / "metrics.json").is_file()
 
 
-def eval_step_done(step: EvalStep, rows: list[dict[str, Any]]) -> bool:
-    """Whether every row of ``step`` (the clean row of each model, and each model under
-    each attack on ``step.n`` images) is in ``rows``."""
+def rows_present(rows: list[dict[str, Any]]) -> tuple[set[tuple[Any, ...]], set[str]]:
+    """The (model, attack, preset, eps, n) of the robust rows in ``rows``, and the models
+    with a clean row: what says a row of a plan is done."""
     have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
              int(r.get("n", 0))) for r in rows if r.get("attack") != "none"}
     clean = {Path(r["model"]).name for r in rows if r.get("attack") == "none"}
+    return have, clean
+
+
+def eval_step_done(step: EvalStep, rows: list[dict[str, Any]]) -> bool:
+    """Whether every row of ``step`` (the clean row of each model, and each model under
+    each attack on ``step.n`` images) is in ``rows``."""
+    have, clean = rows_present(rows)
     specs = [RobustColumn.parse(a, 0.031) for a in step.attacks]
     return all(m in clean and all((m, c.attack, c.preset, c.eps, step.n) in have for c in specs)
                for m in step.models)

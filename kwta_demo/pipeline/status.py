@@ -17,6 +17,7 @@ from .plan import DEFAULT_PLAN, EvalStep, Plan, TrainStep, checkpoint_root
 from .runner import (
     parts_dir,
     pipeline_files,
+    rows_present,
     running_pid,
     stage_done,
     state_summary,
@@ -160,9 +161,7 @@ def evaluation_estimate(plan: Plan, rows: list[dict[str, Any]],
     as done.
     """
     per_image = _seconds_per_image(plan, rows)
-    have = {(Path(r["model"]).name, r["attack"], r.get("preset", ""), float(r.get("eps", 0.0)),
-             int(r.get("n", 0))) for r in rows if r.get("attack") != "none"}
-    clean = {Path(r["model"]).name for r in rows if r.get("attack") == "none"}
+    have, clean = rows_present(rows)
     clean_per_image = [r["seconds"] / r["n"] for r in rows
                        if r.get("attack") == "none" and r.get("seconds") and r.get("n")]
     done = total = 0
