@@ -54,6 +54,16 @@ def small(**overrides) -> T.TrainConfig:
     return T.TrainConfig(**{**base, **overrides})
 
 
+def training_report():
+    """scripts/training_report.py, imported from its folder as test_docs imports the scripts
+    (its helper ``doc_markers`` lies beside it)."""
+    if str(TESTS.parent / "scripts") not in sys.path:
+        sys.path.insert(0, str(TESTS.parent / "scripts"))
+    import training_report
+
+    return training_report
+
+
 def weights(folder_or_model) -> dict[str, torch.Tensor]:
     model = folder_or_model
     if not isinstance(model, torch.nn.Module):
@@ -399,11 +409,7 @@ def test_benchmark_epoch_seconds():
 
 
 def test_the_training_report_renders_the_checkpoints(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tr", TESTS.parent / "scripts" / "training_report.py")
-    tr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tr)
+    tr = training_report()
     folder = tmp_path / "ckpt" / "resnet18-relu"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({
@@ -440,11 +446,7 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
 
 
 def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tr", TESTS.parent / "scripts" / "training_report.py")
-    tr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tr)
+    tr = training_report()
 
     def run(acc, history, wall):
         return {"clean_accuracy": acc, "recipe": {"epochs": 3, "wall_seconds": wall,

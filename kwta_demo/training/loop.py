@@ -57,11 +57,13 @@ from ..models.kwta import KWTA, get_kwta_impl
 from ..provenance import device_name, git_commit
 from ..settings import resolve_device
 from .adversarial import (
+    HoldoutCheck,
     holdout_check,
     training_examples,
 )
 from .config import CONFIG_DEFAULTS, TrainConfig, lr_at
 from .state import (
+    STATE_SUFFIX,
     EpochProgress,
     check_state_matches,
     fingerprint_checkpoint,
@@ -310,24 +312,8 @@ def train_model(
     if cfg.holdout:
         train_split, holdout = held_out(train_split, cfg.holdout, seed=cfg.seed)
     train_split, test_split = _on_device(train_split, device), _on_device(test_split, device)
-    history: list[dict[str, Any]] = []
-    start = 0
-    partial: EpochProgress | None = None
-    best: _Best | None = None
-    if path.is_file():
-        tensors, meta = read_state(path)
-        check_state_matches(path, meta, expected, CONFIG_DEFAULTS)
-        restore_state(tensors, meta, model, optimizer, generator, device)
-        start, history = int(meta["epoch"]), list(meta["history"])
-        partial = restore_partial(tensors, meta, device)
-        best = _Best.restore(tensors, meta)
-        where = (f"in epoch {start + 1} at step {partial.step}" if partial
-                 else f"after epoch {start}")
-        log.info("%s: resuming %s (of %d epochs) from %s", out.name, where, cfg.epochs, path)
-        if meta.get("amp") not in (None, str(amp_dtype)):
-            log.warning("%s: the state was saved with autocast %s, this machine runs %s: the "
-                        "run goes on, but not bit for bit as it would have", out.name,
-                        meta.get("amp"), amp_dtype)
+    start, history, partial, best = _resume(path, expected, cfg, model, optimizer, generator,
+                                            device, amp_dtype)
 
     measured_initial = any(h.get("epoch") == 0 for h in history)  # a resumed epoch 1 has it
     if start == 0 and init_folder is not None and cfg.eval_every and not measured_initial:
@@ -356,25 +342,12 @@ def train_model(
             partial=partial, checkpoint=lambda p, e=epoch: save(e - 1, p),
             save_every=save_every, should_stop=should_stop))
         partial = None
-        if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            t1 = time.perf_counter()
-            entry["test_acc"] = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
-            entry["eval_seconds"] = time.perf_counter() - t1
-            entry["test_images"] = len(test_split.labels)
-        if holdout is not None:
-            check = holdout_check(model, holdout, cfg.adv_eps, seed=cfg.seed)
-            entry.update(holdout_clean_acc=check.clean_acc, holdout_pgd_acc=check.pgd_acc,
-                         holdout_images=check.images, holdout_seconds=check.seconds)
-            if best is None or check.pgd_acc >= best.pgd_acc:  # a tie goes to the later epoch
-                best = _Best(epoch, check.pgd_acc, _weights_copy(model))
+        check = _measure_epoch(model, cfg, epoch, entry, test_split, holdout, device, amp_dtype)
+        if check is not None and (best is None or check.pgd_acc >= best.pgd_acc):
+            best = _Best(epoch, check.pgd_acc, _weights_copy(model))  # a tie: the later epoch
         history.append(entry)
         save(epoch)
-        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s%s, lr %.4g, %d px, %.1f s",
-                 out.name, epoch, cfg.epochs, entry["train_loss"], entry["train_acc"],
-                 f", test acc {entry['test_acc']:.4f}" if "test_acc" in entry else "",
-                 f", held-out PGD-10 acc {entry['holdout_pgd_acc']:.4f}"
-                 if "holdout_pgd_acc" in entry else "",
-                 entry["lr"], entry["image_size"], entry["train_seconds"])
+        _log_epoch(out.name, cfg, entry)
 
     if best is not None and best.epoch != cfg.epochs:
         log.warning("%s: held-out PGD-10 accuracy peaked at epoch %d (%.4f); keeping that "
@@ -387,6 +360,59 @@ def train_model(
                         selected_epoch=best.epoch if best else None)
     return {"name": out.name, "config": cfg.to_dict(), "history": history, "metrics": metrics,
             "checkpoint": str(out), "resumed_from": start}
+
+
+def _resume(
+    path: Path, expected: dict[str, Any], cfg: TrainConfig, model: nn.Module,
+    optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> tuple[int, list[dict[str, Any]], EpochProgress | None, "_Best | None"]:
+    """The saved state at ``path``, restored into the model, optimiser and generator:
+    (epochs done, history, the unfinished epoch, the best epoch so far); a fresh start
+    when there is none. A state saved by another run is an error (``TrainStateError``)."""
+    if not path.is_file():
+        return 0, [], None, None
+    tensors, meta = read_state(path)
+    check_state_matches(path, meta, expected, CONFIG_DEFAULTS)
+    restore_state(tensors, meta, model, optimizer, generator, device)
+    start, partial = int(meta["epoch"]), restore_partial(tensors, meta, device)
+    name = path.name.removesuffix(STATE_SUFFIX)
+    where = f"in epoch {start + 1} at step {partial.step}" if partial else f"after epoch {start}"
+    log.info("%s: resuming %s (of %d epochs) from %s", name, where, cfg.epochs, path)
+    if meta.get("amp") not in (None, str(amp_dtype)):
+        log.warning("%s: the state was saved with autocast %s, this machine runs %s: the "
+                    "run goes on, but not bit for bit as it would have", name,
+                    meta.get("amp"), amp_dtype)
+    return start, list(meta["history"]), partial, _Best.restore(tensors, meta)
+
+
+def _measure_epoch(
+    model: nn.Module, cfg: TrainConfig, epoch: int, entry: dict[str, Any],
+    test_split: CifarSplit, holdout: CifarSplit | None, device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> HoldoutCheck | None:
+    """After an epoch: test accuracy when it is due, and the held-out PGD-10 check of
+    adversarial training (returned), both written into ``entry``."""
+    if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+        t1 = time.perf_counter()
+        entry["test_acc"] = evaluate_accuracy(model, test_split, device, amp_dtype=amp_dtype)
+        entry["eval_seconds"] = time.perf_counter() - t1
+        entry["test_images"] = len(test_split.labels)
+    if holdout is None:
+        return None
+    check = holdout_check(model, holdout, cfg.adv_eps, seed=cfg.seed)
+    entry.update(holdout_clean_acc=check.clean_acc, holdout_pgd_acc=check.pgd_acc,
+                 holdout_images=check.images, holdout_seconds=check.seconds)
+    return check
+
+
+def _log_epoch(name: str, cfg: TrainConfig, entry: dict[str, Any]) -> None:
+    log.info("%s epoch %d/%d: loss %.4f, train acc %.4f%s%s, lr %.4g, %d px, %.1f s",
+             name, entry["epoch"], cfg.epochs, entry["train_loss"], entry["train_acc"],
+             f", test acc {entry['test_acc']:.4f}" if "test_acc" in entry else "",
+             f", held-out PGD-10 acc {entry['holdout_pgd_acc']:.4f}"
+             if "holdout_pgd_acc" in entry else "",
+             entry["lr"], entry["image_size"], entry["train_seconds"])
 
 
 def _finalize(
