@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,13 @@ def no_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "no-checkpoints"
     monkeypatch.setenv("KWTA_CHECKPOINTS", str(folder))
     return folder
+
+
+@pytest.fixture
+def script():
+    """``script(name)``: a module of ``scripts/``, imported from its folder as it runs there
+    (its helpers, such as ``doc_markers``, lie beside it)."""
+    folder = str(Path(__file__).resolve().parents[1] / "scripts")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module

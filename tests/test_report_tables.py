@@ -103,12 +103,8 @@ def test_cells_and_best_rows():
     assert best[("m", "pgd", "paper")]["n"] == 1000
 
 
-def test_the_docs_script_rewrites_between_its_markers(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rr", ROOT / "scripts" / "reproduction_report.py")
-    rr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rr)
+def test_the_docs_script_rewrites_between_its_markers(tmp_path, script):
+    rr = script("reproduction_report")
     doc = tmp_path / "doc.md"
     doc.write_text(f"# head\n{rr.BEGIN}\nold\n{rr.END}\ntail\n")
     rr.update_doc(doc, "new tables")

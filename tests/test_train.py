@@ -54,16 +54,6 @@ def small(**overrides) -> T.TrainConfig:
     return T.TrainConfig(**{**base, **overrides})
 
 
-def training_report():
-    """scripts/training_report.py, imported from its folder as test_docs imports the scripts
-    (its helper ``doc_markers`` lies beside it)."""
-    if str(TESTS.parent / "scripts") not in sys.path:
-        sys.path.insert(0, str(TESTS.parent / "scripts"))
-    import training_report
-
-    return training_report
-
-
 def weights(folder_or_model) -> dict[str, torch.Tensor]:
     model = folder_or_model
     if not isinstance(model, torch.nn.Module):
@@ -408,8 +398,8 @@ def test_benchmark_epoch_seconds():
     assert 0 < seconds < 60
 
 
-def test_the_training_report_renders_the_checkpoints(tmp_path):
-    tr = training_report()
+def test_the_training_report_renders_the_checkpoints(tmp_path, script):
+    tr = script("training_report")
     folder = tmp_path / "ckpt" / "resnet18-relu"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({
@@ -445,8 +435,8 @@ def test_the_training_report_renders_the_checkpoints(tmp_path):
     assert "| 10ep-32px | 10 at 32 px | 0.1 | 1 | 88.11% | 0.50 h | 180 s | n/a | CPU |" in block
 
 
-def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path):
-    tr = training_report()
+def test_the_training_report_sets_the_scratch_run_beside_the_fine_tuned_one(tmp_path, script):
+    tr = script("training_report")
 
     def run(acc, history, wall):
         return {"clean_accuracy": acc, "recipe": {"epochs": 3, "wall_seconds": wall,
