@@ -271,7 +271,7 @@ def robustness_curves(
 def claims_chart(claims: Sequence) -> go.Figure:
     """Robust accuracy claimed and measured for k-WTA models, one bar each, grouped by model,
     with the ReLU twin's figure under the same attack beside ours (a marker); hovering a bar
-    shows its source and conditions. ``claims``: ``report_tables.Claim``s."""
+    shows its source and conditions. ``claims``: ``reporting.claims.Claim``s."""
     fig = go.Figure()
     labels = [f"{c.group}<br>{c.label}" for c in claims]
     errors = [(c.value - c.ci95[0], c.ci95[1] - c.value) if c.ci95 else (0.0, 0.0) for c in claims]
