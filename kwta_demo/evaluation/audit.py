@@ -36,7 +36,7 @@ from ..attacks import get_attack, run_attack
 from ..attacks.base import MAX_STEPS, ImageStreams, attack_mode, batch_seeds, check_seed
 from ..attacks.gradient import ascend, input_gradient
 from ..data.cifar10 import describe_source, evaluation_sample, load_cifar10
-from ..models.architectures import ModelConfig
+from ..models.architectures import family
 from ..models.checkpoints import (
     atomic_write_text,
     find_checkpoint,
@@ -362,9 +362,7 @@ def audit_checkpoints(
 
     dev = resolve_device(device)
     source = describe_source(data)
-    training = "adversarial" if adversarial else "standard"
-    names = [ModelConfig(arch, "relu", training=training).name] + [
-        ModelConfig(arch, "kwta", gamma, training=training).name for gamma in gammas]
+    names = list(family(arch, adversarial=adversarial, gammas=tuple(gammas)))
     where = {n: (Path(checkpoint_dir) / n if checkpoint_dir else n) for n in names}
     shas = {name: weights_sha256(find_checkpoint(where[name])) for name in names}
     key = lambda r: (r["kind"], r["model"], r["sha"], r["attack"], r.get("bpda"), r["n"],  # noqa: E731

@@ -22,6 +22,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "ModelConfig",
     "arch_of",
+    "family",
     "build_model",
     "Normalize",
     "CifarResNet18",
@@ -136,6 +137,15 @@ class ModelConfig:
             gamma = self.gamma
             return lambda: KWTA(gamma)
         return lambda: nn.ReLU(inplace=True)
+
+
+def family(arch: str, *, adversarial: bool = False,
+           gammas: tuple[float, ...] = (0.2, 0.1)) -> tuple[str, ...]:
+    """The names of one architecture's ReLU model and its k-WTA models of ``gammas``,
+    standard or adversarially trained: ``("alexnet-relu", "alexnet-kwta-0.2", ...)``."""
+    training = "adversarial" if adversarial else "standard"
+    return (ModelConfig(arch, "relu", training=training).name,
+            *(ModelConfig(arch, "kwta", g, training=training).name for g in gammas))
 
 
 def arch_of(model: str) -> str:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..settings import Settings, get_settings, resolve_device
-from .architectures import Classifier, ModelConfig, build_model
+from .architectures import Classifier, ModelConfig, build_model, family
 
 __all__ = [
     "MODEL_NAMES",
@@ -46,11 +46,7 @@ __all__ = [
     "weights_sha256",
 ]
 
-MODEL_NAMES: tuple[str, ...] = tuple(
-    ModelConfig(arch, activation, gamma).name
-    for arch in ("resnet18", "alexnet")
-    for activation, gamma in (("relu", None), ("kwta", 0.2), ("kwta", 0.1))
-)
+MODEL_NAMES: tuple[str, ...] = family("resnet18") + family("alexnet")
 """The six shipped models: ResNet18 and AlexNet, each with ReLU, k-WTA 0.2 and 0.1."""
 MANIFEST = "SHA256SUMS"
 WEIGHTS = "model.safetensors"

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models.architectures import ModelConfig
+from ..models.architectures import family
 from ..settings import get_settings
 from ..training.config import stage_name
 
@@ -72,9 +72,7 @@ class AuditStep:
 
     @property
     def models(self) -> tuple[str, ...]:
-        training = "adversarial" if self.adversarial else "standard"
-        return (ModelConfig(self.arch, "relu", training=training).name,
-                *(ModelConfig(self.arch, "kwta", g, training=training).name for g in self.gammas))
+        return family(self.arch, adversarial=self.adversarial, gammas=self.gammas)
 
 
 @dataclass(frozen=True)
