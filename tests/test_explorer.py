@@ -625,3 +625,17 @@ def test_the_winner_flip_atlas_follows_the_attack(explorer):
     assert a["shares"][3][2] == flipped_share(acts[a["layers"][2]][0], acts[a["layers"][2]][1])
     assert a["true_prob"] == out.models[0].result.true_prob[:, 0].tolist()
     assert figure.layout.title.text.startswith("Winner-flip atlas")
+
+
+def test_the_slot_caption_never_contradicts_the_verdict():
+    """What a slot says of the 8-bit PNG agrees with the attack's verdict, and blames k-WTA's
+    winners only on a k-WTA model."""
+    from kwta_demo.app.ui import png_caption
+
+    assert png_caption(True, True, kwta=False).endswith("fools it too.")
+    relu = png_caption(True, False, kwta=False)
+    assert "does **not** fool it" in relu and "k-WTA" not in relu
+    assert "k-WTA model's winners" in png_caption(True, False, kwta=True)
+    never = png_caption(False, False, kwta=True)
+    assert "either" in never and "any more" not in never
+    assert "where the attack did not" in png_caption(False, True, kwta=False)

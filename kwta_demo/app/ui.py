@@ -121,6 +121,22 @@ def _upload_path(payload: Any) -> str | None:
                      f"handle_file(path)), got a {type(payload).__name__} without a file path")
 
 
+def png_caption(fooled: bool, png_fools: bool | None, kwta: bool) -> str:
+    """What the caption says of the 8-bit PNG shown (the attack's image rounded to whole grey
+    levels inside the ε-ball, run through the model again), beside the attack's verdict."""
+    if png_fools is None:
+        return "The 8-bit PNG shown was not run through the model again."
+    if fooled and png_fools:
+        return "The 8-bit PNG shown (rounded inside the ε-ball) fools it too."
+    if fooled:
+        why = " (a k-WTA model's winners can change on one grey level)" if kwta else ""
+        return ("The 8-bit PNG shown (rounded inside the ε-ball) does **not** fool it: rounding "
+                f"to whole grey levels undid the attack{why}.")
+    if png_fools:
+        return "The 8-bit PNG shown (rounded inside the ε-ball) does fool it, where the attack did not."
+    return "The 8-bit PNG shown (rounded inside the ε-ball) does not fool it either."
+
+
 def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:
     """Adversarial image, perturbation image, bar chart and caption for one variant slot."""
     name = f"{outcome.arch}-{suffix}"
@@ -136,13 +152,11 @@ def _slot_outputs(outcome: AttackOutcome, suffix: str) -> list[Any]:
         verdict += " (already wrong on the clean image)"
     amp = (f"x{0.5 / scale:.1f} (gray = 0, white/black = ±{scale * 255:.2f}/255)" if scale
            else "not at all: the perturbation is zero")
-    png = ("still fools the model" if model.fools_8bit else
-           "does **not** fool the model any more (a k-WTA model can flip back on one grey level)")
     text = (
         f"{verdict}: {s['clean_pred']} ({s['clean_prob']:.0%}) → {s['adv_pred']} "
         f"({s['adv_prob']:.0%}); label attacked: {s['label']}.  \n"
         f"L∞ = {s['linf_255']:.2f}/255, L2 = {s['l2']:.3f}.  \nPerturbation amplified {amp}.  \n"
-        f"The 8-bit PNG shown (rounded inside the ε-ball) {png}."
+        + png_caption(bool(s["success"]), model.fools_8bit, "kwta" in suffix)
     )
     bars = viz.prediction_bars(model.clean_probs, model.adv_probs, true_label=outcome.label,
                                target=outcome.target, title=name)
